@@ -1,0 +1,230 @@
+"""Execute the book's notebooks with papermill, in table-of-contents order.
+
+    python -m ntk_notes.pipeline execute --profile smoke [--only book/x.py] [--timeout 1200]
+
+Each chapter is a jupytext py:percent file under ``book/``; it is converted to .ipynb
+(with a kernel set, or papermill refuses it), executed in a child process with the
+profile as a parameter, and written next to its source only when it succeeded, so a
+half-executed notebook never reaches the site. The first failure stops the run and names
+the notebook and the cell. An execution report (notebook, profile, seconds, peak memory)
+is written as JSON and as the Markdown page ``book/execution_report.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
+
+from ntk_notes.profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+REPORT_DIR = BOOK / "_report"
+REPORT_PAGE = BOOK / "execution_report.md"
+DEFAULT_TIMEOUT = 1800  # seconds per notebook
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised, or ran past its time limit."""
+
+
+class Execution(NamedTuple):
+    notebook: str
+    profile: str
+    seconds: float
+    peak_memory_mb: float
+
+
+def toc_notebooks(toc_path: Path = ROOT / "_toc.yml") -> list[Path]:
+    """The jupytext sources named in ``_toc.yml``, in reading order."""
+    toc = yaml.safe_load(toc_path.read_text())
+    entries: list[str] = [toc["root"]]
+
+    def walk(node):
+        for part in node.get("parts", []):
+            walk(part)
+        for chapter in node.get("chapters", []):
+            entries.append(chapter["file"])
+            walk(chapter)
+        for section in node.get("sections", []):
+            entries.append(section["file"])
+            walk(section)
+
+    walk(toc)
+    return [ROOT / f"{entry}.py" for entry in entries if (ROOT / f"{entry}.py").exists()]
+
+
+def execute_notebook(source: Path, profile: str, output: Path, timeout: float = DEFAULT_TIMEOUT,
+                     parameters: dict | None = None) -> Execution:
+    """Execute one jupytext source under ``profile`` and write the executed .ipynb to ``output``.
+
+    Runs in a child process, so that its peak memory (the kernel's, a grandchild) is
+    measured on its own and a time limit can stop it. Raises NotebookFailed.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    source, output = Path(source).resolve(), Path(output).resolve()
+    if not source.exists():
+        raise ValueError(f"no notebook source at {source}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        partial = Path(scratch) / output.name
+        command = [sys.executable, "-m", "ntk_notes.pipeline", "_child", str(source), str(partial),
+                   profile, json.dumps(parameters or {})]
+        start = time.perf_counter()
+        try:
+            child = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                   cwd=source.parent, env={**os.environ, "NTK_NOTES_PROGRESS": "0"})
+        except subprocess.TimeoutExpired:
+            raise NotebookFailed(f"{_relative(source)} ran past its limit of {timeout:.0f} s "
+                                 f"under the {profile!r} profile") from None
+        seconds = time.perf_counter() - start
+        if child.returncode != 0:
+            kept = ""
+            if partial.exists():
+                failed = REPORT_DIR / f"{source.stem}.failed.ipynb"
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                partial.replace(failed)
+                kept = f"\n(the partly executed notebook is kept as {_relative(failed)})"
+            explained = child.stdout.strip()
+            detail = explained if explained else f"the executor crashed:\n{child.stderr.strip()[-3000:]}"
+            raise NotebookFailed(f"{_relative(source)} failed under the {profile!r} profile: {detail}{kept}")
+        peak_mb = json.loads(child.stdout.strip().splitlines()[-1])["peak_memory_mb"]
+        partial.replace(output)
+    return Execution(_relative(source), profile, round(seconds, 1), round(peak_mb, 1))
+
+
+def _child(source: str, output: str, profile: str, parameters: str) -> None:
+    """Runs in the child process: convert, execute, report peak memory as JSON."""
+    import jupytext
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook = jupytext.read(source)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    converted = Path(output).with_suffix(".source.ipynb")
+    jupytext.write(notebook, converted, fmt="ipynb")
+    try:
+        papermill.execute_notebook(
+            str(converted), output, parameters={"profile": profile, **json.loads(parameters)},
+            kernel_name="python3", cwd=str(Path(source).parent), progress_bar=False,
+            log_output=False)
+    except PapermillExecutionError as error:
+        print(_describe_failure(output, error))
+        sys.exit(1)
+    # The kernel was our child and has been waited for: its peak RSS is in RUSAGE_CHILDREN
+    # (kilobytes on Linux).
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"peak_memory_mb": peak_kb / 1024}))
+
+
+def _describe_failure(executed_path: str, error) -> str:
+    """Name the failing cell as the reader sees it in the source: its code-cell number,
+    not counting papermill's injected parameters cell, and its first line."""
+    import nbformat
+
+    cells = [cell for cell in nbformat.read(executed_path, as_version=4).cells  # minus papermill's error banners
+             if "papermill-error-cell-tag" not in cell.metadata.get("tags", [])]
+    code_cells = [i for i, cell in enumerate(cells)
+                  if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])]
+    number = code_cells.index(error.cell_index) + 1 if error.cell_index in code_cells else error.cell_index
+    first_line = next((line for line in cells[error.cell_index].source.splitlines() if line.strip()), "")
+    return f"code cell {number} (`{first_line.strip()[:80]}`) raised {error.ename}: {error.evalue}"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def write_report(executions: list[Execution], profile: str) -> None:
+    """The execution report, as JSON (for tools) and as a page of the book."""
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    import jax
+
+    machine = {
+        "profile": profile,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "devices": ", ".join(sorted({d.platform for d in jax.devices()})),
+        "cpu_count": os.cpu_count(),
+    }
+    (REPORT_DIR / "execution.json").write_text(json.dumps(
+        {"machine": machine, "notebooks": [e._asdict() for e in executions]}, indent=2))
+    rows = "\n".join(f"| {e.notebook} | {e.profile} | {e.seconds:.1f} | {e.peak_memory_mb:.0f} |"
+                     for e in executions)
+    total = sum(e.seconds for e in executions)
+    page = f"""# Execution report
+
+Every notebook in this book was executed by papermill before the site was rendered; this
+page records that run. Profile **{profile}** on {machine['cpu_count']} CPU cores
+(jax {machine['jax']}, devices: {machine['devices']}, Python {machine['python']}),
+{machine['date']}.
+
+| notebook | profile | seconds | peak memory (MB) |
+|---|---|---:|---:|
+{rows}
+| **total** | | **{total:.1f}** | |
+
+Peak memory is the largest resident set size of the notebook's kernel process.
+"""
+    tmp = REPORT_PAGE.with_suffix(".md.tmp")
+    tmp.write_text(page)
+    tmp.replace(REPORT_PAGE)
+
+
+def execute_book(profile: str, only: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> list[Execution]:
+    sources = toc_notebooks()
+    if only is not None:
+        wanted = (ROOT / only).resolve() if not Path(only).is_absolute() else Path(only)
+        if wanted not in sources:
+            raise ValueError(f"{only!r} is not a notebook of _toc.yml; allowed: "
+                             + ", ".join(_relative(s) for s in sources))
+        sources = [wanted]
+    executions = []
+    for source in sources:
+        print(f"executing {_relative(source)} under the {profile!r} profile ...", flush=True)
+        execution = execute_notebook(source, profile, source.with_suffix(".ipynb"), timeout)
+        print(f"  done in {execution.seconds:.1f} s, peak memory {execution.peak_memory_mb:.0f} MB", flush=True)
+        executions.append(execution)
+    if only is None:
+        write_report(executions, profile)
+    return executions
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_child":
+        _child(*argv[1:])
+        return
+    parser = argparse.ArgumentParser(prog="python -m ntk_notes.pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    execute = sub.add_parser("execute", help="execute the notebooks of _toc.yml in order")
+    execute.add_argument("--profile", default="default", choices=list(PROFILES))
+    execute.add_argument("--only", help="one notebook source, e.g. book/ntk_in_practice.py")
+    execute.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per notebook")
+    args = parser.parse_args(argv)
+    try:
+        execute_book(args.profile, args.only, args.timeout)
+    except (NotebookFailed, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Run profiles: one name picks consistent sizes for a notebook.
+
+- ``smoke``: CI on 2 CPU cores; checks the plumbing, not the science.
+- ``default``: a laptop CPU, a few minutes per notebook, findings already visible.
+- ``paper``: a GPU, the paper's datasets and scales.
+
+Each notebook's papermill parameters cell holds ``profile`` and its sizes set to ``None``;
+``settings(notebook, profile, **overrides)`` fills every ``None`` from the profile.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+PROFILES = ("smoke", "default", "paper")
+
+SIZES: dict[str, dict[str, dict]] = {
+    "ntk_in_practice": {
+        "smoke": dict(dataset="mnist-5k", classes=(3, 5), n_train=64, n_test=64, image_size=14,
+                      depths=(1, 2), widths=(64, 256), seeds=(0,), train_steps=40,
+                      probe_size=16),
+        "default": dict(dataset="mnist-5k", classes=(3, 5), n_train=500, n_test=300, image_size=14,
+                        depths=(1, 2, 3), widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
+                        seeds=(0, 1, 2), train_steps=500, probe_size=64),
+        "paper": dict(dataset="mnist", classes=(3, 5), n_train=2000, n_test=1000, image_size=28,
+                      depths=(1, 2, 3), widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
+                      seeds=(0, 1, 2, 3, 4), train_steps=2000, probe_size=256),
+    },
+}
+
+
+def settings(notebook: str, profile: str, **overrides) -> SimpleNamespace:
+    """The sizes of ``notebook`` under ``profile``; an override that is not None wins."""
+    if notebook not in SIZES:
+        raise ValueError(f"no profiles for notebook {notebook!r}; known: {', '.join(SIZES)}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    sizes = dict(SIZES[notebook][profile])
+    for name, value in overrides.items():
+        if name not in sizes:
+            raise ValueError(f"{notebook!r} has no setting {name!r}; settings: {', '.join(sizes)}")
+        if value is not None:
+            sizes[name] = value
+    return SimpleNamespace(profile=profile, **sizes)

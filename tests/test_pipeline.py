@@ -1,0 +1,115 @@
+"""The notebook pipeline: profiles, failures that name the notebook and the cell, reports."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ntk_notes import pipeline
+from ntk_notes.profiles import PROFILES, SIZES, settings
+
+
+def test_settings_fill_from_profile_and_overrides_win():
+    cfg = settings("ntk_in_practice", "smoke", n_train=None, widths=(8, 16))
+    assert cfg.n_train == SIZES["ntk_in_practice"]["smoke"]["n_train"]
+    assert cfg.widths == (8, 16)
+    assert cfg.profile == "smoke"
+
+
+def test_every_notebook_has_every_profile_with_the_same_settings():
+    for notebook, profiles in SIZES.items():
+        assert set(profiles) == set(PROFILES), notebook
+        names = {profile: set(sizes) for profile, sizes in profiles.items()}
+        assert len({frozenset(n) for n in names.values()}) == 1, notebook
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: settings("ntk_in_practice", "huge"), "'huge'.*smoke, default, paper"),
+    (lambda: settings("nope", "smoke"), "'nope'"),
+    (lambda: settings("ntk_in_practice", "smoke", n_trian=5), "'n_trian'"),
+])
+def test_bad_settings_name_the_value(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_toc_lists_the_chapters_in_order():
+    sources = pipeline.toc_notebooks()
+    assert sources, "no jupytext notebook found in _toc.yml"
+    assert all(s.suffix == ".py" and s.parent == pipeline.BOOK for s in sources)
+    assert sources[0].stem == "ntk_in_practice"
+
+
+FAILING = '''# %% [markdown]
+# # A notebook that fails
+
+# %% tags=["parameters"]
+profile = "default"
+
+# %%
+print("fine so far")
+
+# %%
+raise RuntimeError("boom from the third cell")
+'''
+
+PASSING = '''# %% tags=["parameters"]
+profile = "default"
+
+# %%
+print(f"running under {profile}")
+'''
+
+
+def test_failing_notebook_names_notebook_and_cell_and_writes_nothing(tmp_path):
+    source = tmp_path / "broken.py"
+    source.write_text(FAILING)
+    output = tmp_path / "broken.ipynb"
+    with pytest.raises(pipeline.NotebookFailed) as error:
+        pipeline.execute_notebook(source, "smoke", output, timeout=300)
+    message = str(error.value)
+    assert "broken.py" in message and "'smoke'" in message
+    assert "code cell 3 (`raise RuntimeError(" in message
+    assert "raised RuntimeError: boom from the third cell" in message
+    assert not output.exists()  # nothing half-written where the site would pick it up
+    kept = pipeline.REPORT_DIR / "broken.failed.ipynb"
+    assert kept.exists()
+    kept.unlink()
+
+
+def test_passing_notebook_gets_the_profile_and_a_report(tmp_path):
+    import nbformat
+
+    source = tmp_path / "ok.py"
+    source.write_text(PASSING)
+    output = tmp_path / "ok.ipynb"
+    execution = pipeline.execute_notebook(source, "paper", output, timeout=300)
+    notebook = nbformat.read(output, as_version=4)
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "running under paper" in printed
+    assert execution.profile == "paper" and execution.seconds > 0
+    assert 20 < execution.peak_memory_mb < 4000  # a Python kernel's resident memory, in MB
+
+
+def test_time_limit_stops_a_notebook(tmp_path):
+    source = tmp_path / "slow.py"
+    source.write_text(PASSING + "\n# %%\nimport time\ntime.sleep(120)\n")
+    with pytest.raises(pipeline.NotebookFailed, match="ran past its limit of 20 s"):
+        pipeline.execute_notebook(source, "smoke", tmp_path / "slow.ipynb", timeout=20)
+
+
+def test_unknown_profile_is_refused_by_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "ntk_notes.pipeline", "execute", "--profile", "huge"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "huge" in result.stderr
+
+
+def test_report_page_lists_each_notebook(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "REPORT_DIR", tmp_path)
+    monkeypatch.setattr(pipeline, "REPORT_PAGE", tmp_path / "execution_report.md")
+    runs = [pipeline.Execution("book/a.py", "smoke", 1.5, 300.0), pipeline.Execution("book/b.py", "smoke", 2.0, 410.0)]
+    pipeline.write_report(runs, "smoke")
+    page = (tmp_path / "execution_report.md").read_text()
+    assert "| book/a.py | smoke | 1.5 | 300 |" in page and "**3.5**" in page
+    assert json.loads((tmp_path / "execution.json").read_text())["notebooks"][1]["peak_memory_mb"] == 410.0

@@ -198,7 +198,7 @@ def _load_cifar10(data_dir, mirror) -> Dataset:
     else:
         archive = _local_file(data_dir, CIFAR10_ARCHIVE) if data_dir else fetch("cifar10", CIFAR10_ARCHIVE, mirror)
         batches = {}
-        with tarfile.open(archive, "r:gz") as tar:
+        with tarfile.open(archive, "r:*") as tar:  # gzipped as served, or plain
             for member in tar.getmembers():
                 if member.isfile() and Path(member.name).name in CIFAR10_TRAIN + CIFAR10_TEST:
                     batches[Path(member.name).name] = tar.extractfile(member).read()

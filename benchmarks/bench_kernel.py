@@ -19,7 +19,6 @@ here are meaningful: absolute times depend on the machine. Nothing is asserted o
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -33,8 +32,7 @@ import numpy as np
 from ntk_notes.data import make_task
 from ntk_notes.kernels import architecture
 
-REPEATS = 5
-REPEATS_LARGE = 3  # for the N = 4000 kernels, whose single calls take seconds
+REPEATS = 7  # even N = 4000 takes ~0.2 s a call here, so every size gets the same number
 FC_SIZES = (1000, 2000, 4000)
 CONV_BLOCKS = (64, 128)
 CONV_IMAGE_SIZES = (28, 14)
@@ -44,15 +42,24 @@ W_VAR = 2.0  # W_std ** 2 of ntk_notes.kernels.architecture
 B_VAR = 0.1 ** 2  # b_std ** 2
 
 
-def median_seconds(fn, *args, repeats: int = REPEATS) -> float:
-    """Median wall time of ``fn(*args)`` over ``repeats`` calls, after one warm-up call."""
-    jax.block_until_ready(fn(*args))  # compile (and fault in the buffers) outside the timing
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def median_seconds(calls: dict, repeats: int = REPEATS) -> dict:
+    """Median wall time of each ``name: (fn, *args)`` over ``repeats`` calls, after a warm-up.
+
+    The calls are interleaved (one round of every call per repeat, in a rotating order), so
+    that a slow spell of this shared machine hits all of them alike rather than one of the
+    things being compared.
+    """
+    for fn, *args in calls.values():
+        jax.block_until_ready(fn(*args))  # compile, and fault in the buffers, outside the timing
+    times = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, *args = calls[name]
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def relu_fc_kernels(gram, sq_norms1, sq_norms2, dim: int):
@@ -100,8 +107,7 @@ def main() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"jax {jax.__version__}, neural-tangents {neural_tangents.__version__}, "
           f"device {device.platform}:{device.device_kind} ({device}), {cores} CPU cores available")
-    print(f"median of {REPEATS} timed calls after a warm-up ({REPEATS_LARGE} for N = {max(FC_SIZES)}), "
-          f"float32, all in this process\n")
+    print(f"median of {REPEATS} interleaved timed calls after a warm-up, float32, all in this process\n")
 
     _, _, fc_kernel_fn = architecture("fc", depth=1)
     fc_kernel = jax.jit(fc_kernel_fn, static_argnames="get")
@@ -148,22 +154,22 @@ def main() -> int:
     elementwise_fn = jax.jit(lambda g, s: relu_fc_kernels(g, s, s, dim)[1])
     rows, breakdown = [], []
     for n in FC_SIZES:
-        repeats = REPEATS_LARGE if n == max(FC_SIZES) else REPEATS
         x = jax.device_put(images[:n])
         flat = jax.device_put(images[:n].reshape(n, -1))
-        t_gram = median_seconds(gram_fn, flat, repeats=repeats)
         gram = jax.block_until_ready(gram_fn(flat))
         sq_norms = jax.block_until_ready(jnp.diagonal(gram))
-        t_elem = median_seconds(elementwise_fn, gram, sq_norms, repeats=repeats)
-        t_ntk = median_seconds(lambda a: fc_kernel(a, a, get="ntk"), x, repeats=repeats)
-        t_nngp = median_seconds(lambda a: fc_kernel(a, a, get="nngp"), x, repeats=repeats)
+        t = median_seconds({"gram": (gram_fn, flat), "elem": (elementwise_fn, gram, sq_norms),
+                            "ntk": (lambda a: fc_kernel(a, a, get="ntk"), x),
+                            "nngp": (lambda a: fc_kernel(a, a, get="nngp"), x)})
+        del gram
+        t_gram, t_elem, t_ntk, t_nngp = t["gram"], t["elem"], t["ntk"], t["nngp"]
         t_other = t_ntk - t_gram - t_elem
         rows.append((f"{n}", ms(t_gram), ms(t_ntk), f"{t_ntk / t_gram:.1f}x", ms(t_nngp),
                      f"{t_nngp / t_gram:.1f}x", f"{t_ntk / n ** 2 * 1e9:.1f} ns"))
         breakdown.append((f"{n}", ms(t_elem), f"{t_gram / t_ntk:.0%}", f"{t_elem / t_ntk:.0%}",
                           f"{t_other / t_ntk:+.0%}", f"{t_nngp / t_ntk:.0%}"))
         if n == max(FC_SIZES):
-            fc_per_entry = t_ntk / n ** 2
+            fc_per_entry, elem_per_entry = t_ntk / n ** 2, t_elem / n ** 2
             last = (t_ntk / t_gram, t_gram / t_ntk, t_elem / t_ntk, t_other / t_ntk, t_nngp / t_ntk)
     print(f"\n1. FC NTK (depth 1), kernel_fn(x, x) on the whole N x N at once, vs the Gram X Xᵀ "
           f"(X: N x {dim}, float32)")
@@ -172,35 +178,42 @@ def main() -> int:
           "formula applied to a precomputed Gram)")
     table(("N", "elementwise", "Gram share", "elementwise share", "other", "NNGP/NTK"), breakdown)
     n = max(FC_SIZES)
+    if abs(last[3]) > 0.1:
+        other = f"the remaining {last[3]:+.0%} is neural-tangents' own extra work"
+    else:
+        other = f"no other overhead of note (rest {last[3]:+.0%}" + (
+            ": kernel_fn's elementwise pass is slightly cheaper than our standalone one)" if last[3] < 0 else ")")
     print(f"   -> at N = {n} the FC NTK costs {last[0]:.1f}x the bare Gram matmul: the matmul is "
-          f"{last[1]:.0%} of it, the elementwise arc-cosine work (a fused pass over N² entries) "
-          f"{last[2]:.0%}, the remaining {last[3]:+.0%} is neural-tangents' own extra work; "
-          f"asking only for the NNGP takes {last[4]:.0%} of the NTK time.")
+          f"{last[1]:.0%} of it, one elementwise arc-cosine pass over the N² entries {last[2]:.0%}, and "
+          f"{other}; asking for the NNGP only saves nothing ({last[4]:.0%} of the NTK time), as both "
+          f"need θ = arccos(...) for every entry.")
 
     # --- 2. Conv kernel per entry. ---------------------------------------------------------
     _, _, conv_kernel_fn = architecture("conv", depth=1)
     conv_kernel = jax.jit(conv_kernel_fn, static_argnames="get")
-    per_entry = {}
+    calls = {}
     for size in CONV_IMAGE_SIZES:
         pool = images if size == 28 else make_task("mnist-5k", classes=None, n_train=2 * max(CONV_BLOCKS),
                                                    n_test=1, seed=0, image_size=size).x_train
         for block in CONV_BLOCKS:
             x1, x2 = jax.device_put(pool[:block]), jax.device_put(pool[block:2 * block])
-            t = median_seconds(lambda a, b: conv_kernel(a, b, get="ntk"), x1, x2)
-            per_entry[size, block] = (t, t / block ** 2)
+            calls[size, block] = (lambda a, b: conv_kernel(a, b, get="ntk"), x1, x2)
+    times = median_seconds(calls)
+    per_entry = {(size, block): (t, t / block ** 2) for (size, block), t in times.items()}
     base = per_entry[28, min(CONV_BLOCKS)][1]
     rows = [(f"{size}x{size}", f"{block}x{block}", ms(t), f"{pe:.2e} s", f"{pe * 1e6:.2f} us",
              f"{pe / base:.2f}", f"{pe / fc_per_entry:.0f}x")
             for (size, block), (t, pe) in per_entry.items()]
-    print(f"\n2. conv NTK (depth 1, 3x3 SAME, Flatten readout), one off-diagonal block per call")
+    print("\n2. conv NTK (depth 1, 3x3 SAME, Flatten readout), one off-diagonal block per call")
     table(("images", "block", "time", "per entry", "per entry", "vs 28x28 64-block",
            f"vs FC NTK (N={n})"), rows)
     big = per_entry[28, max(CONV_BLOCKS)][1]
     small = per_entry[14, max(CONV_BLOCKS)][1]
-    print(f"   -> a conv NTK entry costs {big / fc_per_entry:.0f}x an FC one on 28x28 images; "
-          f"halving the side (4x fewer pixels) makes it {big / small:.1f}x cheaper, so a "
-          f"{n} x {n} conv NTK on 28x28 would take ~{big * n * (n + 1) / 2:.0f} s "
-          f"(symmetric half, {max(CONV_BLOCKS)}-blocks).")
+    print(f"   -> a conv NTK entry costs {big / fc_per_entry:.0f}x an FC one on 28x28 images: "
+          f"{big / 784 * 1e9:.1f} ns per entry and pixel, vs {elem_per_entry * 1e9:.1f} ns per entry for "
+          f"the FC's elementwise pass, i.e. roughly one arc-cosine pass per pixel; halving the side "
+          f"(4x fewer pixels) makes it {big / small:.1f}x cheaper, and a {n} x {n} conv NTK on 28x28 "
+          f"would take ~{big * n * (n + 1) / 2:.0f} s (symmetric half, {max(CONV_BLOCKS)}-blocks).")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -179,6 +179,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 CIFAR10_RECORD = 1 + 3 * 32 * 32  # label byte, then 1024 red, 1024 green, 1024 blue (row-major)
 CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR10_TEST = ("test_batch.bin",)
+CIFAR10_FILES = CIFAR10_TRAIN + CIFAR10_TEST
 
 
 def parse_cifar10_batch(raw: bytes, where: str = "CIFAR-10 batch") -> Images:
@@ -196,18 +197,18 @@ def parse_cifar10_batch(raw: bytes, where: str = "CIFAR-10 batch") -> Images:
 def _load_cifar10(data_dir, mirror) -> Dataset:
     folder = Path(data_dir) / "cifar-10-batches-bin" if data_dir else None
     if folder is not None and folder.is_dir():
-        missing = [file for file in CIFAR10_TRAIN + CIFAR10_TEST if not (folder / file).is_file()]
+        missing = [file for file in CIFAR10_FILES if not (folder / file).is_file()]
         if missing:
             raise ValueError(f"{folder} lacks {', '.join(missing)}")
-        batches = {file: (folder / file).read_bytes() for file in CIFAR10_TRAIN + CIFAR10_TEST}
+        batches = {file: (folder / file).read_bytes() for file in CIFAR10_FILES}
     else:
         archive = _local_file(data_dir, CIFAR10_ARCHIVE) if data_dir else fetch("cifar10", CIFAR10_ARCHIVE, mirror)
         batches = {}
         with tarfile.open(archive, "r:*") as tar:  # gzipped as served, or plain
             for member in tar.getmembers():
-                if member.isfile() and Path(member.name).name in CIFAR10_TRAIN + CIFAR10_TEST:
+                if member.isfile() and Path(member.name).name in CIFAR10_FILES:
                     batches[Path(member.name).name] = tar.extractfile(member).read()
-        missing = set(CIFAR10_TRAIN + CIFAR10_TEST) - set(batches)
+        missing = set(CIFAR10_FILES) - set(batches)
         if missing:
             raise ValueError(f"{archive} lacks {', '.join(sorted(missing))}")
 

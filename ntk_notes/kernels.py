@@ -13,11 +13,17 @@ learning rate x number of steps, so gradient flow gives
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import warnings
-from functools import cached_property
+import zipfile
+from functools import cached_property, lru_cache
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import neural_tangents as nt
 import numpy as np
 import scipy.linalg
 from neural_tangents import stax
@@ -63,33 +69,170 @@ def architecture(name: str, depth: int = 1, width: int = 512, n_out: int = 1, W_
     return stax.serial(*layers)
 
 
-def kernel_matrix(kernel_fn, x1, x2=None, batch_size: int = 256, show_progress: bool | None = None,
-                  get: str = "ntk") -> np.ndarray:
-    """Θ(x1, x2) computed in blocks of ``batch_size`` x ``batch_size``, as a host array of the
-    kernel's dtype (float32, or float64 with ``jax_enable_x64`` and float64 inputs).
+@lru_cache(maxsize=32)
+def _jitted_kernel_fn(kernel_fn):
+    return jax.jit(kernel_fn, static_argnames="get")
+
+
+@lru_cache(maxsize=32)
+def _batched_kernel_fn(kernel_fn, batch_size: int):
+    """``kernel_fn`` jit-compiled and batched by ``nt.batch`` over all local devices."""
+    return nt.batch(_jitted_kernel_fn(kernel_fn), batch_size=batch_size, device_count=-1,
+                    store_on_device=False)
+
+
+def _pad_rows(x, multiple: int):
+    """x with its last row repeated so that its length is a multiple of ``multiple``."""
+    extra = -len(x) % multiple
+    return x if extra == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)])
+
+
+def kernel_block(kernel_fn, x1, x2, batch_size: int = 256, get: str = "ntk") -> np.ndarray:
+    """Θ(x1, x2) as a host array, computed by ``nt.batch`` in batches of ``batch_size`` spread
+    over every local accelerator.
+
+    ``nt.batch`` needs both sizes to be multiples of the batch size (times the device count for
+    x1); ragged inputs are padded with a repeated row and the padding is cropped off, so at most
+    one batch per side is wasted. Inputs that fit one batch skip the batching machinery.
+    """
+    devices = jax.local_device_count()
+    if len(x1) <= batch_size and len(x2) <= batch_size:
+        return np.asarray(_jitted_kernel_fn(kernel_fn)(x1, x2, get=get))
+    size = min(batch_size, max(len(x1), len(x2)))
+    padded = _batched_kernel_fn(kernel_fn, size)(_pad_rows(x1, size * devices), _pad_rows(x2, size), get=get)
+    return np.asarray(padded)[:len(x1), :len(x2)]
+
+
+class BlockedKernel:
+    """Θ(x1, x2) split into square blocks that can be computed one at a time, anywhere.
+
+    Block (i, j) covers rows ``i*block_size ...`` and columns ``j*block_size ...``; for a
+    symmetric kernel (``x2=None``) only blocks with j >= i are computed and the rest mirrored.
+    With a ``directory`` every block is saved as ``block-i-j.npz`` holding the block and the
+    configuration (the caller's ``config`` plus shapes, block size and a sha256 of the inputs),
+    written atomically, so several processes, GPUs or machines sharing the directory can each
+    ``compute`` their own blocks, ``run`` resumes a half-finished kernel, and ``assemble``
+    builds the matrix once every block is there. A block saved under another configuration
+    is refused; an unreadable one is recomputed.
+    """
+
+    def __init__(self, kernel_fn, x1, x2=None, block_size: int | None = None, batch_size: int = 256,
+                 get: str = "ntk", directory=None, config: dict | None = None):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        unit = batch_size * jax.local_device_count()
+        block_size = 8 * unit if block_size is None else block_size
+        if not isinstance(block_size, int) or block_size < 1 or block_size % unit:
+            raise ValueError(f"block_size must be a positive multiple of batch_size x device count "
+                             f"({unit}), got {block_size!r}")
+        self.symmetric = x2 is None
+        self.kernel_fn, self.x1, self.x2 = kernel_fn, x1, (x1 if x2 is None else x2)
+        self.block_size, self.batch_size, self.get = block_size, batch_size, get
+        self.shape = (len(self.x1), len(self.x2))
+        self.directory = None if directory is None else Path(directory)
+        self.config = None
+        if self.directory is not None:
+            self.config = {**(config or {}), "get": get, "shape": list(self.shape), "block_size": block_size,
+                           "symmetric": self.symmetric, "x1_sha256": _fingerprint(self.x1),
+                           "x2_sha256": _fingerprint(self.x2)}
+            json.dumps(self.config)  # fail now, not after hours of compute, if it cannot be saved
+
+    @property
+    def blocks(self) -> list[tuple[int, int]]:
+        rows = range(-(-self.shape[0] // self.block_size))
+        cols = range(-(-self.shape[1] // self.block_size))
+        return [(i, j) for i in rows for j in cols if not (self.symmetric and j < i)]
+
+    def _slices(self, i: int, j: int):
+        b = self.block_size
+        return slice(i * b, min((i + 1) * b, self.shape[0])), slice(j * b, min((j + 1) * b, self.shape[1]))
+
+    def path(self, i: int, j: int) -> Path:
+        return self.directory / f"block-{i:05d}-{j:05d}.npz"
+
+    def load(self, i: int, j: int) -> np.ndarray | None:
+        """The saved block (i, j), or None if it is absent or unreadable."""
+        if self.directory is None or not self.path(i, j).exists():
+            return None
+        try:
+            with np.load(self.path(i, j), allow_pickle=False) as saved:
+                config, block = json.loads(str(saved["config"])), saved["kernel"]
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            warnings.warn(f"{self.path(i, j)} is unreadable ({error}); computing that block again", stacklevel=2)
+            return None
+        if config != self.config:
+            changed = sorted(k for k in set(config) | set(self.config) if config.get(k) != self.config.get(k))
+            raise ValueError(f"{self.path(i, j)} was computed under another configuration (differs in "
+                             f"{', '.join(changed)}); use another directory or delete it")
+        rows, cols = self._slices(i, j)
+        if block.shape != (rows.stop - rows.start, cols.stop - cols.start):
+            warnings.warn(f"{self.path(i, j)} has shape {block.shape}; computing that block again", stacklevel=2)
+            return None
+        return block
+
+    def compute(self, i: int, j: int) -> np.ndarray:
+        """Compute block (i, j) (and save it when there is a directory)."""
+        if (i, j) not in self.blocks:
+            raise ValueError(f"no block ({i}, {j}); blocks are {self.blocks[0]} ... {self.blocks[-1]}"
+                             + (" with j >= i (symmetric kernel)" if self.symmetric else ""))
+        rows, cols = self._slices(i, j)
+        block = kernel_block(self.kernel_fn, self.x1[rows], self.x2[cols], self.batch_size, self.get)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            partial = self.path(i, j).with_suffix(".partial.npz")
+            np.savez(partial, kernel=block, config=np.array(json.dumps(self.config, sort_keys=True)))
+            os.replace(partial, self.path(i, j))  # never leave a half-written block under the real name
+        return block
+
+    def missing(self) -> list[tuple[int, int]]:
+        return [(i, j) for i, j in self.blocks if self.load(i, j) is None]
+
+    def assemble(self) -> np.ndarray:
+        """The whole matrix from saved blocks; every block must be there."""
+        return self._fill(compute_missing=False, show_progress=False)
+
+    def run(self, show_progress: bool | None = None) -> np.ndarray:
+        """The whole matrix: saved blocks are loaded, the others computed (and saved)."""
+        return self._fill(compute_missing=True, show_progress=show_progress)
+
+    def _fill(self, compute_missing: bool, show_progress: bool | None) -> np.ndarray:
+        out = None
+        if show_progress is None and len(self.blocks) <= 8:
+            show_progress = False
+        desc = f"{self.get} kernel {self.shape[0]}x{self.shape[1]}"
+        for i, j in progress(self.blocks, desc=desc, enabled=show_progress):
+            block = self.load(i, j)
+            if block is None:
+                if not compute_missing:
+                    raise ValueError(f"block ({i}, {j}) is missing from {self.directory}; "
+                                     f"{len(self.missing())} of {len(self.blocks)} blocks are missing")
+                block = self.compute(i, j)
+            if out is None:
+                out = np.empty(self.shape, dtype=block.dtype)
+            rows, cols = self._slices(i, j)
+            out[rows, cols] = block
+            if self.symmetric and j > i:
+                out[cols, rows] = block.T
+        return out
+
+
+def _fingerprint(x) -> str:
+    x = np.ascontiguousarray(np.asarray(x))
+    return hashlib.sha256(f"{x.dtype}{x.shape}".encode() + x.tobytes()).hexdigest()
+
+
+def kernel_matrix(kernel_fn, x1, x2=None, batch_size: int = 256, block_size: int | None = None,
+                  show_progress: bool | None = None, get: str = "ntk", directory=None,
+                  config: dict | None = None) -> np.ndarray:
+    """Θ(x1, x2) (Θ(x1, x1) if ``x2`` is None) as a host array of the kernel's dtype (float32,
+    or float64 with ``jax_enable_x64`` and float64 inputs), computed block by block
+    (see ``BlockedKernel``; with ``directory`` the blocks are saved and a rerun resumes).
 
     A progress bar is shown for more than a handful of blocks (``show_progress=None``),
     always (True) or never (False).
     """
-    x2_is_x1 = x2 is None
-    x2 = x1 if x2_is_x1 else x2
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    compute = jax.jit(kernel_fn, static_argnames="get")
-    rows = range(0, len(x1), batch_size)
-    cols = range(0, len(x2), batch_size)
-    blocks = [(i, j) for i in rows for j in cols if not (x2_is_x1 and j < i)]
-    out = None
-    if show_progress is None and len(blocks) <= 8:
-        show_progress = False
-    for i, j in progress(blocks, desc=f"{get} kernel {len(x1)}x{len(x2)}", enabled=show_progress):
-        block = np.asarray(compute(x1[i:i + batch_size], x2[j:j + batch_size], get=get))
-        if out is None:
-            out = np.empty((len(x1), len(x2)), dtype=block.dtype)
-        out[i:i + batch_size, j:j + batch_size] = block
-        if x2_is_x1 and j > i:  # symmetric: fill the mirror block instead of computing it
-            out[j:j + batch_size, i:i + batch_size] = block.T
-    return out
+    job = BlockedKernel(kernel_fn, x1, x2, block_size, batch_size, get, directory, config)
+    return job.run(show_progress)
 
 
 class KernelPredictor:
@@ -101,8 +244,13 @@ class KernelPredictor:
     alone, whose gradient costs one pass through Θ(x, X): attacks never re-solve anything.
     """
 
-    def __init__(self, kernel_fn, x_train, y_train, k_train_train=None, batch_size: int = 256):
-        x_train, y_train = jnp.asarray(x_train), np.asarray(y_train, dtype=np.float64)
+    def __init__(self, kernel_fn, x_train, y_train, k_train_train=None, batch_size: int = 256,
+                 float64: bool = False):
+        if float64 and not jax.config.jax_enable_x64:
+            raise ValueError("float64=True needs 64-bit jax: call jax.config.update('jax_enable_x64', True) "
+                             "before building the predictor")
+        self.dtype = jnp.float64 if float64 else jnp.float32
+        x_train, y_train = jnp.asarray(x_train, self.dtype), np.asarray(y_train, dtype=np.float64)
         if y_train.ndim != 2 or y_train.shape[0] != x_train.shape[0]:
             raise ValueError(f"y_train must have shape ({x_train.shape[0]}, C), got {y_train.shape}")
         self.kernel_fn, self.x_train, self.y_train = kernel_fn, x_train, y_train
@@ -114,6 +262,19 @@ class KernelPredictor:
             raise ValueError(f"k_train_train must have shape {(len(x_train),) * 2}, got {self.k_train_train.shape}")
         self.jitter = 0.0
         self._cholesky = self._factorise()
+
+    @property
+    def n_outputs(self) -> int:
+        return self.y_train.shape[1]
+
+    def check_inputs(self, x) -> jnp.ndarray:
+        """``x`` as an array of the predictor's dtype, or a ValueError if its images do not have
+        the training images' shape."""
+        x = jnp.asarray(x, self.dtype)
+        if x.shape[1:] != self.x_train.shape[1:]:
+            raise ValueError(f"inputs of shape {x.shape} do not match the training images: "
+                             f"expected (n,) + {tuple(self.x_train.shape[1:])}")
+        return x
 
     def _factorise(self):
         scale = float(np.mean(np.diag(self.k_train_train)))
@@ -157,20 +318,24 @@ class KernelPredictor:
         gain = np.where(rate > 0, -np.expm1(-rate * t) / np.where(values > 0, values, 1.0), t / self.y_train.size)
         return vectors @ (gain[:, None] * (vectors.T @ targets))
 
-    def logits_fn(self, t: float | None = None, dtype=jnp.float32):
-        """A jit-compiled function x -> f_t(x) (or f_∞(x)), differentiable in x."""
-        w = jnp.asarray(self.weights(t), dtype=dtype)
-        x_train, kernel_fn = self.x_train, self.kernel_fn
+    def logits_fn(self, t: float | None = None):
+        """A jit-compiled function x -> f_t(x) (or f_∞(x)), differentiable in x. Its cost is one
+        pass through Θ(x, X): the training system was solved once, in ``__init__``."""
+        w = jnp.asarray(self.weights(t), dtype=self.dtype)
+        x_train, kernel_fn, dtype = self.x_train, self.kernel_fn, self.dtype
 
         @jax.jit
         def logits(x):
-            return kernel_fn(x, x_train, "ntk").astype(dtype) @ w
+            return kernel_fn(x.astype(dtype), x_train, "ntk").astype(dtype) @ w
 
         return logits
 
-    def predict(self, x, t: float | None = None, k_test_train=None, f0_train=None, f0_test=None) -> np.ndarray:
-        """f_t(x) for a whole test set (in batches), shape (n, C).
+    def predict(self, x, t: float | None = None, k_test_train=None, f0_train=None, f0_test=None,
+                show_progress: bool | None = None) -> np.ndarray:
+        """f_t(x) for a whole test set, shape (n, C), float64.
 
+        The test set goes through in batches of ``batch_size`` (a progress bar for more than a
+        handful), so memory stays at one batch's kernel; a precomputed ``k_test_train`` skips that.
         With a network's initial outputs ``f0_train`` = f_0(X) and ``f0_test`` = f_0(x), this is
         the infinite-width limit of *that* network trained for time t (its linearisation with
         Θ): f_0(x) + Θ(x, X) Θ⁻¹ (I - e^{-Θt/(NC)}) (Y - f_0(X)). Without them f_0 = 0, the
@@ -178,13 +343,24 @@ class KernelPredictor:
         """
         if (f0_train is None) != (f0_test is None):
             raise ValueError("give both f0_train and f0_test, or neither")
-        if k_test_train is None:
-            k_test_train = kernel_matrix(self.kernel_fn, jnp.asarray(x), self.x_train, batch_size=self.batch_size)
-        k_test_train = np.asarray(k_test_train, dtype=np.float64)
-        if f0_train is None:
-            return k_test_train @ self.weights(t)
-        residual = self.y_train - np.asarray(f0_train, dtype=np.float64)
-        return np.asarray(f0_test, dtype=np.float64) + k_test_train @ self.weights(t, residual)
+        weights = self.weights(t) if f0_train is None else \
+            self.weights(t, self.y_train - np.asarray(f0_train, dtype=np.float64))
+        offset = 0.0 if f0_test is None else np.asarray(f0_test, dtype=np.float64)
+        if k_test_train is not None:
+            k_test_train = np.asarray(k_test_train, dtype=np.float64)
+            if k_test_train.shape[1] != len(self.x_train):
+                raise ValueError(f"k_test_train has {k_test_train.shape[1]} columns; the predictor has "
+                                 f"{len(self.x_train)} training points")
+            return offset + k_test_train @ weights
+        x = self.check_inputs(x)
+        starts = range(0, len(x), self.batch_size)
+        if show_progress is None and len(starts) <= 8:
+            show_progress = False
+        out = np.empty((len(x), self.n_outputs))
+        for i in progress(starts, desc=f"predicting {len(x)} inputs", enabled=show_progress):
+            block = kernel_block(self.kernel_fn, x[i:i + self.batch_size], self.x_train, self.batch_size)
+            out[i:i + self.batch_size] = np.asarray(block, dtype=np.float64) @ weights
+        return offset + out
 
 
 def accuracy(outputs, labels) -> float:

@@ -1,0 +1,317 @@
+"""Adversarial attacks on any JAX function from inputs to logits.
+
+A model here is ``logits_fn: x (n, ...) -> logits (n, C)``: one logit (a binary task,
+positive = class 1) or C logits (class = argmax). It must treat examples independently (no
+batch statistics), so the gradient of the summed loss is every example's own gradient.
+Labels are class indices. Inputs are images with pixels in [0, 1]; every adversarial image
+stays inside the ε-ball around its clean image and inside [0, 1].
+
+- FGSM: one step of size ε along sign(∇ₓL) (ℓ∞) or ∇ₓL/‖∇ₓL‖ (ℓ2).
+- PGD: ``steps`` such steps of ``step_size`` (default 2.5 ε / steps, Madry et al.), each
+  followed by projection onto the ε-ball and clipping to [0, 1]; optional random start;
+  ``restarts`` keeps, per example, the worst case (misclassified first, then highest loss).
+- noise: a random perturbation of the same size (random signs for ℓ∞, a random direction
+  for ℓ2), the baseline an attack must beat by far.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ntk_notes.progress import progress
+
+NORMS = ("linf", "l2")
+LOSSES = ("softmax_cross_entropy", "binary_cross_entropy", "margin", "mse")
+METHODS = ("fgsm", "pgd", "noise")
+
+
+def default_loss(n_outputs: int) -> str:
+    """The paper's choice: binary cross-entropy on one logit, softmax cross-entropy on many."""
+    return "binary_cross_entropy" if n_outputs == 1 else "softmax_cross_entropy"
+
+
+def targets_from_labels(labels, n_outputs: int) -> jnp.ndarray:
+    """Regression targets of class indices: ±1 in one column (binary), else one-hot."""
+    labels = jnp.asarray(labels)
+    if n_outputs == 1:
+        return (2.0 * labels - 1.0)[:, None]
+    return jax.nn.one_hot(labels, n_outputs)
+
+
+def per_example_loss(loss: str, logits, labels) -> jnp.ndarray:
+    """The loss of each example, shape (n,); an attack increases it.
+
+    - ``binary_cross_entropy``: log(1 + e^{-y f}) with y = ±1 (one logit);
+    - ``softmax_cross_entropy``: -log softmax(f)_label (C logits);
+    - ``margin``: -y f (one logit) or max_{j≠label} f_j - f_label (C logits); > 0 means wrong;
+    - ``mse``: 0.5 * mean over outputs of (f - target)², targets as ``targets_from_labels``.
+    """
+    n_outputs = logits.shape[-1]
+    targets = targets_from_labels(labels, n_outputs)
+    if loss == "binary_cross_entropy":
+        if n_outputs != 1:
+            raise ValueError(f"binary_cross_entropy needs one logit, the model gives {n_outputs}; "
+                             "use softmax_cross_entropy")
+        return jax.nn.softplus(-targets[:, 0] * logits[:, 0])
+    if loss == "softmax_cross_entropy":
+        if n_outputs == 1:
+            raise ValueError("softmax_cross_entropy needs at least two logits, the model gives one; "
+                             "use binary_cross_entropy")
+        return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+    if loss == "margin":
+        if n_outputs == 1:
+            return -targets[:, 0] * logits[:, 0]
+        true_logit = jnp.sum(targets * logits, axis=-1)
+        return jnp.max(jnp.where(targets > 0, -jnp.inf, logits), axis=-1) - true_logit
+    if loss == "mse":
+        return 0.5 * jnp.mean((logits - targets) ** 2, axis=-1)
+    raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
+
+
+def is_correct(logits, labels) -> jnp.ndarray:
+    """Whether each prediction is right: logit > 0 means class 1, else the argmax."""
+    predicted = (logits[:, 0] > 0).astype(jnp.int32) if logits.shape[-1] == 1 else jnp.argmax(logits, -1)
+    return predicted == jnp.asarray(labels)
+
+
+def _per_example_norm(v, norm: str):
+    flat = v.reshape(len(v), -1)
+    return jnp.max(jnp.abs(flat), axis=1) if norm == "linf" else jnp.linalg.norm(flat, axis=1)
+
+
+def _expand(v, like):
+    return v.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def _direction(g, norm: str):
+    """The steepest-ascent unit step for gradient g in the given norm."""
+    if norm == "linf":
+        return jnp.sign(g)
+    return g / _expand(jnp.maximum(_per_example_norm(g, "l2"), 1e-12), g)
+
+
+def _project(x, x_adv, epsilon, norm: str):
+    """x_adv moved into the ε-ball around x, then into [0, 1] (clipping to the box only
+    shrinks each coordinate of the perturbation, so it stays in the ball)."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = jnp.clip(delta, -epsilon, epsilon)
+    else:
+        size = _per_example_norm(delta, "l2")
+        delta = delta * _expand(jnp.minimum(1.0, epsilon / jnp.maximum(size, 1e-12)), delta)
+    return jnp.clip(x + delta, 0.0, 1.0)
+
+
+def _random_in_ball(key, x, epsilon, norm: str, on_sphere: bool):
+    """A random perturbation of x: uniform in the ε-ball, or on its surface (random signs for
+    ℓ∞, a uniform direction of length ε for ℓ2), clipped to [0, 1]."""
+    if norm == "linf":
+        step = (jax.random.rademacher(key, x.shape, x.dtype) if on_sphere
+                else jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0))
+        return jnp.clip(x + epsilon * step, 0.0, 1.0)
+    key_dir, key_radius = jax.random.split(key)
+    direction = _direction(jax.random.normal(key_dir, x.shape, x.dtype), "l2")
+    if on_sphere:
+        radius = jnp.ones((len(x),), x.dtype)
+    else:
+        dim = x[0].size
+        radius = jax.random.uniform(key_radius, (len(x),), x.dtype) ** (1.0 / dim)
+    return _project(x, x + epsilon * _expand(radius, x) * direction, epsilon, norm)
+
+
+@partial(jax.jit, static_argnames=("logits_fn", "loss", "norm", "steps", "random_start"))
+def _pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, random_start):
+    """One run of PGD (FGSM is one step of size ε from x); returns the adversarial images and
+    their per-example loss and correctness."""
+    total_loss = lambda z: jnp.sum(per_example_loss(loss, logits_fn(z), labels))  # noqa: E731
+    x_adv = _random_in_ball(key, x, epsilon, norm, on_sphere=False) if random_start else x
+
+    def step(x_adv, _):
+        x_adv = x_adv + step_size * _direction(jax.grad(total_loss)(x_adv), norm)
+        return _project(x, x_adv, epsilon, norm), None
+
+    x_adv, _ = jax.lax.scan(step, x_adv, None, length=steps)
+    logits = logits_fn(x_adv)
+    return x_adv, per_example_loss(loss, logits, labels), is_correct(logits, labels)
+
+
+@partial(jax.jit, static_argnames=("logits_fn", "loss", "norm"))
+def _noise(logits_fn, x, labels, epsilon, key, *, loss, norm):
+    x_adv = _random_in_ball(key, x, epsilon, norm, on_sphere=True)
+    logits = logits_fn(x_adv)
+    return x_adv, per_example_loss(loss, logits, labels), is_correct(logits, labels)
+
+
+class AttackResult(NamedTuple):
+    x_adv: np.ndarray  # adversarial images, the shape of x
+    correct: np.ndarray  # (n,) bool: still classified correctly
+    loss: np.ndarray  # (n,) the attack loss at x_adv
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.correct))
+
+
+def _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts):
+    if method not in METHODS:
+        raise ValueError(f"unknown attack method {method!r}; allowed: {', '.join(METHODS)}")
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; allowed: {', '.join(NORMS)}")
+    if not np.isfinite(epsilon) or epsilon < 0:
+        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(x):
+        raise ValueError(f"labels must be class indices of shape ({len(x)},), got shape {labels.shape}")
+    low, high = float(jnp.min(x)), float(jnp.max(x))
+    if low < 0 or high > 1:
+        raise ValueError(f"pixels must lie in [0, 1]; these inputs span [{low:.3g}, {high:.3g}]")
+    n_outputs = jax.eval_shape(logits_fn, x[:1]).shape[-1]
+    loss = default_loss(n_outputs) if loss is None else loss
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
+    if labels.max(initial=0) >= max(n_outputs, 2) or labels.min(initial=0) < 0:
+        raise ValueError(f"labels must lie in 0..{max(n_outputs, 2) - 1} for a model with {n_outputs} "
+                         f"output(s); got {labels.min()}..{labels.max()}")
+    return labels, loss
+
+
+def _pad(a, size: int):
+    extra = size - len(a)
+    return a if extra == 0 else jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+
+
+def attack(logits_fn, x, labels, epsilon: float, method: str = "pgd", norm: str = "linf",
+           loss: str | None = None, steps: int = 10, step_size: float | None = None,
+           random_start: bool = False, restarts: int = 1, seed: int = 0, batch_size: int = 500,
+           show_progress: bool | None = None) -> AttackResult:
+    """Attack ``logits_fn`` at the inputs ``x`` (pixels in [0, 1]) with true ``labels``.
+
+    ``method``: ``fgsm``, ``pgd`` or ``noise``; ``norm``: ``linf`` or ``l2``; ``loss``: one of
+    ``LOSSES`` (default: binary / softmax cross-entropy). ``step_size`` (PGD) defaults to
+    2.5 ε / steps. ``restarts`` > 1 runs PGD (with random start) or noise again with new keys
+    and keeps each example's worst case. Inputs go through in batches of ``batch_size``
+    (one compilation: the last batch is padded).
+    """
+    x = jnp.asarray(x)
+    labels, loss = _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts)
+    if method == "fgsm":
+        steps, step_size, random_start, restarts = 1, epsilon, False, 1
+    elif step_size is None:
+        step_size = 2.5 * epsilon / steps
+    if not np.isfinite(step_size) or step_size < 0:
+        raise ValueError(f"step_size must be a finite number >= 0, got {step_size!r}")
+    if method == "pgd" and not random_start:
+        restarts = 1  # without a random start every restart is the same deterministic run
+    batch_size = min(batch_size, len(x))
+    starts = range(0, len(x), batch_size)
+    if show_progress is None and len(starts) * restarts <= 8:
+        show_progress = False
+    keys = jax.random.split(jax.random.PRNGKey(seed), restarts)
+    best = None
+    for restart, start in progress([(r, s) for r in range(restarts) for s in starts],
+                                   desc=f"{method} ε={epsilon:.3g}", enabled=show_progress):
+        xb, yb = _pad(x[start:start + batch_size], batch_size), _pad(jnp.asarray(labels[start:start + batch_size]), batch_size)
+        key = jax.random.fold_in(keys[restart], start)
+        if method == "noise":
+            out = _noise(logits_fn, xb, yb, epsilon, key, loss=loss, norm=norm)
+        else:
+            out = _pgd(logits_fn, xb, yb, epsilon, step_size, key, loss=loss, norm=norm, steps=steps,
+                       random_start=random_start)
+        n = min(batch_size, len(x) - start)
+        x_adv, loss_b, correct_b = (np.asarray(a)[:n] for a in out)
+        if best is None:
+            best = AttackResult(np.empty(x.shape, x_adv.dtype), np.empty(len(x), bool), np.empty(len(x), loss_b.dtype))
+        rows = slice(start, start + n)
+        if restart == 0:
+            replace = np.ones(n, bool)
+        else:  # keep the worst case: a misclassified example beats a correct one, then the higher loss
+            old_wrong, new_wrong = ~best.correct[rows], ~correct_b
+            replace = (new_wrong & ~old_wrong) | ((new_wrong == old_wrong) & (loss_b > best.loss[rows]))
+        best.x_adv[rows][replace] = x_adv[replace]
+        best.correct[rows][replace] = correct_b[replace]
+        best.loss[rows][replace] = loss_b[replace]
+    return best
+
+
+class Sweep(NamedTuple):
+    method: str
+    epsilons: np.ndarray  # (E,)
+    accuracy: np.ndarray  # (E,)
+    correct: np.ndarray  # (E, n) bool
+    x_adv: np.ndarray | None  # (E, n, ...) adversarial images, if kept
+
+
+def sweep(logits_fn, x, labels, epsilons, method: str = "pgd", keep_inputs: bool = True, **attack_args) -> Sweep:
+    """``attack`` at each ε of ``epsilons`` (one compilation for all of them)."""
+    epsilons = np.asarray(epsilons, dtype=np.float64)
+    if epsilons.ndim != 1 or len(epsilons) == 0:
+        raise ValueError(f"epsilons must be a non-empty list of numbers, got {epsilons!r}")
+    results = [attack(logits_fn, x, labels, float(e), method, **attack_args) for e in epsilons]
+    return Sweep(method, epsilons, np.array([r.accuracy for r in results]),
+                 np.stack([r.correct for r in results]),
+                 np.stack([r.x_adv for r in results]) if keep_inputs else None)
+
+
+def accuracy_vs_epsilon(logits_fn, x, labels, epsilons, methods=("fgsm", "pgd", "noise"), **attack_args) -> pd.DataFrame:
+    """Accuracy against each method at each ε, one row per (method, ε): the data of an
+    accuracy-vs-ε figure in one call."""
+    rows = []
+    for method in methods:
+        result = sweep(logits_fn, x, labels, epsilons, method, keep_inputs=False, **attack_args)
+        rows += [{"method": method, "epsilon": e, "accuracy": a} for e, a in zip(result.epsilons, result.accuracy)]
+    return pd.DataFrame(rows)
+
+
+def sanity_checks(logits_fn, x, labels, epsilon: float, epsilons=None, norm: str = "linf", loss: str | None = None,
+                  steps: int = 10, step_size: float | None = None, tolerance: float = 0.03, seed: int = 0) -> pd.DataFrame:
+    """The checks of Carlini et al. (2019) that an attack evaluation is not broken, as a table
+    (check, measured, criterion, passed):
+
+    1. PGD at least as strong as FGSM per example: the fraction of examples FGSM fools but
+       PGD does not is at most ``tolerance``.
+    2. PGD accuracy does not increase with ε over ``epsilons`` (by more than ``tolerance``).
+    3. An unbounded attack (PGD with the margin loss, ε covering the whole [0, 1] box,
+       5 x the steps) reaches 0% accuracy.
+    4. Random noise of size ε is much weaker: it removes at most half the accuracy PGD removes
+       (and PGD removes more than ``tolerance``).
+    5. Doubling PGD's steps changes its accuracy by at most ``tolerance``.
+    """
+    epsilons = np.linspace(0.0, 2 * epsilon, 5) if epsilons is None else np.asarray(epsilons, np.float64)
+    common = dict(norm=norm, loss=loss, seed=seed)
+    pgd_args = dict(common, steps=steps, step_size=step_size)
+    clean = float(np.mean(np.asarray(is_correct(logits_fn(jnp.asarray(x)), labels))))
+    fgsm = attack(logits_fn, x, labels, epsilon, "fgsm", **common)
+    pgd = attack(logits_fn, x, labels, epsilon, "pgd", **pgd_args)
+    curve = sweep(logits_fn, x, labels, epsilons, "pgd", keep_inputs=False, **pgd_args).accuracy
+    whole_box = 1.0 if norm == "linf" else float(np.sqrt(np.prod(np.shape(x)[1:])))
+    unbounded = attack(logits_fn, x, labels, whole_box, "pgd", norm=norm, loss="margin", steps=5 * steps, seed=seed)
+    noise = attack(logits_fn, x, labels, epsilon, "noise", **common)
+    doubled = attack(logits_fn, x, labels, epsilon, "pgd", **dict(pgd_args, steps=2 * steps,
+                     step_size=None if step_size is None else step_size / 2))
+    fgsm_only = float(np.mean(~fgsm.correct & pgd.correct))
+    rise = float(np.max(np.diff(curve), initial=0.0))
+    pgd_drop, noise_drop = clean - pgd.accuracy, clean - noise.accuracy
+    change = abs(doubled.accuracy - pgd.accuracy)
+    checks = [
+        ("PGD ≥ FGSM per example", f"{fgsm_only:.3f} of examples fooled by FGSM only",
+         f"≤ {tolerance}", fgsm_only <= tolerance),
+        ("accuracy non-increasing in ε", f"largest rise {rise:+.3f} over ε = "
+         + ", ".join(f"{e:.3g}" for e in epsilons), f"≤ {tolerance}", rise <= tolerance),
+        ("unbounded attack reaches 0%", f"accuracy {unbounded.accuracy:.3f} at ε = {whole_box:.3g}",
+         "= 0", unbounded.accuracy == 0.0),
+        ("random noise much weaker", f"noise removes {noise_drop:.3f}, PGD {pgd_drop:.3f}",
+         f"noise ≤ PGD / 2, PGD > {tolerance}", pgd_drop > tolerance and noise_drop <= pgd_drop / 2),
+        ("doubling PGD steps changes little", f"{pgd.accuracy:.3f} → {doubled.accuracy:.3f}",
+         f"|change| ≤ {tolerance}", change <= tolerance),
+    ]
+    return pd.DataFrame(checks, columns=["check", "measured", "criterion", "passed"])

@@ -181,7 +181,7 @@ for width in cfg.widths:
     for seed in cfg.seeds:
         _, params = init_fn(jax.random.PRNGKey(seed), x_train.shape)
         start = time.perf_counter()
-        net = training.train_full_batch(apply_fn, params, x_train, y_train, learning_rate, cfg.train_steps)
+        net = training.train(apply_fn, params, x_train, y_train, learning_rate, cfg.train_steps)
         outputs = np.asarray(apply_fn(net.params, x_test))
         own_limit = reference.predict(x_test, t_train, k_test_train=k_test,
                                       f0_train=apply_fn(params, x_train), f0_test=apply_fn(params, x_test))
@@ -292,7 +292,7 @@ print(f"chapter executed in {time.perf_counter() - chapter_start:.1f} s under th
 #
 # ```{admonition} Solution 2
 # :class: dropdown
-# `training.train_full_batch(apply_fn, params, x_train, y_train, rate, steps)` with
+# `training.train(apply_fn, params, x_train, y_train, rate, steps)` with
 # `rate = training.stable_learning_rate(reference.k_train_train, fraction=1.9)` converges
 # (oscillating along v₁); with `fraction=2.1` the loss grows without bound. In function space
 # gradient descent multiplies the residual along vᵢ by (1 − η λᵢ / N) each step, which

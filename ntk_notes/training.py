@@ -1,8 +1,9 @@
 """Finite-width networks trained with optax, and how far they move (laziness).
 
-The loss is the one of ``ntk_notes.kernels``: 0.5 * mean((f(X) - Y)^2) over all entries,
-so ``learning_rate * steps`` of full-batch gradient descent is the time ``t`` of the
-kernel predictor f_t.
+The MSE loss is the one of ``ntk_notes.kernels``: 0.5 * mean((f(X) - Y)^2) over all
+entries, so ``learning_rate * steps`` of full-batch gradient descent is the time ``t`` of
+the kernel predictor f_t. Networks can be trained as they are, centred (f − f_0, starting
+from the zero function like the kernel predictor) or linearised around their initialisation.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import neural_tangents as nt
 import numpy as np
 import optax
 
+from ntk_notes.attacks import default_loss, per_example_loss
 from ntk_notes.progress import progress
 
 
+TRAINING_LOSSES = ("mse", "cross_entropy")
+
+
 class TrainedNet(NamedTuple):
+    apply_fn: object  # (params, x) -> outputs, the function that was trained
     params_init: object
     params: object
     losses: np.ndarray  # training loss after every chunk of steps
@@ -31,42 +37,89 @@ class TrainedNet(NamedTuple):
         """Training time in the kernel predictor's units: learning rate x steps."""
         return self.learning_rate * self.steps
 
+    def logits_fn(self):
+        """The trained network as a jit-compiled function x -> outputs (for attacks)."""
+        return jax.jit(partial(self.apply_fn, self.params))
 
-def mse_loss(apply_fn, params, x, y):
-    return 0.5 * jnp.mean((apply_fn(params, x) - y) ** 2)
+
+def training_loss(loss: str, apply_fn, params, x, y):
+    """Mean loss over the examples. ``mse``: 0.5 * mean over all N x C entries of (f - y)²
+    (the kernel predictor's convention); ``cross_entropy``: log(1 + e^{-y f}) for one output
+    with y = ±1, softmax cross-entropy against one-hot y for several. The formulas are the
+    attacks' per-example losses (``ntk_notes.attacks.per_example_loss``)."""
+    outputs = apply_fn(params, x)
+    labels = (y[:, 0] > 0).astype(jnp.int32) if y.shape[-1] == 1 else jnp.argmax(y, axis=-1)
+    name = "mse" if loss == "mse" else default_loss(y.shape[-1])
+    return jnp.mean(per_example_loss(name, outputs, labels))
 
 
-def train_full_batch(apply_fn, params, x, y, learning_rate: float, steps: int, chunk: int = 50,
-                     show_progress: bool | None = None) -> TrainedNet:
-    """Full-batch gradient descent (optax.sgd) on the MSE loss for ``steps`` steps.
+def centred(apply_fn, params_init):
+    """f(x; θ) − f(x; θ₀): the network with its random initial function removed, so that it
+    starts at f_0 = 0 like the kernel predictor (Hu et al. 2020; Chizat et al. 2019)."""
+    return lambda params, x: apply_fn(params, x) - apply_fn(params_init, x)
+
+
+def linearised(apply_fn, params_init):
+    """The first-order Taylor expansion of the network in its parameters around θ₀
+    (``nt.linearize``): gradient descent on it is exactly kernel regression with the
+    empirical NTK at θ₀, the ideal lazy network."""
+    return nt.linearize(apply_fn, params_init)
+
+
+def train(apply_fn, params, x, y, learning_rate: float, steps: int, loss: str = "mse",
+          batch_size: int | None = None, seed: int = 0, chunk: int = 50,
+          show_progress: bool | None = None) -> TrainedNet:
+    """Gradient descent (optax.sgd) on ``loss`` for ``steps`` steps: full-batch when
+    ``batch_size`` is None, else SGD on minibatches of ``batch_size`` drawn from a fresh
+    permutation of the training set every epoch (seeded by ``seed``; the remainder of an epoch
+    is dropped). ``y`` holds the targets (±1 in one column, or one-hot).
 
     Steps run inside ``lax.scan`` in chunks of ``chunk`` (one compiled loop, a progress
-    tick and a recorded loss per chunk).
+    tick and a recorded full-batch loss per chunk).
     """
-    if learning_rate <= 0 or steps < 0:
-        raise ValueError(f"need learning_rate > 0 and steps >= 0, got {learning_rate!r} and {steps!r}")
+    if loss not in TRAINING_LOSSES:
+        raise ValueError(f"unknown training loss {loss!r}; allowed: {', '.join(TRAINING_LOSSES)}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if y.ndim != 2 or len(y) != len(x):
+        raise ValueError(f"targets must have shape ({len(x)}, C), got {tuple(y.shape)}")
+    n = len(x)
+    if batch_size is not None and not (isinstance(batch_size, int) and 1 <= batch_size <= n):
+        raise ValueError(f"batch_size must be None (full batch) or an integer in 1..{n}, got {batch_size!r}")
     optimizer = optax.sgd(learning_rate)
-    grad = jax.grad(lambda p: mse_loss(apply_fn, p, x, y))
+    batches_per_epoch = 1 if batch_size is None else n // batch_size
+    key = jax.random.PRNGKey(seed)
 
-    @partial(jax.jit, static_argnums=2)  # at most two compilations: chunk and the remainder
-    def run(params, state, n):
-        def step(carry, _):
+    def minibatch(step):
+        if batch_size is None:
+            return x, y
+        order = jax.random.permutation(jax.random.fold_in(key, step // batches_per_epoch), n)
+        rows = jax.lax.dynamic_slice(order, ((step % batches_per_epoch) * batch_size,), (batch_size,))
+        return x[rows], y[rows]
+
+    @partial(jax.jit, static_argnums=3)  # at most two compilations: chunk and the remainder
+    def run(params, state, first_step, length):
+        def step(carry, i):
             params, state = carry
-            updates, state = optimizer.update(grad(params), state, params)
+            grads = jax.grad(lambda p: training_loss(loss, apply_fn, p, *minibatch(i)))(params)
+            updates, state = optimizer.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), None
 
-        (params, state), _ = jax.lax.scan(step, (params, state), None, length=n)
-        return params, state, mse_loss(apply_fn, params, x, y)
+        steps_here = first_step + jnp.arange(length)
+        (params, state), _ = jax.lax.scan(step, (params, state), steps_here)
+        return params, state, training_loss(loss, apply_fn, params, x, y)
 
     params_init, state, losses, done = params, optimizer.init(params), [], 0
     with progress(total=steps, desc="training", enabled=show_progress) as bar:
         while done < steps:
-            n = min(chunk, steps - done)
-            params, state, loss = run(params, state, n)
-            losses.append(float(loss))
-            done += n
-            bar.update(n)
-    return TrainedNet(params_init, params, np.asarray(losses), learning_rate, steps)
+            length = min(chunk, steps - done)
+            params, state, value = run(params, state, done, length)
+            losses.append(float(value))
+            done += length
+            bar.update(length)
+    return TrainedNet(apply_fn, params_init, params, np.asarray(losses), learning_rate, steps)
 
 
 def stable_learning_rate(k_train_train, n_outputs: int = 1, fraction: float = 1.0) -> float:

@@ -1,6 +1,6 @@
 """Adversarial attacks on any JAX function from inputs to logits.
 
-A model here is ``logits_fn: x (n, ...) -> logits (n, C)``: one logit (a binary task,
+A model here is any ``logits_fn: x (n, ...) -> logits (n, C)``: one logit (a binary task,
 positive = class 1) or C logits (class = argmax). It must treat examples independently (no
 batch statistics), so the gradient of the summed loss is every example's own gradient.
 Labels are class indices. Inputs are images with pixels in [0, 1]; every adversarial image
@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.tree_util import Partial
 
 from ntk_notes.progress import progress
 
@@ -80,6 +81,14 @@ def is_correct(logits, labels) -> jnp.ndarray:
     return predicted == jnp.asarray(labels)
 
 
+def as_model(logits_fn) -> Partial:
+    """``logits_fn`` as a ``jax.tree_util.Partial``, the form the jitted attacks take: arrays it
+    holds as leaves (a kernel predictor's training set and weights, a network's parameters)
+    are passed to the compiled attack as arguments, not folded in as constants; the function
+    itself is the compilation's key."""
+    return logits_fn if isinstance(logits_fn, Partial) else Partial(logits_fn)
+
+
 def _per_example_norm(v, norm: str):
     flat = v.reshape(len(v), -1)
     return jnp.max(jnp.abs(flat), axis=1) if norm == "linf" else jnp.linalg.norm(flat, axis=1)
@@ -125,7 +134,7 @@ def _random_in_ball(key, x, epsilon, norm: str, on_sphere: bool):
     return _project(x, x + epsilon * _expand(radius, x) * direction, epsilon, norm)
 
 
-@partial(jax.jit, static_argnames=("logits_fn", "loss", "norm", "steps", "random_start"))
+@partial(jax.jit, static_argnames=("loss", "norm", "steps", "random_start"))
 def _pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, random_start):
     """One run of PGD (FGSM is one step of size ε from x); returns the adversarial images and
     their per-example loss and correctness."""
@@ -141,7 +150,7 @@ def _pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, ra
     return x_adv, per_example_loss(loss, logits, labels), is_correct(logits, labels)
 
 
-@partial(jax.jit, static_argnames=("logits_fn", "loss", "norm"))
+@partial(jax.jit, static_argnames=("loss", "norm"))
 def _noise(logits_fn, x, labels, epsilon, key, *, loss, norm):
     x_adv = _random_in_ball(key, x, epsilon, norm, on_sphere=True)
     logits = logits_fn(x_adv)
@@ -202,7 +211,7 @@ def attack(logits_fn, x, labels, epsilon: float, method: str = "pgd", norm: str 
     and keeps each example's worst case. Inputs go through in batches of ``batch_size``
     (one compilation: the last batch is padded).
     """
-    x = jnp.asarray(x)
+    x, logits_fn = jnp.asarray(x), as_model(logits_fn)
     labels, loss = _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts)
     if method == "fgsm":
         steps, step_size, random_start, restarts = 1, epsilon, False, 1

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import neural_tangents as nt
 import numpy as np
 import scipy.linalg
+from jax.tree_util import Partial
 from neural_tangents import stax
 
 from ntk_notes.progress import progress
@@ -318,17 +319,15 @@ class KernelPredictor:
         gain = np.where(rate > 0, -np.expm1(-rate * t) / np.where(values > 0, values, 1.0), t / self.y_train.size)
         return vectors @ (gain[:, None] * (vectors.T @ targets))
 
-    def logits_fn(self, t: float | None = None):
-        """A jit-compiled function x -> f_t(x) (or f_∞(x)), differentiable in x. Its cost is one
-        pass through Θ(x, X): the training system was solved once, in ``__init__``."""
-        w = jnp.asarray(self.weights(t), dtype=self.dtype)
-        x_train, kernel_fn, dtype = self.x_train, self.kernel_fn, self.dtype
+    def logits_fn(self, t: float | None = None) -> Partial:
+        """x -> f_t(x) (or f_∞(x)), jit-compiled and differentiable in x. Its cost is one pass
+        through Θ(x, X): the training system was solved once, in ``__init__``.
 
-        @jax.jit
-        def logits(x):
-            return kernel_fn(x.astype(dtype), x_train, "ntk").astype(dtype) @ w
-
-        return logits
+        It is a ``jax.tree_util.Partial`` holding X and the weights as its leaves, so a jitted
+        attack receives them as arguments instead of baking them in as constants.
+        """
+        return Partial(_kernel_logits(self.kernel_fn, self.dtype), self.x_train,
+                       jnp.asarray(self.weights(t), dtype=self.dtype))
 
     def predict(self, x, t: float | None = None, k_test_train=None, f0_train=None, f0_test=None,
                 show_progress: bool | None = None) -> np.ndarray:
@@ -361,6 +360,15 @@ class KernelPredictor:
             block = kernel_block(self.kernel_fn, x[i:i + self.batch_size], self.x_train, self.batch_size)
             out[i:i + self.batch_size] = np.asarray(block, dtype=np.float64) @ weights
         return offset + out
+
+
+@lru_cache(maxsize=32)
+def _kernel_logits(kernel_fn, dtype):
+    @jax.jit
+    def logits(x_train, weights, x):
+        return kernel_fn(x.astype(dtype), x_train, "ntk").astype(dtype) @ weights
+
+    return logits
 
 
 def accuracy(outputs, labels) -> float:

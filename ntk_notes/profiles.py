@@ -26,6 +26,32 @@ SIZES: dict[str, dict[str, dict]] = {
                       depths=(1, 2, 3), widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
                       seeds=(0, 1, 2, 3, 4), train_steps=2000, probe_size=256),
     },
+    "adversarial_without_training": {
+        "smoke": dict(dataset="mnist-5k", binary_classes=(3, 5), seed=0,
+                      fc=dict(image_size=14, n_train=64, n_test=32), conv=dict(image_size=8, n_train=32, n_test=16),
+                      epsilons=(0.0, 0.1, 0.2), check_epsilon=0.1, pgd_steps=5, authors_setting=False),
+        "default": dict(dataset="mnist-5k", binary_classes=(3, 5), seed=0,
+                        fc=dict(image_size=28, n_train=800, n_test=200), conv=dict(image_size=14, n_train=400, n_test=100),
+                        epsilons=(0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3), check_epsilon=0.1, pgd_steps=10,
+                        authors_setting=False),
+        "paper": dict(dataset="mnist", binary_classes=(3, 5), seed=0,
+                      fc=dict(image_size=28, n_train=5000, n_test=1000), conv=dict(image_size=28, n_train=2000, n_test=500),
+                      epsilons=(0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3), check_epsilon=0.1, pgd_steps=10,
+                      authors_setting=True),
+    },
+    "transfer_lazy": {
+        "smoke": dict(dataset="mnist-5k", classes=(3, 5), n_train=64, n_test=32, image_size=14, seed=0,
+                      widths=(64, 256), seeds=(0, 1), train_steps=40, sgd_steps=40, sgd_batch_size=16,
+                      sgd_learning_rate=0.1, epsilon=0.1, pgd_steps=5, probe_size=16),
+        "default": dict(dataset="mnist-5k", classes=(3, 5), n_train=500, n_test=200, image_size=14, seed=0,
+                        widths=(64, 128, 256, 512, 1024, 2048, 4096), seeds=(0, 1, 2), train_steps=500,
+                        sgd_steps=1000, sgd_batch_size=50, sgd_learning_rate=0.1, epsilon=0.1, pgd_steps=10,
+                        probe_size=64),
+        "paper": dict(dataset="mnist", classes=(3, 5), n_train=2000, n_test=1000, image_size=28, seed=0,
+                      widths=(64, 128, 256, 512, 1024, 2048, 4096), seeds=(0, 1, 2, 3, 4), train_steps=2000,
+                      sgd_steps=4000, sgd_batch_size=100, sgd_learning_rate=0.1, epsilon=0.1, pgd_steps=20,
+                      probe_size=256),
+    },
 }
 
 

@@ -8,7 +8,7 @@ from the zero function like the kernel predictor) or linearised around their ini
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import neural_tangents as nt
 import numpy as np
 import optax
+from jax.tree_util import Partial
 
 from ntk_notes.attacks import default_loss, per_example_loss
 from ntk_notes.progress import progress
@@ -37,9 +38,15 @@ class TrainedNet(NamedTuple):
         """Training time in the kernel predictor's units: learning rate x steps."""
         return self.learning_rate * self.steps
 
-    def logits_fn(self):
-        """The trained network as a jit-compiled function x -> outputs (for attacks)."""
-        return jax.jit(partial(self.apply_fn, self.params))
+    def logits_fn(self) -> Partial:
+        """The trained network as a function x -> outputs (for attacks): a
+        ``jax.tree_util.Partial`` whose leaves are the parameters."""
+        return Partial(_jitted(self.apply_fn), self.params)
+
+
+@lru_cache(maxsize=64)
+def _jitted(apply_fn):
+    return jax.jit(apply_fn)
 
 
 def training_loss(loss: str, apply_fn, params, x, y):

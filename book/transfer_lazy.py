@@ -231,7 +231,10 @@ gap.rename("accuracy on f_∞'s examples − accuracy on f_t's").round(3).to_fra
 # training set does not remove away from it. Centring (f − f_0) removes it exactly;
 # averaging networks from several seeds removes it on average. The figure compares raw
 # networks, centred networks and an ensemble of the raw networks of all seeds, by their
-# distance to f_t and by transfer from f_t.
+# distance to f_t and by transfer from f_t. The last line printed below compares the
+# networks' own white-box robustness with and without f_0: f_0 is a random function with
+# input gradients of its own, which an attacker can use even where the trained part is
+# smooth.
 
 # %%
 ensemble_rows = []
@@ -251,7 +254,12 @@ sns.lineplot(f0_frame, x="width", y="transfer from f_t", hue="variant", marker="
 for ax in axes:
     ax.set_xscale("log")
 axes[0].set_yscale("log")
-axes[1].set_ylabel(f"accuracy on f_t's adversarial images");
+axes[1].set_ylabel(f"accuracy on f_t's adversarial images")
+raw, centred_nets = wide.loc["lazy"], wide.loc["lazy, centred"]
+glue("transfer_whitebox_raw_widest", round(float(raw["white-box PGD"]), 3), display=False)
+glue("transfer_whitebox_centred_widest", round(float(centred_nets["white-box PGD"]), 3), display=False)
+print(f"width {max(cfg.widths)}: white-box PGD accuracy {raw['white-box PGD']:.3f} raw, "
+      f"{centred_nets['white-box PGD']:.3f} centred; f_t itself {source_attacks['f_t'].accuracy:.3f}")
 
 # %% [markdown]
 # ## Transfer against measured laziness
@@ -284,27 +292,32 @@ print(f"Spearman correlation of kernel change with accuracy under transfer: {cor
 
 # %%
 def verdict():
-    lazy_wide, nonlazy_narrow = wide.loc["lazy, centred"], narrow.loc["non-lazy"]
-    lines = [f"- Widest lazy centred nets (width {max(cfg.widths)}): clean {lazy_wide['clean']:.2f}, "
-             f"transfer from f_t {lazy_wide['transfer from f_t']:.2f}, from f_∞ {lazy_wide['transfer from f_∞']:.2f}, "
-             f"white-box {lazy_wide['white-box PGD']:.2f}, noise {lazy_wide['noise']:.2f}; kernel change "
-             f"{lazy_wide['kernel change']:.3f}.",
-             f"- Narrowest non-lazy nets (width {min(cfg.widths)}): clean {nonlazy_narrow['clean']:.2f}, "
-             f"transfer from f_∞ {nonlazy_narrow['transfer from f_∞']:.2f}, white-box "
-             f"{nonlazy_narrow['white-box PGD']:.2f}; kernel change {nonlazy_narrow['kernel change']:.3f}."]
-    drop_lazy = lazy_wide["clean"] - lazy_wide["transfer from f_t"]
-    drop_nonlazy = nonlazy_narrow["clean"] - nonlazy_narrow["transfer from f_∞"]
-    if drop_lazy > 2 * (lazy_wide["clean"] - lazy_wide["noise"]) + 0.05:
-        lines.append(f"- The kernel's examples transfer to wide lazy nets: they remove {drop_lazy:.2f} of accuracy, "
-                     "far more than noise of the same size.")
-    else:
-        lines.append(f"- The kernel's examples do **not** clearly transfer to wide lazy nets here: they remove only "
-                     f"{drop_lazy:.2f} of accuracy.")
-    if drop_nonlazy < drop_lazy - 0.05:
-        lines.append(f"- Transfer is weaker out of the lazy regime ({drop_nonlazy:.2f} removed from narrow non-lazy nets).")
-    else:
-        lines.append(f"- Transfer is **not** weaker out of the lazy regime at this size ({drop_nonlazy:.2f} removed from "
-                     f"narrow non-lazy nets against {drop_lazy:.2f} from wide lazy ones).")
+    lazy, nonlazy = wide.loc["lazy, centred"], narrow.loc["non-lazy"]
+    lines = [f"- Widest lazy centred nets (width {max(cfg.widths)}, kernel change {lazy['kernel change']:.3f}): "
+             f"clean {lazy['clean']:.2f}, transfer from f_t {lazy['transfer from f_t']:.2f}, from f_∞ "
+             f"{lazy['transfer from f_∞']:.2f}, white-box {lazy['white-box PGD']:.2f}, noise {lazy['noise']:.2f}.",
+             f"- Narrowest non-lazy nets (width {min(cfg.widths)}, kernel change {nonlazy['kernel change']:.3f}): "
+             f"clean {nonlazy['clean']:.2f}, transfer from f_t {nonlazy['transfer from f_t']:.2f}, from f_∞ "
+             f"{nonlazy['transfer from f_∞']:.2f}, white-box {nonlazy['white-box PGD']:.2f}, noise {nonlazy['noise']:.2f}."]
+    noise_drop = lazy["clean"] - lazy["noise"]
+    for source in ["f_t", "f_∞"]:
+        column = f"transfer from {source}"
+        drop_lazy, drop_nonlazy = lazy["clean"] - lazy[column], nonlazy["clean"] - nonlazy[column]
+        if drop_lazy > 2 * noise_drop + 0.05:
+            lines.append(f"- {source}'s adversarial images transfer to the wide lazy nets: they remove "
+                         f"{drop_lazy:.2f} of accuracy, noise of the same size {noise_drop:.2f}.")
+        else:
+            lines.append(f"- {source}'s adversarial images do **not** clearly transfer to the wide lazy nets: "
+                         f"they remove {drop_lazy:.2f} of accuracy, noise {noise_drop:.2f}.")
+        if drop_nonlazy < drop_lazy - 0.05:
+            lines.append(f"  Out of the lazy regime they transfer less: {drop_nonlazy:.2f} removed from the narrow "
+                         "non-lazy nets.")
+        else:
+            lines.append(f"  Out of the lazy regime they do **not** transfer less at this size: {drop_nonlazy:.2f} "
+                         f"removed from the narrow non-lazy nets against {drop_lazy:.2f} from the wide lazy ones.")
+    lines.append(f"- Spearman correlation between kernel change and accuracy on f_∞'s images, over all trained "
+                 f"nets: {correlation:+.2f} (positive would mean: the more a net's kernel moved, the less the "
+                 "kernel's examples fool it).")
     return "\n".join(lines)
 
 

@@ -167,17 +167,20 @@ class AttackResult(NamedTuple):
         return float(np.mean(self.correct))
 
 
-def _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts):
+def _is_count(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts, batch_size):
     if method not in METHODS:
         raise ValueError(f"unknown attack method {method!r}; allowed: {', '.join(METHODS)}")
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; allowed: {', '.join(NORMS)}")
     if not np.isfinite(epsilon) or epsilon < 0:
         raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not isinstance(restarts, int) or restarts < 1:
-        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+    for name, value in [("steps", steps), ("restarts", restarts), ("batch_size", batch_size)]:
+        if not _is_count(value):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(x):
         raise ValueError(f"labels must be class indices of shape ({len(x)},), got shape {labels.shape}")
@@ -212,7 +215,8 @@ def attack(logits_fn, x, labels, epsilon: float, method: str = "pgd", norm: str 
     (one compilation: the last batch is padded).
     """
     x, logits_fn = jnp.asarray(x), as_model(logits_fn)
-    labels, loss = _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts)
+    labels, loss = _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts, batch_size)
+    steps, restarts, batch_size = int(steps), int(restarts), int(batch_size)
     if method == "fgsm":
         steps, step_size, random_start, restarts = 1, epsilon, False, 1
     elif step_size is None:

@@ -37,6 +37,7 @@ MYRTLE_STAGES = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}  # conv layers befor
 PARAMETERIZATIONS = ("ntk", "standard")
 
 
+@lru_cache(maxsize=64)  # the same spec gives the same functions, so compiled code is reused
 def architecture(name: str, depth: int = 1, width: int = 512, n_out: int = 1, W_std: float = 2 ** 0.5,
                  b_std: float = 0.1, parameterization: str = "ntk"):
     """The stax triple ``(init_fn, apply_fn, kernel_fn)`` of a named architecture.
@@ -136,7 +137,9 @@ class BlockedKernel:
             self.config = {**(config or {}), "get": get, "shape": list(self.shape), "block_size": block_size,
                            "symmetric": self.symmetric, "x1_sha256": _fingerprint(self.x1),
                            "x2_sha256": _fingerprint(self.x2)}
-            json.dumps(self.config)  # fail now, not after hours of compute, if it cannot be saved
+            # As it reads back from JSON (tuples become lists), and fail now, not after hours of
+            # compute, if it cannot be saved.
+            self.config = json.loads(json.dumps(self.config, sort_keys=True))
 
     @property
     def blocks(self) -> list[tuple[int, int]]:
@@ -174,13 +177,14 @@ class BlockedKernel:
     def compute(self, i: int, j: int) -> np.ndarray:
         """Compute block (i, j) (and save it when there is a directory)."""
         if (i, j) not in self.blocks:
-            raise ValueError(f"no block ({i}, {j}); blocks are {self.blocks[0]} ... {self.blocks[-1]}"
+            raise ValueError(f"no block ({i}, {j}); blocks are {self.blocks[:1]} ... {self.blocks[-1:]}"
                              + (" with j >= i (symmetric kernel)" if self.symmetric else ""))
         rows, cols = self._slices(i, j)
         block = kernel_block(self.kernel_fn, self.x1[rows], self.x2[cols], self.batch_size, self.get)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            partial = self.path(i, j).with_suffix(".partial.npz")
+            # A private temporary name: two processes computing the same block never share a file.
+            partial = self.path(i, j).with_suffix(f".{os.getpid()}.partial.npz")
             np.savez(partial, kernel=block, config=np.array(json.dumps(self.config, sort_keys=True)))
             os.replace(partial, self.path(i, j))  # never leave a half-written block under the real name
         return block
@@ -190,6 +194,8 @@ class BlockedKernel:
 
     def assemble(self) -> np.ndarray:
         """The whole matrix from saved blocks; every block must be there."""
+        if self.directory is None:
+            raise ValueError("assemble() reads saved blocks: give the BlockedKernel a directory")
         return self._fill(compute_missing=False, show_progress=False)
 
     def run(self, show_progress: bool | None = None) -> np.ndarray:
@@ -347,9 +353,9 @@ class KernelPredictor:
         offset = 0.0 if f0_test is None else np.asarray(f0_test, dtype=np.float64)
         if k_test_train is not None:
             k_test_train = np.asarray(k_test_train, dtype=np.float64)
-            if k_test_train.shape[1] != len(self.x_train):
-                raise ValueError(f"k_test_train has {k_test_train.shape[1]} columns; the predictor has "
-                                 f"{len(self.x_train)} training points")
+            if k_test_train.ndim != 2 or k_test_train.shape[1] != len(self.x_train):
+                raise ValueError(f"k_test_train has shape {k_test_train.shape}; the predictor needs (n, "
+                                 f"{len(self.x_train)}), one column per training point")
             return offset + k_test_train @ weights
         x = self.check_inputs(x)
         starts = range(0, len(x), self.batch_size)

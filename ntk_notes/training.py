@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax.tree_util import Partial
 
-from ntk_notes.attacks import default_loss, per_example_loss
+from ntk_notes.attacks import as_model, default_loss, per_example_loss
 from ntk_notes.progress import progress
 
 
@@ -39,14 +39,14 @@ class TrainedNet(NamedTuple):
         return self.learning_rate * self.steps
 
     def logits_fn(self) -> Partial:
-        """The trained network as a function x -> outputs (for attacks): a
+        """The trained network as a jit-compiled function x -> outputs (for attacks): a
         ``jax.tree_util.Partial`` whose leaves are the parameters."""
-        return Partial(_jitted(self.apply_fn), self.params)
+        return Partial(_call_model, as_model(self.apply_fn), self.params)
 
 
-@lru_cache(maxsize=64)
-def _jitted(apply_fn):
-    return jax.jit(apply_fn)
+@jax.jit
+def _call_model(model, params, x):
+    return model(params, x)
 
 
 def training_loss(loss: str, apply_fn, params, x, y):
@@ -60,17 +60,31 @@ def training_loss(loss: str, apply_fn, params, x, y):
     return jnp.mean(per_example_loss(name, outputs, labels))
 
 
-def centred(apply_fn, params_init):
+def centred(apply_fn, params_init) -> Partial:
     """f(x; θ) − f(x; θ₀): the network with its random initial function removed, so that it
-    starts at f_0 = 0 like the kernel predictor (Hu et al. 2020; Chizat et al. 2019)."""
-    return lambda params, x: apply_fn(params, x) - apply_fn(params_init, x)
+    starts at f_0 = 0 like the kernel predictor (Hu et al. 2020; Chizat et al. 2019).
+
+    Like every model here it is a ``jax.tree_util.Partial`` with θ₀ as a leaf, so compiled
+    training and attacks take θ₀ as an argument instead of folding f(X; θ₀) in as a constant.
+    """
+    return Partial(_centred_fn(apply_fn), params_init)
 
 
-def linearised(apply_fn, params_init):
+@lru_cache(maxsize=64)
+def _centred_fn(apply_fn):
+    return lambda params_init, params, x: apply_fn(params, x) - apply_fn(params_init, x)
+
+
+def linearised(apply_fn, params_init) -> Partial:
     """The first-order Taylor expansion of the network in its parameters around θ₀
     (``nt.linearize``): gradient descent on it is exactly kernel regression with the
-    empirical NTK at θ₀, the ideal lazy network."""
-    return nt.linearize(apply_fn, params_init)
+    empirical NTK at θ₀, the ideal lazy network. A ``Partial`` with θ₀ as a leaf."""
+    return Partial(_linearised_fn(apply_fn), params_init)
+
+
+@lru_cache(maxsize=64)
+def _linearised_fn(apply_fn):
+    return lambda params_init, params, x: nt.linearize(apply_fn, params_init)(params, x)
 
 
 def train(apply_fn, params, x, y, learning_rate: float, steps: int, loss: str = "mse",
@@ -95,9 +109,28 @@ def train(apply_fn, params, x, y, learning_rate: float, steps: int, loss: str = 
     n = len(x)
     if batch_size is not None and not (isinstance(batch_size, int) and 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be None (full batch) or an integer in 1..{n}, got {batch_size!r}")
-    optimizer = optax.sgd(learning_rate)
-    batches_per_epoch = 1 if batch_size is None else n // batch_size
+    model = as_model(apply_fn)
+    state = optax.sgd(learning_rate).init(params)
     key = jax.random.PRNGKey(seed)
+    params_init, losses, done = params, [], 0
+    with progress(total=steps, desc="training", enabled=show_progress) as bar:
+        while done < steps:
+            length = min(chunk, steps - done)
+            params, state, value = _train_chunk(model, params, state, x, y, learning_rate, key, done, length=length,
+                                               loss=loss, batch_size=batch_size)
+            losses.append(float(value))
+            done += length
+            bar.update(length)
+    return TrainedNet(apply_fn, params_init, params, np.asarray(losses), learning_rate, steps)
+
+
+@partial(jax.jit, static_argnames=("length", "loss", "batch_size"))
+def _train_chunk(model, params, state, x, y, learning_rate, key, first_step, *, length, loss, batch_size):
+    """``length`` steps of ``train``: model, data and rate are arguments, so one compilation
+    serves every call with the same shapes (all seeds of a width, every chunk)."""
+    optimizer = optax.sgd(learning_rate)
+    n = len(x)
+    batches_per_epoch = 1 if batch_size is None else n // batch_size
 
     def minibatch(step):
         if batch_size is None:
@@ -106,27 +139,14 @@ def train(apply_fn, params, x, y, learning_rate: float, steps: int, loss: str = 
         rows = jax.lax.dynamic_slice(order, ((step % batches_per_epoch) * batch_size,), (batch_size,))
         return x[rows], y[rows]
 
-    @partial(jax.jit, static_argnums=3)  # at most two compilations: chunk and the remainder
-    def run(params, state, first_step, length):
-        def step(carry, i):
-            params, state = carry
-            grads = jax.grad(lambda p: training_loss(loss, apply_fn, p, *minibatch(i)))(params)
-            updates, state = optimizer.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), None
+    def step(carry, i):
+        params, state = carry
+        grads = jax.grad(lambda p: training_loss(loss, model, p, *minibatch(i)))(params)
+        updates, state = optimizer.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
 
-        steps_here = first_step + jnp.arange(length)
-        (params, state), _ = jax.lax.scan(step, (params, state), steps_here)
-        return params, state, training_loss(loss, apply_fn, params, x, y)
-
-    params_init, state, losses, done = params, optimizer.init(params), [], 0
-    with progress(total=steps, desc="training", enabled=show_progress) as bar:
-        while done < steps:
-            length = min(chunk, steps - done)
-            params, state, value = run(params, state, done, length)
-            losses.append(float(value))
-            done += length
-            bar.update(length)
-    return TrainedNet(apply_fn, params_init, params, np.asarray(losses), learning_rate, steps)
+    (params, state), _ = jax.lax.scan(step, (params, state), first_step + jnp.arange(length))
+    return params, state, training_loss(loss, model, params, x, y)
 
 
 def stable_learning_rate(k_train_train, n_outputs: int = 1, fraction: float = 1.0) -> float:
@@ -144,7 +164,13 @@ def relative_change(a, b) -> float:
 
 
 def empirical_ntk(apply_fn, params, x1, x2=None):
-    """The empirical NTK of a single-output (or traced) network, shape (n1, n2)."""
-    fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0,
+    """The empirical NTK of a single-output (or traced) network, shape (n1, n2), by an
+    explicit Jacobian contraction."""
+    return np.asarray(_empirical_ntk(as_model(apply_fn), params, x1, x2))
+
+
+@jax.jit
+def _empirical_ntk(model, params, x1, x2):
+    fn = nt.empirical_ntk_fn(model, trace_axes=(-1,), vmap_axes=0,
                              implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION)
-    return np.asarray(jax.jit(fn)(x1, x2, params))
+    return fn(x1, x2, params)

@@ -117,7 +117,7 @@ ATTACK_SETTINGS = [
     dict(method="pgd", steps=5),
     dict(method="pgd", steps=5, random_start=True),
     dict(method="pgd", steps=5, random_start=True, restarts=3),
-    dict(method="pgd", steps=3, step_size=0.7),  # steps far larger than ε: projection must act
+    dict(method="pgd", steps=3, step_size=0.7),  # steps larger than most ε here: projection must act
     dict(method="noise"),
     dict(method="noise", restarts=3),
 ]
@@ -130,8 +130,8 @@ def test_every_perturbation_stays_in_the_ball_and_the_box(toy, norm, epsilon, kw
     assert_in_ball_and_box(result.x_adv, toy.x, epsilon, norm)
     assert result.correct.shape == result.loss.shape == (len(toy.x),) and result.correct.dtype == bool
     # The attack does move: a perturbation that is always zero would pass the bounds trivially.
-    linf, _ = _per_example_norms(result.x_adv, toy.x)
-    assert np.median(linf) > epsilon / 10 if norm == "linf" else linf.max() > 0
+    linf, l2 = _per_example_norms(result.x_adv, toy.x)
+    assert np.median(linf if norm == "linf" else l2) > epsilon / 10
 
 
 def test_noise_has_exactly_the_budget_away_from_the_box_edges():
@@ -164,7 +164,7 @@ PROPERTY_MODELS = {1: lambda z: _tanh_model(z, 1), 3: lambda z: _tanh_model(z, 3
 pixels = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0, width=32))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(x=hnp.arrays(np.float32, PROPERTY_SHAPE, elements=pixels),
        epsilon=st.floats(0.0, 1.5),
        n_logits=st.sampled_from([1, 3]),
@@ -180,8 +180,8 @@ def test_property_perturbations_stay_in_the_ball_and_the_box(x, epsilon, n_logit
     result = attacks.attack(PROPERTY_MODELS[n_logits], x, labels, epsilon, method, norm=norm, steps=3,
                             random_start=random_start, restarts=restarts, seed=seed)
     assert_in_ball_and_box(result.x_adv, x, epsilon, norm)
-    if epsilon == 0.0:
-        np.testing.assert_array_equal(result.x_adv, x)
+    if epsilon == 0.0:  # up to subnormal pixels, which XLA on CPU flushes to zero
+        np.testing.assert_allclose(result.x_adv, x, rtol=0, atol=np.finfo(np.float32).tiny)
 
 
 # ---------------------------------------------------------------------------- 2. gradients
@@ -268,11 +268,13 @@ def test_fgsm_is_the_clipped_sign_step_along_the_loss_gradient(float64, fc_kerne
 # ---------------------------------------------------------------------------- 3. losses
 
 
-@pytest.mark.parametrize("loss", attacks.LOSSES)
-@pytest.mark.parametrize("n_outputs", [1, 4])
+# Every loss with every number of logits it is defined for (the others raise, tested below).
+DEFINED_LOSSES = [(loss, c) for loss in attacks.LOSSES for c in (1, 4)
+                  if (loss, c) not in {("binary_cross_entropy", 4), ("softmax_cross_entropy", 1)}]
+
+
+@pytest.mark.parametrize("loss,n_outputs", DEFINED_LOSSES)
 def test_per_example_loss_matches_numpy_formulas(loss, n_outputs):
-    if (loss, n_outputs) in {("binary_cross_entropy", 4), ("softmax_cross_entropy", 1)}:
-        pytest.skip("not defined for this number of logits (see the ValueError test)")
     rng = np.random.default_rng(7)
     logits = rng.normal(scale=3.0, size=(50, n_outputs)).astype(np.float32)
     labels = rng.integers(0, max(n_outputs, 2), 50)

@@ -355,5 +355,5 @@ def test_inputs_of_another_shape_are_refused(problem, fc_kernel_fn):
         with pytest.raises(ValueError, match=re.escape(str(tuple(bad.shape)))):
             predictor.predict(bad)
     assert predictor.check_inputs(x_test).shape == x_test.shape
-    with pytest.raises(ValueError, match="39 columns"):
+    with pytest.raises(ValueError, match="39"):
         predictor.predict(None, k_test_train=np.zeros((13, 39)))

@@ -372,6 +372,9 @@ class KernelPredictor:
 def _kernel_logits(kernel_fn, dtype):
     @jax.jit
     def logits(x_train, weights, x):
+        if x.shape[1:] != x_train.shape[1:]:  # shapes are static: this runs at trace time
+            raise ValueError(f"images of shape {tuple(x.shape[1:])} do not match the training images' "
+                             f"{tuple(x_train.shape[1:])}")
         return kernel_fn(x.astype(dtype), x_train, "ntk").astype(dtype) @ weights
 
     return logits

@@ -510,3 +510,12 @@ def test_sweep_shapes_and_clean_accuracy_at_zero(toy):
     lean = attacks.sweep(toy.logits_fn, toy.x, toy.labels, epsilons, "fgsm", keep_inputs=False)
     assert lean.x_adv is None and lean.correct.shape == (3, n)
     assert lean.accuracy[0] == pytest.approx(toy.clean.mean())
+
+
+def test_attacking_a_predictor_with_images_of_another_shape_names_the_shapes():
+    x_train = jax.random.uniform(jax.random.PRNGKey(0), (10, 6, 6, 1))
+    y_train = jnp.where(jnp.arange(10) % 2 == 0, 1.0, -1.0)[:, None]
+    predictor = kernels.KernelPredictor(kernels.architecture("fc", 1)[2], x_train, y_train)
+    wrong = jax.random.uniform(jax.random.PRNGKey(1), (4, 5, 5, 1))
+    with pytest.raises(ValueError, match=r"\(5, 5, 1\).*\(6, 6, 1\)"):
+        attacks.attack(predictor.logits_fn(), wrong, np.array([0, 1, 0, 1]), 0.1)

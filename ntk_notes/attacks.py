@@ -233,7 +233,8 @@ def attack(logits_fn, x, labels, epsilon: float, method: str = "pgd", norm: str 
     best = None
     for restart, start in progress([(r, s) for r in range(restarts) for s in starts],
                                    desc=f"{method} ε={epsilon:.3g}", enabled=show_progress):
-        xb, yb = _pad(x[start:start + batch_size], batch_size), _pad(jnp.asarray(labels[start:start + batch_size]), batch_size)
+        xb = _pad(x[start:start + batch_size], batch_size)
+        yb = _pad(jnp.asarray(labels[start:start + batch_size]), batch_size)
         key = jax.random.fold_in(keys[restart], start)
         if method == "noise":
             out = _noise(logits_fn, xb, yb, epsilon, key, loss=loss, norm=norm)

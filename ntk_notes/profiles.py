@@ -29,15 +29,15 @@ SIZES: dict[str, dict[str, dict]] = {
     "adversarial_without_training": {
         "smoke": dict(dataset="mnist-5k", binary_classes=(3, 5), seed=0,
                       fc=dict(image_size=14, n_train=64, n_test=32), conv=dict(image_size=8, n_train=32, n_test=16),
-                      epsilons=(0.0, 0.1, 0.2), check_epsilon=0.1, pgd_steps=5, authors_setting=False),
+                      epsilons=(0.0, 0.1, 0.2), check_epsilon=0.1, pgd_steps=5, authors_setting=None),
         "default": dict(dataset="mnist-5k", binary_classes=(3, 5), seed=0,
                         fc=dict(image_size=28, n_train=800, n_test=200), conv=dict(image_size=14, n_train=400, n_test=100),
                         epsilons=(0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3), check_epsilon=0.1, pgd_steps=10,
-                        authors_setting=False),
+                        authors_setting=None),
         "paper": dict(dataset="mnist", binary_classes=(3, 5), seed=0,
                       fc=dict(image_size=28, n_train=5000, n_test=1000), conv=dict(image_size=28, n_train=2000, n_test=500),
                       epsilons=(0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3), check_epsilon=0.1, pgd_steps=10,
-                      authors_setting=True),
+                      authors_setting=dict(dataset="cifar10", classes=(0, 1), n_train=2000, n_test=100)),
     },
     "transfer_lazy": {
         "smoke": dict(dataset="mnist-5k", classes=(3, 5), n_train=64, n_test=32, image_size=14, seed=0,

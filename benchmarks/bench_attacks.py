@@ -72,6 +72,7 @@ import numpy as np
 from ntk_notes import attacks
 from ntk_notes.data import make_task
 from ntk_notes.kernels import KernelPredictor, architecture
+from timing import interleaved_seconds  # benchmarks/timing.py, beside this script
 
 ROUNDS = 15  # timed rounds of the fast calls (ours, forward passes, attacks, nt cached)
 SLOW_REPEATS = 5  # timed rounds of the slow baselines (naive, nt rebuilt, Θ(X, X)), a phase of their own
@@ -83,23 +84,6 @@ STEPS = (10, 20)  # per-step cost = (time at 20 steps - time at 10 steps) / 10
 STEP_SIZE = 2.5 * EPSILON / max(STEPS)  # the same step size for every step function timed
 CHECK_LOGITS_RTOL = 1e-2  # float32 predictors solved three ways (float64 Cholesky, float32 LU, float32 Cholesky)
 CHECK_GRAD_RTOL = 5e-2
-
-
-def sample_seconds(calls: dict, rounds: int) -> dict:
-    """Wall times of each ``name: (fn, *args)`` over ``rounds`` calls, after a warm-up call of
-    each (compilation). The calls are interleaved (one round of every call, in a rotating
-    order), so that a slow spell of this shared machine hits all of them alike."""
-    for fn, *args in calls.values():
-        jax.block_until_ready(fn(*args))  # compile outside the timing
-    times = {name: [] for name in calls}
-    names = list(calls)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            fn, *args = calls[name]
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 class PerStep:
@@ -270,7 +254,7 @@ def measure(n: int, task, kernel_fn, loss: str, x_test, labels, started: float) 
     }
     # Two phases, so that no fast call is timed right after a slow one (whose LAPACK
     # threads may still be spinning on the two cores).
-    samples = {**sample_seconds(fast, ROUNDS), **sample_seconds(slow, SLOW_REPEATS)}
+    samples = {**interleaved_seconds(fast, ROUNDS), **interleaved_seconds(slow, SLOW_REPEATS)}
     t = {name: float(np.median(v)) for name, v in samples.items() if not name.endswith(" pair")}
     t.update({f"min {name}": float(np.min(samples[name])) for name in ("ours", "nt_cached", *slow)})
     t["step"] = float(np.median(attack_pair.per_step))

@@ -31,6 +31,7 @@ import numpy as np
 
 from ntk_notes.data import make_task
 from ntk_notes.kernels import architecture
+from timing import interleaved_seconds  # benchmarks/timing.py, beside this script
 
 REPEATS = 7  # even N = 4000 takes ~0.2 s a call here, so every size gets the same number
 FC_SIZES = (1000, 2000, 4000)
@@ -43,23 +44,8 @@ B_VAR = 0.1 ** 2  # b_std ** 2
 
 
 def median_seconds(calls: dict, repeats: int = REPEATS) -> dict:
-    """Median wall time of each ``name: (fn, *args)`` over ``repeats`` calls, after a warm-up.
-
-    The calls are interleaved (one round of every call per repeat, in a rotating order), so
-    that a slow spell of this shared machine hits all of them alike rather than one of the
-    things being compared.
-    """
-    for fn, *args in calls.values():
-        jax.block_until_ready(fn(*args))  # compile, and fault in the buffers, outside the timing
-    times = {name: [] for name in calls}
-    names = list(calls)
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            fn, *args = calls[name]
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    """Median wall time of each ``name: (fn, *args)`` over ``repeats`` interleaved calls."""
+    return {name: float(np.median(t)) for name, t in interleaved_seconds(calls, repeats).items()}
 
 
 def relu_fc_kernels(gram, sq_norms1, sq_norms2, dim: int):

@@ -187,7 +187,7 @@ def _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts
     low, high = float(jnp.min(x)), float(jnp.max(x))
     if low < 0 or high > 1:
         raise ValueError(f"pixels must lie in [0, 1]; these inputs span [{low:.3g}, {high:.3g}]")
-    n_outputs = jax.eval_shape(logits_fn, x[:1]).shape[-1]
+    n_outputs = jax.eval_shape(logits_fn, x).shape[-1]  # shapes only: nothing is computed
     loss = default_loss(n_outputs) if loss is None else loss
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")

@@ -1,8 +1,22 @@
-"""The spectrum of a kernel matrix and how the labels sit in it."""
+"""The spectrum of a kernel matrix, how the labels sit in it, and the eigen-features.
+
+Eigen-features (PAPER.md): with Θ(X, X) = Σ_i λ_i v_i v_iᵀ, λ_1 ≥ λ_2 ≥ …,
+φ_i(x) = λ_i⁻¹ Θ(x, X) v_i (v_iᵀ Y), and Σ_i φ_i = f_∞. Indices in code are 0-based (index 0
+is the top eigenvalue); the book's text counts from 1.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import Partial
+
+from ntk_notes import attacks
+from ntk_notes.progress import progress
 
 
 def eigendecomposition(kernel) -> tuple[np.ndarray, np.ndarray]:
@@ -20,3 +34,107 @@ def label_energy(vectors, targets) -> np.ndarray:
     targets = np.asarray(targets, dtype=np.float64).reshape(len(vectors), -1)
     projections = np.sum((np.asarray(vectors).T @ targets) ** 2, axis=1)
     return np.cumsum(projections) / np.sum(targets ** 2)
+
+
+def feature_weights(predictor, indices=None) -> np.ndarray:
+    """Weights of the eigen-features φ_i(x) = λ_i⁻¹ Θ(x, X) v_i (v_iᵀ Y), shape (N, F, C):
+    φ_i(x) = Θ(x, X) @ W[:, i]. ``indices`` (0-based, index 0 = the top eigenvalue) picks
+    features, default all N; Σ over all i of φ_i is f_∞."""
+    values, vectors = predictor.eigen
+    indices = np.arange(len(values)) if indices is None else np.asarray(indices)
+    if indices.ndim != 1 or len(indices) == 0 or indices.min() < 0 or indices.max() >= len(values):
+        raise ValueError(f"feature indices must lie in 0..{len(values) - 1}, got {indices!r}")
+    chosen = vectors[:, indices]  # (N, F)
+    coefficients = (chosen.T @ predictor.y_train) / values[indices, None]  # (F, C)
+    return chosen[:, :, None] * coefficients[None, :, :]
+
+
+def top_k_weights(predictor, ks) -> np.ndarray:
+    """Weights of the predictors φ_{1..k} = Σ_{i≤k} φ_i for each k in ``ks``, shape (N, K, C)."""
+    ks = np.asarray(ks)
+    n = len(predictor.y_train)
+    if ks.ndim != 1 or len(ks) == 0 or ks.min() < 1 or ks.max() > n:
+        raise ValueError(f"every k must lie in 1..{n}, got {ks!r}")
+    cumulative = np.cumsum(feature_weights(predictor, np.arange(ks.max())), axis=1)
+    return cumulative[:, ks - 1]
+
+
+def fitted_fraction(values, t: float, n_outputs: int = 1) -> np.ndarray:
+    """How much of each eigen-feature f_t holds: f_t = Σ_i (1 − e^{−λ_i t / (N C)}) φ_i, in the
+    time convention of ``ntk_notes.kernels`` (t = learning rate × steps)."""
+    values = np.asarray(values, dtype=np.float64)
+    return -np.expm1(-np.maximum(values, 0.0) * t / (len(values) * n_outputs))
+
+
+class FeatureScores(NamedTuple):
+    usefulness: np.ndarray  # (F,) clean accuracy of each feature (sign, or argmax of C outputs)
+    robustness: np.ndarray  # (F,) accuracy under the attack aimed at the feature itself
+    clean_outputs: np.ndarray  # (F, n, C) each feature at the clean test points
+
+
+@lru_cache(maxsize=32)
+def _features_at(kernel_fn):
+    """(x_train, weights (N, F, C), xs (F·n, ...)) -> (F·n, C): feature f evaluated at its own
+    block of n inputs, all F blocks in one kernel call against the training set."""
+    def outputs(x_train, weights, xs):
+        n_features = weights.shape[1]
+        k = kernel_fn(xs, x_train, "ntk").astype(weights.dtype)  # (F·n, N)
+        k = k.reshape(n_features, -1, k.shape[-1])
+        return jnp.einsum("fan,nfc->fac", k, weights).reshape(-1, weights.shape[-1])
+
+    return jax.jit(outputs)
+
+
+def feature_scores(predictor, weights, x, labels, epsilon: float, method: str = "fgsm", steps: int = 10,
+                   chunk: int | None = None, show_progress: bool | None = None, **attack_args) -> FeatureScores:
+    """Usefulness and robustness of every feature given by ``weights`` (N, F, C) at the test
+    inputs ``x`` with class indices ``labels``.
+
+    Robustness attacks each feature itself (``ntk_notes.attacks.attack``: FGSM or PGD, ℓ∞ by
+    default, binary / softmax cross-entropy). Features go through in chunks: a chunk of F
+    features and n test points is one kernel evaluation of F·n perturbed inputs against the
+    training set, and its input gradient one backward pass, so the work is a few large matrix
+    products; ``chunk`` (default: about 2·10⁷ kernel entries per chunk) bounds the memory.
+    """
+    x = jnp.asarray(x, predictor.dtype)
+    weights = np.asarray(weights)
+    if weights.ndim != 3 or weights.shape[0] != len(predictor.x_train):
+        raise ValueError(f"weights must have shape ({len(predictor.x_train)}, F, C), got {weights.shape}")
+    labels = np.asarray(labels)
+    n, n_features = len(x), weights.shape[1]
+    chunk = chunk or max(1, int(2e7 // (n * len(predictor.x_train))))
+    from ntk_notes.kernels import kernel_block  # kernels imports this module
+
+    k_test = kernel_block(predictor.kernel_fn, x, predictor.x_train, predictor.batch_size).astype(np.float64)
+    clean_outputs = np.einsum("an,nfc->fac", k_test, weights)  # (F, n, C)
+    usefulness = np.asarray(attacks.is_correct(clean_outputs.reshape(n_features * n, -1),
+                                               np.tile(labels, n_features))).reshape(n_features, n).mean(1)
+    outputs = _features_at(predictor.kernel_fn)
+    robust, starts = [], range(0, n_features, chunk)
+    if show_progress is None and len(starts) <= 2:
+        show_progress = False
+    for start in progress(starts, desc=f"{n_features} features", enabled=show_progress):
+        w = jnp.asarray(weights[:, start:start + chunk], predictor.dtype)
+        f = w.shape[1]
+        model = Partial(outputs, predictor.x_train, w)  # feature j of the chunk sees inputs j·n ... (j+1)·n − 1
+        xs = jnp.tile(x, (f,) + (1,) * (x.ndim - 1))
+        result = attacks.attack(model, xs, np.tile(labels, f), epsilon, method, steps=steps, batch_size=f * n,
+                                **attack_args)
+        robust.append(result.correct.reshape(f, n).mean(1))
+    return FeatureScores(usefulness, np.concatenate(robust), clean_outputs)
+
+
+def eigenspace_overlap(vectors_a, vectors_b, k: int) -> float:
+    """‖V_aᵀ V_b‖_F² / k for the top-k eigenvectors: 1 when the two top-k eigenspaces
+    coincide, about k / N for unrelated ones."""
+    return float(np.sum((np.asarray(vectors_a)[:, :k].T @ np.asarray(vectors_b)[:, :k]) ** 2) / k)
+
+
+def output_correlation(outputs_a, outputs_b) -> np.ndarray:
+    """Per feature, the correlation over test points of two kernels' feature outputs
+    (F, n, C) (all C outputs pooled); a feature constant on the test set gives NaN."""
+    a = np.asarray(outputs_a).reshape(len(outputs_a), -1)
+    b = np.asarray(outputs_b).reshape(len(outputs_b), -1)
+    a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(a * b, 1) / np.sqrt(np.sum(a * a, 1) * np.sum(b * b, 1))

@@ -52,6 +52,15 @@ SIZES: dict[str, dict[str, dict]] = {
                       sgd_steps=4000, sgd_batch_size=100, sgd_learning_rate=0.1, epsilon=0.1, pgd_steps=20,
                       probe_size=256),
     },
+    "eigen_features": {
+        "smoke": dict(dataset="mnist-5k", classes=(3, 5), n_train=64, n_test=32, image_size=14, seed=0,
+                      epsilon=0.1, pgd_steps=3, multiclass=dict(n_train=60, n_test=20), authors_setting=None),
+        "default": dict(dataset="mnist-5k", classes=(3, 5), n_train=800, n_test=200, image_size=28, seed=0,
+                        epsilon=0.1, pgd_steps=5, multiclass=dict(n_train=500, n_test=100), authors_setting=None),
+        "paper": dict(dataset="mnist", classes=(3, 5), n_train=2000, n_test=500, image_size=28, seed=0,
+                      epsilon=0.1, pgd_steps=10, multiclass=dict(n_train=2000, n_test=200),
+                      authors_setting=dict(dataset="cifar10", classes=(0, 1), n_train=2000, n_test=100)),
+    },
 }
 
 

@@ -138,3 +138,15 @@ def output_correlation(outputs_a, outputs_b) -> np.ndarray:
     a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.sum(a * b, 1) / np.sqrt(np.sum(a * a, 1) * np.sum(b * b, 1))
+
+
+def feature_gradients(predictor, weights, x) -> np.ndarray:
+    """Input gradients of every feature of ``weights`` (N, F, C), summed over its C outputs,
+    at each input of ``x``: shape (F, n) + image shape. Min–max scaled, this is how the paper
+    pictures a feature."""
+    x = jnp.asarray(x, predictor.dtype)
+    weights = jnp.asarray(weights, predictor.dtype)
+    xs = jnp.tile(x, (weights.shape[1],) + (1,) * (x.ndim - 1))
+    outputs = _features_at(predictor.kernel_fn)
+    grads = jax.grad(lambda z: jnp.sum(outputs(predictor.x_train, weights, z)))(xs)
+    return np.asarray(grads).reshape((weights.shape[1],) + x.shape)

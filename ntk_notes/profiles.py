@@ -61,6 +61,14 @@ SIZES: dict[str, dict[str, dict]] = {
                       epsilon=0.1, pgd_steps=10, multiclass=dict(n_train=2000, n_test=200),
                       authors_setting=dict(dataset="cifar10", classes=(0, 1), n_train=2000, n_test=100)),
     },
+    "robustness_tradeoff": {
+        "smoke": dict(dataset="mnist-5k", classes=(3, 5), n_train=64, n_test=32, image_size=14, seed=0,
+                      epsilon=0.1, pgd_steps=3, n_ks=6, n_times=6),
+        "default": dict(dataset="mnist-5k", classes=(3, 5), n_train=800, n_test=200, image_size=28, seed=0,
+                        epsilon=0.1, pgd_steps=10, n_ks=20, n_times=20),
+        "paper": dict(dataset="mnist", classes=(3, 5), n_train=2000, n_test=500, image_size=28, seed=0,
+                      epsilon=0.1, pgd_steps=20, n_ks=30, n_times=30),
+    },
 }
 
 

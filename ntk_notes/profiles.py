@@ -69,6 +69,17 @@ SIZES: dict[str, dict[str, dict]] = {
         "paper": dict(dataset="mnist", classes=(3, 5), n_train=2000, n_test=500, image_size=28, seed=0,
                       epsilon=0.1, pgd_steps=20, n_ks=30, n_times=30),
     },
+    "architecture_consistency": {
+        "smoke": dict(dataset="mnist-5k", classes=(3, 5), seed=0, epsilon=0.1, top_k=5,
+                      scored=dict(image_size=8, n_train=40, n_test=16),
+                      myrtle=dict(image_size=8, n_train=12, n_test=6, robustness=False)),
+        "default": dict(dataset="mnist-5k", classes=(3, 5), seed=0, epsilon=0.1, top_k=20,
+                        scored=dict(image_size=14, n_train=200, n_test=50),
+                        myrtle=dict(image_size=8, n_train=100, n_test=40, robustness=False)),
+        "paper": dict(dataset="mnist", classes=(3, 5), seed=0, epsilon=0.1, top_k=50,
+                      scored=dict(image_size=28, n_train=1000, n_test=200),
+                      myrtle=dict(image_size=28, n_train=1000, n_test=200, robustness=True)),
+    },
 }
 
 

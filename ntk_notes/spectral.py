@@ -85,7 +85,7 @@ def _features_at(kernel_fn):
     return jax.jit(outputs)
 
 
-def feature_scores(predictor, weights, x, labels, epsilon: float, method: str = "fgsm", steps: int = 10,
+def feature_scores(predictor, weights, x, labels, epsilon: float | None, method: str = "fgsm", steps: int = 10,
                    chunk: int | None = None, show_progress: bool | None = None, **attack_args) -> FeatureScores:
     """Usefulness and robustness of every feature given by ``weights`` (N, F, C) at the test
     inputs ``x`` with class indices ``labels``.
@@ -95,6 +95,7 @@ def feature_scores(predictor, weights, x, labels, epsilon: float, method: str = 
     features and n test points is one kernel evaluation of F·n perturbed inputs against the
     training set, and its input gradient one backward pass, so the work is a few large matrix
     products; ``chunk`` (default: about 2·10⁷ kernel entries per chunk) bounds the memory.
+    ``epsilon=None`` skips the attack (robustness is NaN): usefulness costs one kernel block.
     """
     x = jnp.asarray(x, predictor.dtype)
     weights = np.asarray(weights)
@@ -109,6 +110,8 @@ def feature_scores(predictor, weights, x, labels, epsilon: float, method: str = 
     clean_outputs = np.einsum("an,nfc->fac", k_test, weights)  # (F, n, C)
     usefulness = np.asarray(attacks.is_correct(clean_outputs.reshape(n_features * n, -1),
                                                np.tile(labels, n_features))).reshape(n_features, n).mean(1)
+    if epsilon is None:
+        return FeatureScores(usefulness, np.full(n_features, np.nan), clean_outputs)
     outputs = _features_at(predictor.kernel_fn)
     robust, starts = [], range(0, n_features, chunk)
     if show_progress is None and len(starts) <= 2:

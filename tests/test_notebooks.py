@@ -14,11 +14,13 @@ def test_notebook_executes_under_smoke(source, tmp_path):
 
 
 @pytest.mark.notebooks
-def test_the_authors_cifar10_section_runs_on_stand_in_data(tmp_path):
-    """The `paper` profile's CIFAR-10 comparison cannot download here: run its code on MNIST
-    digits 0 vs 1 instead, so that a GPU run does not meet it untested."""
-    source = pipeline.BOOK / "adversarial_without_training.py"
+@pytest.mark.parametrize("chapter,marker", [("adversarial_without_training", "authors (CIFAR-10)"),
+                                            ("eigen_features", "authors: useful / robust")])
+def test_the_authors_cifar10_section_runs_on_stand_in_data(chapter, marker, tmp_path):
+    """The `paper` profile's CIFAR-10 comparisons cannot download here: run their code on
+    MNIST digits 0 vs 1 instead, so that a GPU run does not meet it untested."""
     stand_in = {"dataset": "mnist-5k", "classes": [0, 1], "n_train": 100, "n_test": 20}
-    output = tmp_path / "authors.ipynb"
-    pipeline.execute_notebook(source, "smoke", output, parameters={"authors_setting": stand_in})
-    assert "authors (CIFAR-10)" in output.read_text()
+    output = tmp_path / f"{chapter}.ipynb"
+    pipeline.execute_notebook(pipeline.BOOK / f"{chapter}.py", "smoke", output,
+                              parameters={"authors_setting": stand_in})
+    assert marker in output.read_text()

@@ -61,7 +61,8 @@ def top_k_weights(predictor, ks) -> np.ndarray:
 
 def fitted_fraction(values, t: float, n_outputs: int = 1) -> np.ndarray:
     """How much of each eigen-feature f_t holds: f_t = Σ_i (1 − e^{−λ_i t / (N C)}) φ_i, in the
-    time convention of ``ntk_notes.kernels`` (t = learning rate × steps)."""
+    time convention of ``ntk_notes.kernels`` (t = learning rate × steps). ``values`` must be
+    all N eigenvalues: N is taken from their number."""
     values = np.asarray(values, dtype=np.float64)
     return -np.expm1(-np.maximum(values, 0.0) * t / (len(values) * n_outputs))
 
@@ -136,11 +137,14 @@ def eigenspace_overlap(vectors_a, vectors_b, k: int) -> float:
 def output_correlation(outputs_a, outputs_b) -> np.ndarray:
     """Per feature, the correlation over test points of two kernels' feature outputs
     (F, n, C) (all C outputs pooled); a feature constant on the test set gives NaN."""
-    a = np.asarray(outputs_a).reshape(len(outputs_a), -1)
-    b = np.asarray(outputs_b).reshape(len(outputs_b), -1)
+    a = np.asarray(outputs_a, dtype=np.float64).reshape(len(outputs_a), -1)
+    b = np.asarray(outputs_b, dtype=np.float64).reshape(len(outputs_b), -1)
+    # Constant within rounding: the mean of repeated values is not exact, so test the spread.
+    constant = (np.ptp(a, 1) <= 1e-12 * np.abs(a).max(1)) | (np.ptp(b, 1) <= 1e-12 * np.abs(b).max(1))
     a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sum(a * b, 1) / np.sqrt(np.sum(a * a, 1) * np.sum(b * b, 1))
+        correlation = np.sum(a * b, 1) / np.sqrt(np.sum(a * a, 1) * np.sum(b * b, 1))
+    return np.where(constant, np.nan, correlation)
 
 
 def feature_gradients(predictor, weights, x) -> np.ndarray:

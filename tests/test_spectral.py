@@ -230,6 +230,17 @@ def test_chunk_size_does_not_change_the_scores(fc_kernel_fn):
         np.testing.assert_array_equal(results[chunk].clean_outputs, reference.clean_outputs)
 
 
+
+def test_no_epsilon_gives_usefulness_alone(fc_kernel_fn):
+    # epsilon=None skips the attack: the same usefulness and clean outputs, robustness NaN.
+    predictor, x_test, labels = predictor_for(fc_kernel_fn, 1, float64=False)
+    weights = spectral.feature_weights(predictor, [0, 5, 20])
+    attacked = spectral.feature_scores(predictor, weights, x_test, labels, 0.1, "fgsm")
+    clean = spectral.feature_scores(predictor, weights, x_test, labels, None)
+    np.testing.assert_array_equal(clean.usefulness, attacked.usefulness)
+    np.testing.assert_array_equal(clean.clean_outputs, attacked.clean_outputs)
+    assert clean.robustness.shape == (3,) and np.all(np.isnan(clean.robustness))
+
 # ---------------------------------------------------------------------------- 5. real data
 
 
@@ -331,8 +342,10 @@ def test_output_correlation_known_answers():
 
 @pytest.mark.parametrize("value", [0.5, 0.7, -1.3])
 def test_output_correlation_of_a_constant_feature_is_nan(value):
-    # The docstring's promise. 0.5 is exact in binary; 0.7 and -1.3 are not, so the mean of 60
-    # copies can be off by an ulp, and the centred row is then ~1e-17, not 0.
+    # The docstring's promise ("a feature constant on the test set gives NaN"). The mean of 60
+    # copies of 0.5 is exact; of 0.7 or -1.3 it can be off by an ulp, and then the centred row is
+    # ~1e-16 instead of 0 and the correlation a finite ~1e-17: the constant feature then passes
+    # for an uncorrelated one instead of dropping out of a nanmean.
     rng = np.random.default_rng(2)
     outputs = rng.normal(size=(5, 30, 2))
     constant = outputs.copy()

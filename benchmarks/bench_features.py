@@ -3,7 +3,8 @@ batched computation use the CPU?
 
 Run: ``.venv/bin/python benchmarks/bench_features.py`` (or ``python3 tasks.py bench``, which runs
 every ``benchmarks/bench_*.py``). ``--full`` also runs the N = 10 000 eigendecomposition itself
-(``predictor.eigen``: about 4-5 minutes more on 2 CPU cores) instead of extrapolating it.
+(``predictor.eigen``: 1.5 minutes more on 2 idle CPU cores, over 4 under heavy load) instead of
+extrapolating it.
 
 Eigen-features (PAPER.md): Θ(X, X) = Σ_i λ_i v_i v_iᵀ, φ_i(x) = λ_i⁻¹ Θ(x, X) v_i (v_iᵀ Y).
 Usefulness of φ_i = its clean test accuracy; robustness = its accuracy under FGSM (ℓ∞, ε = 0.1)
@@ -36,7 +37,10 @@ on 28 x 28 images; n = 100 test images.
    count of the clean part (2·n·N·d for the Gram of Θ(x, X), 2·n·N·F·C for the outputs); the
    hand count of the chunk's three big GEMMs (forward Gram, input-gradient product, Gram at the
    perturbed images, each 2·F·n·N·d) is printed beside XLA's. A GEMM of the chunk's own shape,
-   (F·n x d) @ (d x N), is timed as a second reference.
+   (F·n x d) @ (d x N), is timed as a second reference. Where the package's time goes: one
+   chunk's jitted ``attacks._pgd`` alone vs ``attacks.attack`` on it, the clean outputs by
+   ``np.einsum`` (as the package) vs a BLAS matmul, and one forward ``kernel_fn`` call on a
+   chunk's F·n inputs vs its Gram GEMM alone (the rest is the elementwise arc-cosine pass).
 3. N = 10 000 features. mnist-5k has 5000 images; the embedded Fashion-MNIST
    (/usr/share/datasets/fashion-mnist) has 6000 training images per class, so the task is the
    pair t-shirt/top (-1) vs shirt (+1), 10 000 training images from its training split, 100 test
@@ -46,8 +50,10 @@ on 28 x 28 images; n = 100 test images.
    (odd = +1) with copies shifted by one pixel (right, then down) filling N = 10 000. Timed once
    each: Θ(X, X) (``kernel_matrix``), the predictor's Cholesky factorisation, and the
    eigendecomposition, by default on the kernel's leading 2000 x 2000 and 4000 x 4000 blocks
-   and extrapolated to N = 10 000 as N³ (``--full``: the real ``predictor.eigen``, and
-   ``feature_weights`` for all N). Scoring all 10 000 features (500 chunks of 20 features)
+   and extrapolated to N = 10 000 as N³ (``--full``: the real ``predictor.eigen``; it took
+   83 s here at a load average of 1.6, against 78 s extrapolated in a run beside it), and
+   ``feature_weights`` for all N (by default on a stand-in of the same shapes: its cost is
+   memory traffic only). Scoring all 10 000 features (500 chunks of 20 features)
    would take minutes, so ``feature_scores`` is timed on the first 1 and 3 chunks (20 and 60
    features) and extrapolated linearly from the difference (time per feature x 10 000 plus the
    fixed part); by default those features come from the top-60 eigenpairs found by randomized
@@ -58,7 +64,8 @@ Every repeated time is the median over interleaved rounds after a warm-up call
 (``timing.interleaved_seconds``), all in this one process; ``jax.block_until_ready`` or a host
 array ends each call. The load average is printed at the start and the end: this machine is
 shared, and other processes inflate the times. Only ratios are meaningful; nothing is asserted
-on time. About 3-5 minutes on 2 CPU cores (plus 4-5 with ``--full``).
+on time. About 2 minutes on 2 CPU cores at a load average of ~2, more under heavier load
+(``--full``: about 3 minutes; 6.6 GB peak memory, 4 GB without).
 """
 
 from __future__ import annotations
@@ -101,7 +108,7 @@ CHECK_SHARE = 0.01  # ... and share of features allowed to differ at all (float3
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
     print(line(header))
     print(line(tuple("-" * w for w in widths)))
     for row in rows:
@@ -186,13 +193,14 @@ def shared_fgsm(kernel_fn, loss: str, norm: str):
         n_features, n = weights.shape[1], x.shape[0]
         k_clean, pullback = jax.vjp(lambda z: kernel_fn(z, x_train, "ntk").astype(weights.dtype), x)
         outputs = jnp.einsum("an,nfc->fac", k_clean, weights)  # (F, n, C), every feature at x
-        total_loss = lambda out: jnp.sum(attacks.per_example_loss(loss, out, labels))  # noqa: E731
+        total_loss = lambda out: jnp.sum(attacks.per_example_loss(loss, out, labels))
         d_outputs = jax.vmap(jax.grad(total_loss))(outputs)  # (F, n, C)
         d_kernel = jnp.einsum("fac,nfc->fan", d_outputs, weights)  # (F, n, N)
         (grad,) = jax.vmap(pullback)(d_kernel)  # (F, n, ...)
         xs = jnp.broadcast_to(x, (n_features,) + x.shape).reshape((n_features * n,) + x.shape[1:])
         x_adv = attacks._project(xs, xs + epsilon * attacks._direction(grad.reshape(xs.shape), norm), epsilon, norm)
-        return attacks.is_correct(features_at(x_train, weights, x_adv), jnp.tile(labels, n_features)).reshape(n_features, n)
+        correct = attacks.is_correct(features_at(x_train, weights, x_adv), jnp.tile(labels, n_features))
+        return correct.reshape(n_features, n)
 
     return jax.jit(run)
 
@@ -227,7 +235,7 @@ def package_chunk_call(predictor, weights, x, labels, start: int, chunk: int):
     model = Partial(spectral._features_at(predictor.kernel_fn), predictor.x_train, w)
     xs = jnp.tile(jnp.asarray(x, predictor.dtype), (f,) + (1,) * (x.ndim - 1))
     args = (model, xs, jnp.asarray(np.tile(labels, f)), EPSILON, EPSILON, jax.random.PRNGKey(0))
-    kwargs = dict(loss=attacks.default_loss(weights.shape[2]), norm="linf", steps=1, random_start=False)
+    kwargs = {"loss": attacks.default_loss(weights.shape[2]), "norm": "linf", "steps": 1, "random_start": False}
     return args, kwargs
 
 
@@ -284,9 +292,9 @@ def large_task(n_train: int, n_test: int, data_dir: Path = FASHION_DIR):
     if data_dir.is_dir():
         task = make_task("fashion-mnist", classes=FASHION_PAIR, n_train=n_train, n_test=n_test, seed=0,
                          data_dir=data_dir)
-        return (task.x_train, task.y_train, task.x_test, task.labels_test,
-                f"Fashion-MNIST ({data_dir}), {task.class_names[0]} (-1) vs {task.class_names[1]} (+1), "
-                f"{n_train} training images from its training split, {n_test} test images from its test split")
+        description = (f"Fashion-MNIST ({data_dir}), {task.class_names[0]} (-1) vs {task.class_names[1]} (+1), "
+                       f"{n_train} training images from its training split, {n_test} test images from its test split")
+        return task.x_train, task.y_train, task.x_test, task.labels_test, description
     base = make_task("mnist-5k", classes=None, n_train=5000 - n_test, n_test=n_test, seed=0)
     # One-pixel shifts (np.roll wraps around, harmlessly: MNIST's border pixels are 0).
     copies = [base.x_train, np.roll(base.x_train, 1, axis=2), np.roll(base.x_train, 1, axis=1)]
@@ -294,9 +302,10 @@ def large_task(n_train: int, n_test: int, data_dir: Path = FASHION_DIR):
         raise ValueError(f"the mnist-5k fallback holds at most {sum(len(c) for c in copies)} training images")
     x_train = np.concatenate(copies)[:n_train]
     parity = np.tile(base.labels_train % 2, len(copies))[:n_train]
-    return (x_train, np.where(parity == 1, 1.0, -1.0).astype(np.float32)[:, None], base.x_test,
-            base.labels_test % 2, f"FALLBACK ({data_dir} missing): mnist-5k ten digits as odd (+1) vs even (-1), "
-            f"{5000 - n_test} training images plus copies shifted one pixel right, then down, first {n_train}")
+    description = (f"FALLBACK ({data_dir} missing): mnist-5k ten digits as odd (+1) vs even (-1), "
+                   f"{5000 - n_test} training images plus copies shifted one pixel right, then down, first {n_train}")
+    y_train = np.where(parity == 1, 1.0, -1.0).astype(np.float32)[:, None]
+    return x_train, y_train, base.x_test, base.labels_test % 2, description
 
 
 def top_eigenpairs(kernel, k: int, passes: int = SUBSPACE_PASSES, seed: int = 0):
@@ -330,6 +339,7 @@ def main() -> int:
     matmul = jax.jit(jnp.dot)
     matmul_flops = xla_flops(matmul, mat_a, mat_b)
     gemm = jax.jit(lambda a, b: a @ b.T)
+    kernel_forward = jax.jit(lambda a, b: kernel_fn(a, b, "ntk"))  # one forward kernel call, Gram + elementwise
 
     # === 1. and 2.: N = 1000 ===================================================================
     task = make_task("mnist-5k", classes=None, n_train=N_SMALL, n_test=N_TEST, seed=0)
@@ -369,6 +379,7 @@ def main() -> int:
         "matmul clean": (lambda: (k_test @ weights.reshape(n_train, -1)),),
         "matmul": (matmul, mat_a, mat_b),
         "gemm chunk shape": (gemm, *gram_shape),
+        "kernel chunk": (kernel_forward, chunk_args[1], predictor.x_train),
     }
     times = {name: median(t) for name, t in interleaved_seconds(calls, ROUNDS).items()}
 
@@ -383,7 +394,7 @@ def main() -> int:
 
     flops_package, flops_chunk, hand_chunk = package_flops(predictor, weights, x, labels)
     flops_proto, flops_proto_chunk = prototype_flops(predictor, weights, x, labels)
-    args1, kwargs1 = package_chunk_call(predictor, weights, x, labels, 0, 1)
+    _, kwargs1 = package_chunk_call(predictor, weights, x, labels, 0, 1)
     single = Partial(single_feature_logits(kernel_fn), predictor.x_train, jnp.asarray(weights[:, 0], predictor.dtype))
     flops_loop = n_features * xla_flops(attacks._pgd, single, x, jnp.asarray(labels), EPSILON, EPSILON,
                                         jax.random.PRNGKey(0), **kwargs1) + clean_flops(N_TEST, n_train, dim,
@@ -415,6 +426,11 @@ def main() -> int:
           f"attacks.attack costs {secs(times['chunk attack'])} vs {secs(times['chunk _pgd'])} for its jitted _pgd "
           f"(validation, host copies of x_adv); the clean outputs cost {secs(times['einsum clean'])} by np.einsum "
           f"vs {secs(times['matmul clean'])} by a BLAS matmul (k_test @ W.reshape(N, F·C))")
+    print(f"   one forward kernel_fn call on a chunk's {chunk * N_TEST} inputs against N = {n_train}: "
+          f"{secs(times['kernel chunk'])}, of which its Gram GEMM alone {secs(times['gemm chunk shape'])}: the rest, "
+          f"{secs(times['kernel chunk'] - times['gemm chunk shape'])}, is the elementwise arc-cosine pass over its "
+          f"{chunk * N_TEST * n_train / 1e6:.0f} M entries, which XLA counts as few FLOPs; the package's chunk makes "
+          f"two forward passes and one backward, the prototype's one forward pass and one pullback GEMM")
     print(f"   FLOPs of one chunk of {chunk} features: XLA {flops_chunk / 1e9:.1f} G vs hand count of its three GEMMs "
           f"(forward Gram, input-gradient product, Gram at x_adv, each 2·F·n·N·d) {hand_chunk / 1e9:.1f} G; the "
           f"prototype's chunk {flops_proto_chunk / 1e9:.1f} G (two GEMMs: the pullback and the Gram at x_adv)")
@@ -439,7 +455,7 @@ def main() -> int:
     n_sub = max(LARGE_CHUNKS) * n_large_chunk
     if full:
         start = time.perf_counter()
-        big.eigen
+        _ = big.eigen  # the cached property: computed here, timed
         once["eigendecomposition"] = (time.perf_counter() - start, "measured once (predictor.eigen, --full)")
         start = time.perf_counter()
         large_weights = spectral.feature_weights(big)
@@ -456,20 +472,22 @@ def main() -> int:
             del block
         small_m, large_m = EIGEN_SIZES
         exponent = np.log(eigen_times[large_m] / eigen_times[small_m]) / np.log(large_m / small_m)
-        once["eigendecomposition"] = (
-            eigen_times[large_m] * (N_LARGE / large_m) ** 3,
-            f"EXTRAPOLATED as N³ from {secs(eigen_times[large_m])} at {large_m} ({secs(eigen_times[small_m])} at "
-            f"{small_m}: measured exponent {exponent:.1f}); --full measures it")
+        how = (f"EXTRAPOLATED as N³ from {secs(eigen_times[large_m])} at {large_m} ({secs(eigen_times[small_m])} "
+               f"at {small_m}: measured exponent {exponent:.1f}); --full measures it")
+        once["eigendecomposition"] = (eigen_times[large_m] * (N_LARGE / large_m) ** 3, how)
         start = time.perf_counter()
         values, vectors, residuals = top_eigenpairs(big.k_train_train, n_sub)
         subspace_time = time.perf_counter() - start
         stand_in = SimpleNamespace(eigen=(values, vectors), y_train=big.y_train)
-        start = time.perf_counter()
         large_weights = spectral.feature_weights(stand_in)
-        weights_time = time.perf_counter() - start
-        once["feature_weights, all N"] = (weights_time * N_LARGE / n_sub,
-                                          f"EXTRAPOLATED linearly from {n_sub} features, "
-                                          f"{N_LARGE * N_LARGE * 8 / 1e6:.0f} MB")
+        # feature_weights for all N costs only memory traffic (an (N, N) column gather and an (N, N, C) product),
+        # so it is timed on a stand-in of the same shapes: Θ(X, X) itself in place of the eigenvectors.
+        start = time.perf_counter()
+        shaped = spectral.feature_weights(SimpleNamespace(eigen=(np.ones(N_LARGE), big.k_train_train),
+                                                          y_train=big.y_train))
+        how = f"measured once on a same-shape stand-in, {shaped.nbytes / 1e6:.0f} MB"
+        once["feature_weights, all N"] = (time.perf_counter() - start, how)
+        del shaped
         print(f"   top-{n_sub} eigenpairs for the scored features by subspace iteration ({SUBSPACE_PASSES} passes, "
               f"{secs(subspace_time)}, not part of the pipeline): relative residual ‖Θv - λv‖/λ "
               f"{residuals[:10].max():.1e} for the top 10, {residuals.max():.1e} at worst; λ_1 = {values[0]:.4g}")
@@ -530,9 +548,11 @@ def main() -> int:
           f"{secs(extrapolated['package'][0])}, eigendecomposition {secs(once['eigendecomposition'][0])}); with the "
           f"prototype's scoring ≈ {secs(total_large - extrapolated['package'][0] + extrapolated['prototype'][0])}")
 
-    print(f"\nsummary: N = {N_SMALL}: feature_scores {secs(times['package'])} vs per-feature loop {secs(times['loop'])} "
-          f"= {speedup:.2f}x (target ≥ 5x: {'met' if speedup >= 5 else 'NOT met'}), prototype {proto_speedup:.1f}x; "
-          f"FLOP rate {rate_share:.0%} of a {MATMUL}² matmul (target ≥ 50%: {'met' if rate_share >= 0.5 else 'NOT met'})"
+    verdict = lambda met: "met" if met else "NOT met"
+    print(f"\nsummary: N = {N_SMALL}: feature_scores {secs(times['package'])} vs per-feature loop "
+          f"{secs(times['loop'])} = {speedup:.2f}x (target ≥ 5x: {verdict(speedup >= 5)}), prototype "
+          f"{proto_speedup:.1f}x; FLOP rate {rate_share:.0%} of a {MATMUL}² matmul (target ≥ 50%: "
+          f"{verdict(rate_share >= 0.5)})"
           f"; N = {N_LARGE}: scoring ≈ {secs(extrapolated['package'][0])} (prototype "
           f"{secs(extrapolated['prototype'][0])}, extrapolated), eigendecomposition "
           f"{secs(once['eigendecomposition'][0])}{'' if full else ' (extrapolated)'}")

@@ -108,24 +108,64 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
     from ntk_notes.kernels import kernel_block  # kernels imports this module
 
     k_test = kernel_block(predictor.kernel_fn, x, predictor.x_train, predictor.batch_size).astype(np.float64)
-    clean_outputs = np.einsum("an,nfc->fac", k_test, weights)  # (F, n, C)
+    # A BLAS product, then (F, n, C); np.einsum would not use BLAS here.
+    clean_outputs = (k_test @ weights.reshape(len(weights), -1)).reshape(n, n_features, -1).transpose(1, 0, 2)
     usefulness = np.asarray(attacks.is_correct(clean_outputs.reshape(n_features * n, -1),
                                                np.tile(labels, n_features))).reshape(n_features, n).mean(1)
     if epsilon is None:
         return FeatureScores(usefulness, np.full(n_features, np.nan), clean_outputs)
     outputs = _features_at(predictor.kernel_fn)
+    one_feature = Partial(outputs, predictor.x_train, jnp.asarray(weights[:, :1], predictor.dtype))
+    labels, loss = attacks._validate(one_feature, x, labels, epsilon, method, attack_args.get("norm", "linf"),
+                                     attack_args.get("loss"), steps, 1, 1)
+    shared_fgsm = method == "fgsm" and set(attack_args) <= {"norm", "loss"}
     robust, starts = [], range(0, n_features, chunk)
     if show_progress is None and len(starts) <= 2:
         show_progress = False
     for start in progress(starts, desc=f"{n_features} features", enabled=show_progress):
         w = jnp.asarray(weights[:, start:start + chunk], predictor.dtype)
         f = w.shape[1]
-        model = Partial(outputs, predictor.x_train, w)  # feature j of the chunk sees inputs j·n ... (j+1)·n − 1
-        xs = jnp.tile(x, (f,) + (1,) * (x.ndim - 1))
-        result = attacks.attack(model, xs, np.tile(labels, f), epsilon, method, steps=steps, batch_size=f * n,
-                                **attack_args)
-        robust.append(result.correct.reshape(f, n).mean(1))
+        if shared_fgsm:
+            correct = _fgsm_chunk(predictor.kernel_fn, loss, attack_args.get("norm", "linf"))(
+                predictor.x_train, w, x, jnp.asarray(labels), epsilon)
+        else:
+            model = Partial(outputs, predictor.x_train, w)  # feature j of the chunk sees inputs j·n ... (j+1)·n − 1
+            xs = jnp.tile(x, (f,) + (1,) * (x.ndim - 1))
+            correct = attacks.attack(model, xs, np.tile(labels, f), epsilon, method, steps=steps, batch_size=f * n,
+                                     **{**attack_args, "loss": loss}).correct
+        robust.append(np.asarray(correct).reshape(f, n).mean(1))
     return FeatureScores(usefulness, np.concatenate(robust), clean_outputs)
+
+
+def _shared_pullback(kernel_fn, x_train, weights, x, output_cotangent):
+    """Input gradients of every feature at the clean inputs, shape (F, n) + image shape.
+
+    All features share Θ(x, X), so its pullback is taken once, on the n clean images, and
+    applied to F cotangents at once (one (F·n × N) @ (N × d) product): feature f's gradient
+    at x_a is ∂Θ(x_a, X)/∂x_a · Σ_c output_cotangent(f, a, c) W[:, f, c].
+    """
+    k, pullback = jax.vjp(lambda z: kernel_fn(z, x_train, "ntk").astype(weights.dtype), x)
+    cotangents = output_cotangent(jnp.einsum("an,nfc->fac", k, weights))  # (F, n, C)
+    (grads,) = jax.vmap(pullback)(jnp.einsum("fac,nfc->fan", cotangents, weights))
+    return grads
+
+
+@lru_cache(maxsize=32)
+def _fgsm_chunk(kernel_fn, loss: str, norm: str):
+    """FGSM aimed at each feature of a chunk, from the shared clean pullback: whether each
+    feature still classifies each input correctly, (F, n). Same result as ``attacks.attack``
+    with method "fgsm" on the tiled inputs, at two large products instead of three."""
+    features_at = _features_at(kernel_fn)
+
+    def run(x_train, weights, x, labels, epsilon):
+        f, n = weights.shape[1], len(x)
+        loss_of = lambda o: jnp.sum(attacks.per_example_loss(loss, o, labels))  # noqa: E731
+        grads = _shared_pullback(kernel_fn, x_train, weights, x, jax.vmap(jax.grad(loss_of)))
+        xs = jnp.broadcast_to(x, (f,) + x.shape).reshape((f * n,) + x.shape[1:])
+        x_adv = attacks._project(xs, xs + epsilon * attacks._direction(grads.reshape(xs.shape), norm), epsilon, norm)
+        return attacks.is_correct(features_at(x_train, weights, x_adv), jnp.tile(labels, f)).reshape(f, n)
+
+    return jax.jit(run)
 
 
 def eigenspace_overlap(vectors_a, vectors_b, k: int) -> float:
@@ -153,7 +193,5 @@ def feature_gradients(predictor, weights, x) -> np.ndarray:
     pictures a feature."""
     x = jnp.asarray(x, predictor.dtype)
     weights = jnp.asarray(weights, predictor.dtype)
-    xs = jnp.tile(x, (weights.shape[1],) + (1,) * (x.ndim - 1))
-    outputs = _features_at(predictor.kernel_fn)
-    grads = jax.grad(lambda z: jnp.sum(outputs(predictor.x_train, weights, z)))(xs)
-    return np.asarray(grads).reshape((weights.shape[1],) + x.shape)
+    grads = _shared_pullback(predictor.kernel_fn, predictor.x_train, weights, x, jnp.ones_like)
+    return np.asarray(grads)

@@ -217,6 +217,21 @@ def test_batched_robustness_equals_one_attack_per_feature(fc_kernel_fn, n_output
         assert np.any(scores.robustness > fgsm.robustness)
 
 
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_feature_gradients_equal_each_features_own_gradient(float64, fc_kernel_fn, n_outputs):
+    """The shared pullback (one vjp of Θ(x, X), F cotangents) against jax.grad of each
+    feature's summed outputs, one feature at a time."""
+    predictor, x_test, _ = predictor_for(fc_kernel_fn, n_outputs, float64=True)
+    indices = [0, 3, 17]
+    weights = spectral.feature_weights(predictor, indices)
+    grads = spectral.feature_gradients(predictor, weights, x_test)
+    logits = _feature_logits(fc_kernel_fn, predictor.dtype)
+    for j in range(len(indices)):
+        own = jax.grad(lambda x: jnp.sum(logits(predictor.x_train, jnp.asarray(weights[:, j]), x)))(x_test)
+        np.testing.assert_allclose(grads[j], own, rtol=1e-9, atol=1e-12)
+    assert np.abs(grads).max() > 0
+
+
 def test_chunk_size_does_not_change_the_scores(fc_kernel_fn):
     predictor, x_test, labels = predictor_for(fc_kernel_fn, 1, float64=False)
     weights = spectral.feature_weights(predictor, np.arange(0, N_TRAIN, 4))  # 10 features: chunks of 3 are ragged

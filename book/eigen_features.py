@@ -172,11 +172,11 @@ non_robust_useful.sort_values("usefulness", ascending=False).head(10).round(3)
 #
 # A feature's input gradient at a test image, min–max scaled to [0, 1] (grey is no change,
 # bright raises φᵢ, dark lowers it), for the top three features, one from the middle of the
-# spectrum and the two most useful non-robust features.
+# spectrum, the two most useful non-robust features and the last one.
 
 # %%
 shown = [1, 2, 3, len(features) // 2] + list(non_robust_useful.sort_values("usefulness", ascending=False)
-                                              .index[:2])
+                                              .index[:2]) + [len(features)]
 shown = list(dict.fromkeys(i for i in shown if 1 <= i <= len(features)))
 n_images = 6
 grads = spectral.feature_gradients(predictor, weights[:, [i - 1 for i in shown]], task.x_test[:n_images])

@@ -87,7 +87,8 @@ def _features_at(kernel_fn):
 
 
 def feature_scores(predictor, weights, x, labels, epsilon: float | None, method: str = "fgsm", steps: int = 10,
-                   chunk: int | None = None, show_progress: bool | None = None, **attack_args) -> FeatureScores:
+                   chunk: int | None = None, memory_budget: float = 2 ** 31, show_progress: bool | None = None,
+                   **attack_args) -> FeatureScores:
     """Usefulness and robustness of every feature given by ``weights`` (N, F, C) at the test
     inputs ``x`` with class indices ``labels``.
 
@@ -95,7 +96,9 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
     default, binary / softmax cross-entropy). Features go through in chunks: a chunk of F
     features and n test points is one kernel evaluation of F·n perturbed inputs against the
     training set, and its input gradient one backward pass, so the work is a few large matrix
-    products; ``chunk`` (default: about 2·10⁷ kernel entries per chunk) bounds the memory.
+    products. ``chunk`` features go together; by default as many as fit ``memory_budget``
+    bytes of XLA's working memory, measured on the compiled chunk for one and two features
+    (a convolutional kernel keeps a covariance per pixel: thousands of bytes per entry).
     ``epsilon=None`` skips the attack (robustness is NaN): usefulness costs one kernel block.
     """
     x = jnp.asarray(x, predictor.dtype)
@@ -104,7 +107,6 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
         raise ValueError(f"weights must have shape ({len(predictor.x_train)}, F, C), got {weights.shape}")
     labels = np.asarray(labels)
     n, n_features = len(x), weights.shape[1]
-    chunk = chunk or max(1, int(2e7 // (n * len(predictor.x_train))))
     from ntk_notes.kernels import kernel_block  # kernels imports this module
 
     k_test = kernel_block(predictor.kernel_fn, x, predictor.x_train, predictor.batch_size).astype(np.float64)
@@ -116,25 +118,52 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
         return FeatureScores(usefulness, np.full(n_features, np.nan), clean_outputs)
     outputs = _features_at(predictor.kernel_fn)
     one_feature = Partial(outputs, predictor.x_train, jnp.asarray(weights[:, :1], predictor.dtype))
-    labels, loss = attacks._validate(one_feature, x, labels, epsilon, method, attack_args.get("norm", "linf"),
-                                     attack_args.get("loss"), steps, 1, 1)
+    norm = attack_args.get("norm", "linf")
+    labels, loss = attacks._validate(one_feature, x, labels, epsilon, method, norm, attack_args.get("loss"), steps, 1, 1)
     shared_fgsm = method == "fgsm" and set(attack_args) <= {"norm", "loss"}
+
+    def tiled(w):  # feature j of a chunk sees inputs j·n ... (j+1)·n − 1 of the tiled batch
+        f = w.shape[1]
+        return Partial(outputs, predictor.x_train, w), jnp.tile(x, (f,) + (1,) * (x.ndim - 1)), np.tile(labels, f)
+
+    def compiled(w):  # the jitted function a chunk runs, with its arguments, for the memory estimate
+        if shared_fgsm:
+            return _fgsm_chunk(predictor.kernel_fn, loss, norm), (predictor.x_train, w, x, jnp.asarray(labels),
+                                                                  epsilon), {}
+        model, xs, tiled_labels = tiled(w)
+        step_size = attack_args.get("step_size") or 2.5 * epsilon / steps
+        static = dict(loss=loss, norm=norm, steps=1 if method == "fgsm" else steps,
+                      random_start=bool(attack_args.get("random_start")))
+        return attacks._pgd, (model, xs, jnp.asarray(tiled_labels), epsilon, step_size, jax.random.PRNGKey(0)), static
+
+    if chunk is None:
+        chunk = _chunk_within(memory_budget, lambda f: compiled(jnp.asarray(weights[:, :f], predictor.dtype)))
     robust, starts = [], range(0, n_features, chunk)
     if show_progress is None and len(starts) <= 2:
         show_progress = False
     for start in progress(starts, desc=f"{n_features} features", enabled=show_progress):
         w = jnp.asarray(weights[:, start:start + chunk], predictor.dtype)
-        f = w.shape[1]
         if shared_fgsm:
-            correct = _fgsm_chunk(predictor.kernel_fn, loss, attack_args.get("norm", "linf"))(
-                predictor.x_train, w, x, jnp.asarray(labels), epsilon)
+            fn, args, _ = compiled(w)
+            correct = fn(*args)
         else:
-            model = Partial(outputs, predictor.x_train, w)  # feature j of the chunk sees inputs j·n ... (j+1)·n − 1
-            xs = jnp.tile(x, (f,) + (1,) * (x.ndim - 1))
-            correct = attacks.attack(model, xs, np.tile(labels, f), epsilon, method, steps=steps, batch_size=f * n,
+            model, xs, tiled_labels = tiled(w)
+            correct = attacks.attack(model, xs, tiled_labels, epsilon, method, steps=steps, batch_size=len(xs),
                                      **{**attack_args, "loss": loss}).correct
-        robust.append(np.asarray(correct).reshape(f, n).mean(1))
+        robust.append(np.asarray(correct).reshape(w.shape[1], n).mean(1))
     return FeatureScores(usefulness, np.concatenate(robust), clean_outputs)
+
+
+def _chunk_within(budget: float, compiled, largest: int = 4096) -> int:
+    """How many features fit ``budget`` bytes: XLA's temporary memory of the compiled chunk
+    for one and for two features gives a fixed part and a part per feature."""
+    def temp_bytes(f):
+        fn, args, static = compiled(f)
+        return fn.lower(*args, **static).compile().memory_analysis().temp_size_in_bytes
+
+    one, two = temp_bytes(1), temp_bytes(2)
+    per_feature = max(two - one, 1)
+    return int(np.clip((budget - (one - per_feature)) // per_feature, 1, largest))
 
 
 def _shared_pullback(kernel_fn, x_train, weights, x, output_cotangent):

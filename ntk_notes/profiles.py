@@ -80,6 +80,17 @@ SIZES: dict[str, dict[str, dict]] = {
                       scored=dict(image_size=28, n_train=1000, n_test=200),
                       myrtle=dict(image_size=28, n_train=1000, n_test=200, robustness=True)),
     },
+    "adversarial_training_dynamics": {
+        "smoke": dict(dataset="mnist-5k", classes=(3, 5), n_train=100, n_test=40, image_size=8, seed=0,
+                      network="mlp", widths=(32, 32), epochs=3, batch_size=25, learning_rate=0.05, epsilon=0.1,
+                      pgd_steps=3, step_size=None, record_every=1, probe_size=16, top_k=5),
+        "default": dict(dataset="mnist-5k", classes=(3, 5), n_train=800, n_test=200, image_size=14, seed=0,
+                        network="mlp", widths=(128, 128), epochs=30, batch_size=50, learning_rate=0.05,
+                        epsilon=0.1, pgd_steps=10, step_size=None, record_every=1, probe_size=64, top_k=10),
+        "paper": dict(dataset="cifar10", classes=None, n_train=50000, n_test=1000, image_size=32, seed=0,
+                      network="cnn", widths=(64, 128, 256), epochs=200, batch_size=250, learning_rate=0.01,
+                      epsilon=8 / 255, pgd_steps=20, step_size=2 / 255, record_every=5, probe_size=250, top_k=20),
+    },
 }
 
 

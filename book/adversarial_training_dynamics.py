@@ -85,7 +85,15 @@ print(f"profile {cfg.profile!r}: {cfg.network} {tuple(cfg.widths)} on {cfg.n_tra
 # One initialisation θ₀, one data order per epoch (seeded), three ways of training with plain
 # SGD and cross-entropy: on clean minibatches; on FGSM images x + ε·sign ∇ₓL; on PGD images
 # (`pgd_steps` steps, projected onto the ℓ∞ ε-ball and [0, 1], starting at x as the
-# authors did). The adversarial images are made against the current parameters. Every
+# authors did). The adversarial images are made against the current parameters.
+#
+# Under `default` the budget is ε = 0.05, not the customary 0.3 (or 0.1) for MNIST. While
+# preparing this chapter we measured, with this MLP on 800 images of 14 × 14 pixels, that at
+# ε = 0.1 adversarial training does not work at this scale: FGSM training overfits
+# catastrophically (clean 0.98, PGD accuracy 0.01 at learning rate 0.02) and PGD training at
+# learning rate 0.05 collapses to predicting one class (clean 0.525). At ε = 0.05 both
+# adversarial trainings reach a PGD accuracy near 0.88 with clean accuracy near 0.97, so the
+# comparison below is between working runs. Every
 # recorded epoch is checkpointed as `.npz` in the data cache, so a rerun of this chapter
 # loads instead of training, and an interrupted run resumes where it stopped.
 
@@ -104,7 +112,7 @@ for mode in MODES:
     runs[mode] = dynamics.adversarial_train(
         apply_fn, params, task.x_train, task.labels_train, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size, mode=mode, epsilon=cfg.epsilon, step_size=cfg.step_size, steps=cfg.pgd_steps,
-        seed=cfg.seed, record_epochs=recorded, directory=checkpoints / f"{cfg.profile}-{mode}",
+        seed=cfg.seed, record_epochs=recorded, directory=checkpoints / f"{cfg.profile}-{mode}-eps{cfg.epsilon:.4g}",
         config={"network": cfg.network, "widths": list(cfg.widths), "dataset": cfg.dataset})
     print(f"{mode}: {len(runs[mode].trained)} epochs trained, {cfg.epochs - len(runs[mode].trained)} loaded, "
           f"{time.perf_counter() - start:.1f} s")

@@ -93,11 +93,23 @@ DATASETS = OFFLINE + tuple(SOURCES)
 CACHE_ENV = "NTK_NOTES_DATA"  # overrides the download cache directory
 
 
+def _pooch():
+    """pooch, imported on first use. Its import loads ``tqdm.auto``, which warns inside a
+    Jupyter kernel without ipywidgets; we never use its bars in a notebook, so that
+    warning would only clutter the executed pages."""
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        import pooch
+    return pooch
+
+
 def cache_dir() -> Path:
     """Where downloads are kept: ``$NTK_NOTES_DATA`` or the user cache directory."""
-    import pooch
-
-    return Path(os.environ.get(CACHE_ENV) or pooch.os_cache("ntk-notes"))
+    return Path(os.environ.get(CACHE_ENV) or _pooch().os_cache("ntk-notes"))
 
 
 def fetch(name: str, file: str, mirror: str | None = None) -> Path:
@@ -106,8 +118,7 @@ def fetch(name: str, file: str, mirror: str | None = None) -> Path:
     A file whose checksum does not match raises ValueError and is not kept.
     ``mirror`` replaces the canonical base address (a local mirror, or a test server).
     """
-    import pooch
-
+    pooch = _pooch()
     source = SOURCES[name]
     target = cache_dir() / name
     return Path(pooch.retrieve(

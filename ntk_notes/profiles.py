@@ -86,7 +86,7 @@ SIZES: dict[str, dict[str, dict]] = {
                       pgd_steps=3, step_size=None, record_every=1, probe_size=16, top_k=5),
         "default": dict(dataset="mnist-5k", classes=(3, 5), n_train=800, n_test=200, image_size=14, seed=0,
                         network="mlp", widths=(128, 128), epochs=30, batch_size=50, learning_rate=0.05,
-                        epsilon=0.1, pgd_steps=10, step_size=None, record_every=1, probe_size=64, top_k=10),
+                        epsilon=0.05, pgd_steps=10, step_size=None, record_every=1, probe_size=64, top_k=10),
         "paper": dict(dataset="cifar10", classes=None, n_train=50000, n_test=1000, image_size=32, seed=0,
                       network="cnn", widths=(64, 128, 256), epochs=200, batch_size=250, learning_rate=0.01,
                       epsilon=8 / 255, pgd_steps=20, step_size=2 / 255, record_every=5, probe_size=250, top_k=20),

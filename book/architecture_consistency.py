@@ -147,18 +147,30 @@ def similarity(runs, measure):
     return pd.DataFrame([[measure(runs[a], runs[b]) for b in names] for a in names], index=names, columns=names)
 
 
+def measures(k, with_robustness=True):
+    """The similarity measures, as functions of two runs on the same images."""
+    chosen = {}
+    if with_robustness:
+        chosen["robustness rank correlation"] = lambda a, b: stats.spearmanr(a["scores"].robustness,
+                                                                             b["scores"].robustness)[0]
+    chosen[f"top-{k} eigenspace overlap"] = lambda a, b: spectral.eigenspace_overlap(a["vectors"], b["vectors"], k)
+    chosen[f"output correlation, top {k}"] = lambda a, b: float(np.nanmean(spectral.output_correlation(
+        a["scores"].clean_outputs[:k], b["scores"].clean_outputs[:k])))
+    return chosen
+
+
+def heatmaps(runs, chosen, axes):
+    """One annotated similarity matrix per measure; returns the matrices."""
+    matrices = {title: similarity(runs, measure) for title, measure in chosen.items()}
+    for ax, (title, matrix) in zip(axes, matrices.items()):
+        sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax, square=True)
+        ax.set_title(title)
+    return matrices
+
+
 k = min(cfg.top_k, len(task.x_train))
-measures = {
-    "robustness rank correlation": lambda a, b: stats.spearmanr(a["scores"].robustness, b["scores"].robustness)[0],
-    f"top-{k} eigenspace overlap": lambda a, b: spectral.eigenspace_overlap(a["vectors"], b["vectors"], k),
-    f"output correlation, top {k}": lambda a, b: float(np.nanmean(spectral.output_correlation(
-        a["scores"].clean_outputs[:k], b["scores"].clean_outputs[:k]))),
-}
-matrices = {title: similarity(scored_runs, measure) for title, measure in measures.items()}
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-for ax, (title, matrix) in zip(axes, matrices.items()):
-    sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax, square=True)
-    ax.set_title(title)
+matrices = heatmaps(scored_runs, measures(k), axes)
 fig.tight_layout()
 off_diagonal = {title: float(m.to_numpy()[~np.eye(len(m), dtype=bool)].mean()) for title, m in matrices.items()}
 for title, value in off_diagonal.items():
@@ -174,16 +186,8 @@ print("mean over pairs of different kernels:", {t: round(v, 2) for t, v in off_d
 
 # %%
 k_small = min(cfg.top_k, len(small_task.x_train))
-small_measures = {
-    f"top-{k_small} eigenspace overlap": lambda a, b: spectral.eigenspace_overlap(a["vectors"], b["vectors"], k_small),
-    f"output correlation, top {k_small}": lambda a, b: float(np.nanmean(spectral.output_correlation(
-        a["scores"].clean_outputs[:k_small], b["scores"].clean_outputs[:k_small]))),
-}
-small_matrices = {title: similarity(small_runs, measure) for title, measure in small_measures.items()}
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-for ax, (title, matrix) in zip(axes, small_matrices.items()):
-    sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax, square=True)
-    ax.set_title(title)
+small_matrices = heatmaps(small_runs, measures(k_small, with_robustness=False), axes)
 small_window = max(3, len(small_task.x_train) // 20)
 for name, run in small_runs.items():
     axes[2].plot(np.arange(1, len(run["values"]) + 1), running_mean(run["scores"].usefulness, small_window), label=name)

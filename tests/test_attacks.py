@@ -74,13 +74,6 @@ def _loss_of(logits_fn, loss, labels):
 # ---------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def float64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 @pytest.fixture(scope="module")
 def fc_kernel_fn():
     return kernels.architecture("fc", 1)[2]

@@ -22,13 +22,6 @@ def problem():
     return x_train, y_train, x_test
 
 
-@pytest.fixture
-def float64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 @pytest.mark.parametrize("name,depth", [("fc", 1), ("fc", 3), ("conv", 1), ("myrtle", 5)])
 def test_kernel_matrix_in_blocks_equals_one_call(problem, float64, name, depth):
     # float64: in float32 the arc-cosine near the diagonal alone differs by ~1e-4 between calls.

@@ -70,13 +70,6 @@ def reference_weights(k_train, y_train):
 # ---------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def float64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 @pytest.fixture(scope="module")
 def fc_kernel_fn():
     # One kernel_fn object for the whole module, so compiled kernels and attacks are reused.

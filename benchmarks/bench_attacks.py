@@ -72,7 +72,7 @@ import numpy as np
 from ntk_notes import attacks
 from ntk_notes.data import make_task
 from ntk_notes.kernels import KernelPredictor, architecture
-from timing import interleaved_seconds  # benchmarks/timing.py, beside this script
+from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
 ROUNDS = 15  # timed rounds of the fast calls (ours, forward passes, attacks, nt cached)
 SLOW_REPEATS = 5  # timed rounds of the slow baselines (naive, nt rebuilt, Θ(X, X)), a phase of their own
@@ -118,15 +118,6 @@ def forward_chain(model, x, steps: int):
     def body(z, _):
         return z + 1e-6 * jnp.mean(model(z)), None
     return jax.lax.scan(body, x, None, length=steps)[0]
-
-
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
-    print(line(header))
-    print(line(tuple("-" * w for w in widths)))
-    for row in rows:
-        print(line(row))
 
 
 def ms(seconds: float) -> str:
@@ -267,10 +258,8 @@ def measure(n: int, task, kernel_fn, loss: str, x_test, labels, started: float) 
 
 def main() -> int:
     started = time.perf_counter()
-    device = jax.devices()[0]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"jax {jax.__version__}, neural-tangents {neural_tangents.__version__}, "
-          f"device {device.platform}:{device.device_kind} ({device}), {cores} CPU cores available")
+    print(machine())
+    cores = len(os.sched_getaffinity(0))
     load_start = os.getloadavg()[0]
     print(f"median of {ROUNDS} interleaved timed rounds after a warm-up ({SLOW_REPEATS} for the slow baselines), "
           f"float32, all in this process; load average (1 min) {load_start:.1f}")
@@ -301,13 +290,13 @@ def main() -> int:
     rows = [(f"{n}", ms(t["forward"]), ms(t["kernel"]), ms(t["kernel_folded"]), ms(t["scan_forward"]),
              ms(t[f"attack{min(STEPS)}"]), ms(t[f"attack{max(STEPS)}"]), ms(t["step"]), ms(t["ours"]))
             for n, t in results.items()]
-    table(("N", "forward", "kernel", "X folded", "in-scan fwd", f"attack {min(STEPS)}", f"attack {max(STEPS)}",
+    print_table(("N", "forward", "kernel", "X folded", "in-scan fwd", f"attack {min(STEPS)}", f"attack {max(STEPS)}",
            "step", "single"), rows)
     print()
     rows = [(f"{n}", f"{t['step'] / t['forward']:.2f}x", f"{t['step'] / t['kernel']:.2f}x",
              f"{t['step'] / t['scan_forward']:.2f}x", f"{t['ours'] / t['forward']:.2f}x",
              ms(t["forward"] - t["scan_forward"])) for n, t in results.items()]
-    table(("N", "step/forward", "step/kernel", "step/in-scan fwd", "single/forward", "forward - in-scan fwd"), rows)
+    print_table(("N", "step/forward", "step/kernel", "step/in-scan fwd", "single/forward", "forward - in-scan fwd"), rows)
     print("   (forward - in-scan forward: work a standalone call repeats that the scan hoists out of its loop, "
           "i.e. work on the training images alone)")
 
@@ -318,7 +307,7 @@ def main() -> int:
           "the LAPACK-heavy baselines far more than our steps")
     rows = [(f"{n}", ms(t["ours"]), ms(t["naive"]), ms(t["train_kernel"]), f"{t['naive'] / t['ours']:.0f}x",
              f"{t['naive'] / t['step']:.0f}x", f"{t['min naive'] / t['min ours']:.0f}x") for n, t in results.items()]
-    table(("N", "ours (single)", "naive step", "Θ(X, X) alone", "speedup", "vs in-attack", "fastest"), rows)
+    print_table(("N", "ours (single)", "naive step", "Θ(X, X) alone", "speedup", "vs in-attack", "fastest"), rows)
 
     print("\n3. one step of ours vs one step through nt.predict.gradient_descent_mse_ensemble(kernel_fn, X, Y)"
           "(t=None, x_test=x, get='ntk'), differentiated w.r.t. x_test (it is differentiable), each one jitted call:")
@@ -328,7 +317,7 @@ def main() -> int:
     rows = [(f"{n}", ms(t["ours"]), ms(t["nt_cached"]), f"{t['nt_cached'] / t['ours']:.2f}x",
              f"{t['min nt_cached'] / t['min ours']:.2f}x", ms(t["nt_fresh"]), f"{t['nt_fresh'] / t['ours']:.0f}x",
              f"{t['min nt_fresh'] / t['min ours']:.0f}x") for n, t in results.items()]
-    table(("N", "ours (single)", "(a) nt cached", "speedup (a)", "fastest (a)", "(b) nt rebuilt", "speedup (b)",
+    print_table(("N", "ours (single)", "(a) nt cached", "speedup (a)", "fastest (a)", "(b) nt rebuilt", "speedup (b)",
            "fastest (b)"), rows)
     cached = [t["nt_cached"] / t["ours"] for t in results.values()]
     if max(cached) < 1.2:

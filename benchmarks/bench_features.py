@@ -80,6 +80,7 @@ on time. About 2 minutes on 2 CPU cores at a load average of ~2, more under heav
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -109,7 +110,8 @@ ROUNDS = 2  # timed rounds after the warm-up call (the loop's full call takes te
 MATMUL = 4096
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_PAIR = (0, 6)  # t-shirt/top (-1) vs shirt (+1)
-LARGE_CHUNKS = (1, 3)  # N = 10 000: feature_scores timed on this many chunks, then extrapolated
+LARGE_CHUNKS = (1, 3)  # N = 10 000: feature_scores timed on this many of its chunks, then extrapolated
+LARGE_CHECK = 20  # N = 10 000: the first this many features are checked against the per-feature loop
 EIGEN_SIZES = (2000, 4000)  # N = 10 000 eigendecomposition extrapolated from these leading blocks
 SUBSPACE_PASSES = 4
 TARGET_SPEEDUP = 5.0  # feature_scores vs the per-feature loop, N = 1000
@@ -145,10 +147,6 @@ def xla_flops(jitted, *args, **kwargs) -> float:
     if isinstance(analysis, (list, tuple)):  # older jax: one dict per device
         analysis = analysis[0]
     return float(analysis["flops"])
-
-
-def default_chunk(n: int, n_train: int) -> int:
-    return max(1, int(2e7 // (n * n_train)))  # spectral.feature_scores' default
 
 
 def chunk_sizes(n_features: int, chunk: int) -> list[int]:
@@ -205,6 +203,21 @@ def package_chunk_fn(predictor, n_out: int):
     return spectral._fgsm_chunk(predictor.kernel_fn, attacks.default_loss(n_out), NORM)
 
 
+def stand_in_weights(predictor, n_features: int, n_out: int) -> np.ndarray:
+    """Zero weights (N, F, C): XLA's cost and memory analyses depend only on the shapes."""
+    return np.zeros((len(predictor.x_train), n_features, n_out), np.float32)
+
+
+def package_chunk(predictor, n_out: int, x, labels) -> int:
+    """How many features ``feature_scores`` puts in one chunk by default: the package's own
+    sizing, ``spectral._chunk_within`` at ``feature_scores``' default ``memory_budget``, applied to
+    the package's jitted chunk ``spectral._fgsm_chunk`` (compiled for 1 and 2 features)."""
+    budget = inspect.signature(spectral.feature_scores).parameters["memory_budget"].default
+    run = package_chunk_fn(predictor, n_out)
+    return spectral._chunk_within(budget, lambda f: (run, package_chunk_args(
+        predictor, stand_in_weights(predictor, f, n_out), x, labels, 0, f), {}))
+
+
 def clean_flops(n: int, n_train: int, dim: int, n_features: int, n_out: int) -> float:
     """Hand count of the clean part: the Gram of Θ(x, X) and the outputs Θ(x, X) @ W."""
     return 2.0 * n * n_train * dim + 2.0 * n * n_train * n_features * n_out
@@ -216,18 +229,19 @@ def gemm_hand_count(n_features: int, n: int, n_train: int, dim: int) -> float:
     return 2 * 2.0 * n_features * n * n_train * dim
 
 
-def package_flops(predictor, weights, x, labels) -> tuple[float, float, float]:
+def package_flops(predictor, n_features: int, n_out: int, x, labels, chunk: int) -> tuple[float, float, float]:
     """(XLA count of every chunk + hand count of the clean part, XLA count of one full chunk,
-    hand count of one full chunk's two GEMMs), for ``feature_scores`` on these weights."""
+    hand count of one full chunk's two GEMMs), for ``feature_scores`` on F = ``n_features``
+    features in chunks of ``chunk`` (the last one may be smaller)."""
     n, dim = len(x), int(np.prod(x.shape[1:]))
-    n_train, n_features, n_out = weights.shape
-    chunk = default_chunk(n, n_train)
+    n_train = len(predictor.x_train)
     run = package_chunk_fn(predictor, n_out)
-    per_size = {size: xla_flops(run, *package_chunk_args(predictor, weights, x, labels, 0, size))
-                for size in set(chunk_sizes(n_features, chunk))}
-    total = sum(per_size[s] for s in chunk_sizes(n_features, chunk)) + clean_flops(n, n_train, dim, n_features, n_out)
-    full = min(chunk, n_features)
-    return total, per_size[full], gemm_hand_count(full, n, n_train, dim)
+    sizes = chunk_sizes(n_features, chunk)
+    per_size = {size: xla_flops(run, *package_chunk_args(predictor, stand_in_weights(predictor, size, n_out), x,
+                                                         labels, 0, size))
+                for size in set(sizes)}
+    total = sum(per_size[s] for s in sizes) + clean_flops(n, n_train, dim, n_features, n_out)
+    return total, per_size[sizes[0]], gemm_hand_count(sizes[0], n, n_train, dim)
 
 
 def loop_flops(predictor, weights, x, labels) -> float:
@@ -321,12 +335,14 @@ def main() -> int:
     x, labels = jnp.asarray(task.x_test), task.labels_test
     n_train, n_features, n_out = weights.shape
     dim = int(np.prod(x.shape[1:]))
-    chunk = default_chunk(N_TEST, n_train)
+    fits = package_chunk(predictor, n_out, x, labels)
+    chunk = min(fits, n_features)
     sizes = chunk_sizes(n_features, chunk)
     n_chunks = len(sizes)
-    print(f"   feature weights {weights.shape} float64 ({weights.nbytes / 1e6:.0f} MB); feature_scores' default chunk: "
-          f"{chunk} features x {N_TEST} images = {chunk * N_TEST} perturbed inputs against N = {n_train}, "
-          f"{n_chunks} chunks")
+    print(f"   feature weights {weights.shape} float64 ({weights.nbytes / 1e6:.0f} MB); feature_scores' default chunk "
+          f"(its own sizing from XLA's memory analysis of the compiled chunk): {fits} features fit, so "
+          f"{n_chunks} chunk(s) of up to {chunk} features x {N_TEST} images = {chunk * N_TEST} perturbed inputs "
+          f"against N = {n_train}")
 
     results = {}
 
@@ -358,7 +374,7 @@ def main() -> int:
               "meaningless", file=sys.stderr)
         return 1
 
-    flops_package, flops_chunk, hand_chunk = package_flops(predictor, weights, x, labels)
+    flops_package, flops_chunk, hand_chunk = package_flops(predictor, n_features, n_out, x, labels, chunk)
     flops_loop = loop_flops(predictor, weights, x, labels)
     flops_clean = clean_flops(N_TEST, n_train, dim, n_features, n_out)
     peak = matmul_flops / times["matmul"]
@@ -416,8 +432,9 @@ def main() -> int:
     once["Cholesky (KernelPredictor)"] = (time.perf_counter() - start, "measured once, float64")
     del k_train
     print(f"   Θ(X, X) {big.k_train_train.shape} float64 {big.k_train_train.nbytes / 1e6:.0f} MB per matrix")
-    n_large_chunk = default_chunk(N_TEST, N_LARGE)
-    n_sub = max(LARGE_CHUNKS) * n_large_chunk
+    n_large_chunk = package_chunk(big, 1, x_test, labels_test)
+    n_sub = min(max(LARGE_CHUNKS) * n_large_chunk, N_LARGE)
+    print(f"   feature_scores' default chunk here: {n_large_chunk} features")
     if full:
         start = time.perf_counter()
         _ = big.eigen  # the cached property: computed here, timed
@@ -466,10 +483,12 @@ def main() -> int:
     calls["matmul"] = (matmul, mat_a, mat_b)
     large_times = {name: median(t) for name, t in interleaved_seconds(calls, ROUNDS).items()}
     large_results = {f: results[f"large {f}"] for f in (c * n_large_chunk for c in LARGE_CHUNKS)}
-    loop_large = loop_feature_scores(big, large_weights[:, :n_large_chunk], x_test, labels_test, EPSILON)
+    n_check = min(LARGE_CHECK, n_large_chunk)
+    loop_large = loop_feature_scores(big, large_weights[:, :n_check], x_test, labels_test, EPSILON)
     first = large_results[LARGE_CHUNKS[0] * n_large_chunk]
-    first = spectral.FeatureScores(*(np.asarray(a)[:n_large_chunk] for a in first))
-    print(f"   check on the first {n_large_chunk} features:")
+    first = spectral.FeatureScores(*(np.asarray(a)[:n_check] for a in first))
+    print(f"   check on the first {n_check} features (of the timed package call on {len(first.usefulness)}... "
+          f"sliced):")
     if not compare("loop baseline vs package", loop_large, first):
         print(f"MISMATCH at N = {N_LARGE}", file=sys.stderr)
         return 1

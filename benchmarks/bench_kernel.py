@@ -19,19 +19,17 @@ here are meaningful: absolute times depend on the machine. Nothing is asserted o
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 import jax
 import jax.numpy as jnp
-import neural_tangents
 import numpy as np
 
 from ntk_notes.data import make_task
 from ntk_notes.kernels import architecture
-from timing import interleaved_seconds  # benchmarks/timing.py, beside this script
+from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
 REPEATS = 7  # even N = 4000 takes ~0.2 s a call here, so every size gets the same number
 FC_SIZES = (1000, 2000, 4000)
@@ -74,25 +72,13 @@ def relu_fc_kernels(gram, sq_norms1, sq_norms2, dim: int):
     return nngp, ntk
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    print(line(header))
-    print(line(tuple("-" * w for w in widths)))
-    for row in rows:
-        print(line(row))
-
-
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms"
 
 
 def main() -> int:
     started = time.perf_counter()
-    device = jax.devices()[0]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"jax {jax.__version__}, neural-tangents {neural_tangents.__version__}, "
-          f"device {device.platform}:{device.device_kind} ({device}), {cores} CPU cores available")
+    print(machine())
     print(f"median of {REPEATS} interleaved timed calls after a warm-up, float32, all in this process\n")
 
     _, _, fc_kernel_fn = architecture("fc", depth=1)
@@ -159,10 +145,10 @@ def main() -> int:
             last = (t_ntk / t_gram, t_gram / t_ntk, t_elem / t_ntk, t_other / t_ntk, t_nngp / t_ntk)
     print(f"\n1. FC NTK (depth 1), kernel_fn(x, x) on the whole N x N at once, vs the Gram X Xᵀ "
           f"(X: N x {dim}, float32)")
-    table(("N", "Gram", "NTK", "NTK/Gram", "NNGP", "NNGP/Gram", "NTK per entry"), rows)
+    print_table(("N", "Gram", "NTK", "NTK/Gram", "NNGP", "NNGP/Gram", "NTK per entry"), rows)
     print("\n   where the NTK's time goes (shares of the NTK time; elementwise = our depth-1 ReLU NTK "
           "formula applied to a precomputed Gram)")
-    table(("N", "elementwise", "Gram share", "elementwise share", "other", "NNGP/NTK"), breakdown)
+    print_table(("N", "elementwise", "Gram share", "elementwise share", "other", "NNGP/NTK"), breakdown)
     n = max(FC_SIZES)
     if abs(last[3]) > 0.1:
         other = f"the remaining {last[3]:+.0%} is neural-tangents' own extra work"
@@ -191,7 +177,7 @@ def main() -> int:
              f"{pe / base:.2f}", f"{pe / fc_per_entry:.0f}x")
             for (size, block), (t, pe) in per_entry.items()]
     print("\n2. conv NTK (depth 1, 3x3 SAME, Flatten readout), one off-diagonal block per call")
-    table(("images", "block", "time", "per entry", "per entry", "vs 28x28 64-block",
+    print_table(("images", "block", "time", "per entry", "per entry", "vs 28x28 64-block",
            f"vs FC NTK (N={n})"), rows)
     big = per_entry[28, max(CONV_BLOCKS)][1]
     small = per_entry[14, max(CONV_BLOCKS)][1]

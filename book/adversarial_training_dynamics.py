@@ -65,7 +65,6 @@ import seaborn as sns
 from IPython.display import Markdown
 from myst_nb import glue
 
-import ntk_notes
 from ntk_notes import data, dynamics, plotting
 from ntk_notes.profiles import settings
 
@@ -290,7 +289,7 @@ def verdict():
               < s.loc["standard", "mean velocity, second half"]]
     concentrated = [m for m in ("fgsm", "pgd") if s.loc[m, f"M_{k} centred, last epoch"]
                     > s.loc["standard", f"M_{k} centred, last epoch"]]
-    lines = [f"- 90 % of the kernel's motion is reached at epoch " + ", ".join(
+    lines = ["- 90 % of the kernel's motion is reached at epoch " + ", ".join(
         f"{m} {int(s.loc[m, 'epoch reaching 90% of motion'])}" for m in MODES) + f" (of {cfg.epochs}).",
              "- Mean velocity in the second half: " + ", ".join(f"{m} {s.loc[m, 'mean velocity, second half']:.2e}"
                                                                 for m in MODES) + ".",

@@ -53,7 +53,6 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-import ntk_notes
 from ntk_notes import attacks, data, kernels, plotting
 from ntk_notes.profiles import settings
 

@@ -48,7 +48,6 @@ from IPython.display import Markdown
 from myst_nb import glue
 from scipy import stats
 
-import ntk_notes
 from ntk_notes import data, kernels, plotting, spectral
 from ntk_notes.profiles import settings
 

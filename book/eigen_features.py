@@ -57,7 +57,6 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-import ntk_notes
 from ntk_notes import data, kernels, plotting, spectral
 from ntk_notes.profiles import settings
 

@@ -54,7 +54,6 @@ import pandas as pd
 import seaborn as sns
 from myst_nb import glue
 
-import ntk_notes
 from ntk_notes import data, kernels, plotting, spectral, training
 from ntk_notes.profiles import settings
 

@@ -56,7 +56,6 @@ from IPython.display import Markdown
 from myst_nb import glue
 from scipy import stats
 
-import ntk_notes
 from ntk_notes import attacks, data, kernels, plotting, spectral
 from ntk_notes.profiles import settings
 

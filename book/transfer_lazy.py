@@ -56,13 +56,11 @@ import time
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from jax.tree_util import Partial
 from myst_nb import glue
 
-import ntk_notes
 from ntk_notes import attacks, data, kernels, plotting, training
 from ntk_notes.progress import progress
 from ntk_notes.profiles import settings
@@ -276,7 +274,7 @@ sns.lineplot(f0_frame, x="width", y="transfer from f_t", hue="variant", marker="
 for ax in axes:
     ax.set_xscale("log")
 axes[0].set_yscale("log")
-axes[1].set_ylabel(f"accuracy on f_t's adversarial images")
+axes[1].set_ylabel("accuracy on f_t's adversarial images")
 raw, centred_nets = wide.loc["lazy"], wide.loc["lazy, centred"]
 glue("transfer_whitebox_raw_widest", round(float(raw["white-box PGD"]), 3), display=False)
 glue("transfer_whitebox_centred_widest", round(float(centred_nets["white-box PGD"]), 3), display=False)

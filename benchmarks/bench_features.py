@@ -17,8 +17,11 @@ feature's attack starts from the same clean images, so Θ(x, X) and its pullback
 on the n clean images (``spectral._shared_pullback``) and applied to the F features' cotangents
 at once, one (F·n x N) @ (N x d) GEMM; the F·n perturbed images then go through one kernel call
 against the training set (a Gram GEMM (F·n x d) @ (d x N) and the elementwise arc-cosine pass).
-The clean outputs of all features are one BLAS product Θ(x, X) @ W. Nothing of this is
-re-implemented here: the script calls the package's functions.
+The clean outputs of all features are one BLAS product Θ(x, X) @ W. How many features go in a
+chunk, the package decides from XLA's memory analysis of the compiled chunk
+(``spectral._chunk_within`` at ``feature_scores``' default ``memory_budget``, 2 GiB); the script
+asks the same function for the chunk, to count FLOPs and time a chunk on the same shapes. Nothing
+of this is re-implemented here: the script calls the package's functions.
 
 1. All N = 1000 features on mnist-5k. A class pair of mnist-5k has only 1000 images, so N = 1000
    training images would leave no test image: the task is all ten digits
@@ -59,13 +62,13 @@ re-implemented here: the script calls the package's functions.
    and extrapolated to N = 10 000 as N³ (``--full``: the real ``predictor.eigen``; it took
    83 s here at a load average of 1.6, against 78 s extrapolated in a run beside it), and
    ``feature_weights`` for all N (by default on a stand-in of the same shapes: its cost is
-   memory traffic only). Scoring all 10 000 features (500 chunks of 20 features) is not run:
-   ``feature_scores`` is timed on the first 1 and 3 chunks (20 and 60 features) and
-   extrapolated linearly from the difference (time per feature x 10 000 plus the fixed part);
-   by default those features come from the top-60 eigenpairs found by randomized subspace
-   iteration (the scoring's cost depends only on the shapes; their residuals are printed), with
-   ``--full`` from ``feature_weights(predictor)``. The first chunk's scores are checked against
-   the per-feature loop (exact match expected).
+   memory traffic only). Scoring all 10 000 features (the package's chunks: 177 features each
+   in the runs of 2026-11-24) is not run: ``feature_scores`` is timed on the first 1 and 3 of
+   its chunks and extrapolated linearly from the difference (time per feature x 10 000 plus the
+   fixed part); by default those features come from the top eigenpairs found by randomized
+   subspace iteration (the scoring's cost depends only on the shapes; their residuals are
+   printed), with ``--full`` from ``feature_weights(predictor)``. The first 20 features' scores
+   are checked against the per-feature loop (exact match expected).
 
 The last line states the targets, both at N = 1000: ``feature_scores`` at least 5x faster than
 the per-feature loop, and at least 50 % of the 4096² matmul's FLOP rate; each is printed as MET
@@ -482,38 +485,34 @@ def main() -> int:
             big, w, x_test, labels_test, EPSILON, METHOD, show_progress=False)),)
     calls["matmul"] = (matmul, mat_a, mat_b)
     large_times = {name: median(t) for name, t in interleaved_seconds(calls, ROUNDS).items()}
-    large_results = {f: results[f"large {f}"] for f in (c * n_large_chunk for c in LARGE_CHUNKS)}
-    n_check = min(LARGE_CHECK, n_large_chunk)
+    f1, f2 = (c * n_large_chunk for c in LARGE_CHUNKS)
+    n_check = min(LARGE_CHECK, f1)
     loop_large = loop_feature_scores(big, large_weights[:, :n_check], x_test, labels_test, EPSILON)
-    first = large_results[LARGE_CHUNKS[0] * n_large_chunk]
-    first = spectral.FeatureScores(*(np.asarray(a)[:n_check] for a in first))
-    print(f"   check on the first {n_check} features (of the timed package call on {len(first.usefulness)}... "
-          f"sliced):")
+    first = spectral.FeatureScores(*(np.asarray(a)[:n_check] for a in results[f"large {f1}"]))
+    print(f"   check on the first {n_check} features (the package's scores from its timed call on {f1}):")
     if not compare("loop baseline vs package", loop_large, first):
         print(f"MISMATCH at N = {N_LARGE}", file=sys.stderr)
         return 1
 
-    f1, f2 = (c * n_large_chunk for c in LARGE_CHUNKS)
-    large_chunks_all = len(chunk_sizes(N_LARGE, n_large_chunk))
+    large_sizes = chunk_sizes(N_LARGE, n_large_chunk)
     peak_large = matmul_flops / large_times["matmul"]
     t1, t2 = large_times[f"package {f1}"], large_times[f"package {f2}"]
     per_feature = (t2 - t1) / (f2 - f1)
     scoring_large = t1 + per_feature * (N_LARGE - f1)
-    chunk_flops_large = xla_flops(package_chunk_fn(big, 1), *package_chunk_args(big, large_weights, x_test,
-                                                                                labels_test, 0, n_large_chunk))
-    flops_large = large_chunks_all * chunk_flops_large + clean_flops(N_TEST, N_LARGE, dim, N_LARGE, 1)
+    flops_large, chunk_flops_large, hand_large = package_flops(big, N_LARGE, 1, x_test, labels_test, n_large_chunk)
 
-    print(f"\n   scoring all {N_LARGE} features = {large_chunks_all} chunks of {n_large_chunk} features x {N_TEST} "
-          f"images against N = {N_LARGE}: EXTRAPOLATED (not run) from feature_scores on the first {f1} and {f2} "
-          f"features (fixed part + (t({f2}) - t({f1})) / {f2 - f1} per feature x {N_LARGE})")
+    ragged = f" (the last of {large_sizes[-1]})" if large_sizes[-1] != n_large_chunk else ""
+    print(f"\n   scoring all {N_LARGE} features = {len(large_sizes)} chunks of {n_large_chunk} features{ragged} x "
+          f"{N_TEST} images against N = {N_LARGE}: EXTRAPOLATED (not run) from feature_scores on the first {f1} and "
+          f"{f2} features ({LARGE_CHUNKS[0]} and {LARGE_CHUNKS[1]} chunks; fixed part + (t({f2}) - t({f1})) / "
+          f"{f2 - f1} per feature x {N_LARGE})")
     rate = flops_large / scoring_large
     table(("variant", f"t({f1})", f"t({f2})", "per feature", f"all {N_LARGE} (EXTRAPOLATED)", "TFLOP", "GFLOP/s",
            "of matmul"),
           [("package: spectral.feature_scores", secs(t1), secs(t2), f"{per_feature * 1e3:.1f} ms",
             secs(scoring_large), f"{flops_large / 1e12:.1f}", f"{rate / 1e9:.0f}", f"{rate / peak_large:.0%}")])
     print(f"   (matmul reference in these rounds: {peak_large / 1e9:.0f} GFLOP/s; XLA FLOPs of one chunk "
-          f"{chunk_flops_large / 1e9:.1f} G, hand count of its two GEMMs "
-          f"{gemm_hand_count(n_large_chunk, N_TEST, N_LARGE, dim) / 1e9:.1f} G)")
+          f"{chunk_flops_large / 1e9:.1f} G, hand count of its two GEMMs {hand_large / 1e9:.1f} G)")
     print(f"\n   the rest of the N = {N_LARGE} pipeline, timed apart from the scoring:")
     table(("step", "time", "how"), [(name, secs(t), how) for name, (t, how) in once.items()])
     total_large = sum(t for t, _ in once.values()) + scoring_large

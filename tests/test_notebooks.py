@@ -24,3 +24,14 @@ def test_the_authors_cifar10_section_runs_on_stand_in_data(chapter, marker, tmp_
     pipeline.execute_notebook(pipeline.BOOK / f"{chapter}.py", "smoke", output,
                               parameters={"authors_setting": stand_in})
     assert marker in output.read_text()
+
+
+@pytest.mark.notebooks
+def test_the_dynamics_chapter_runs_the_paper_profiles_cnn_on_ten_classes(tmp_path):
+    """`paper` trains a CNN on all ten CIFAR-10 classes (a full class x class kernel); run that
+    code path here on ten MNIST digits with a tiny CNN."""
+    stand_in = {"classes": None, "network": "cnn", "widths": [4, 4, 8], "n_train": 100, "n_test": 20,
+                "image_size": 8, "epochs": 2, "probe_size": 6, "top_k": 3}
+    output = tmp_path / "dynamics.ipynb"
+    pipeline.execute_notebook(pipeline.BOOK / "adversarial_training_dynamics.py", "smoke", output, parameters=stand_in)
+    assert "cnn (4, 4, 8)" in output.read_text()

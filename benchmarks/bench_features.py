@@ -76,8 +76,8 @@ or NOT met. Every repeated time is the median over interleaved rounds after a wa
 (``timing.interleaved_seconds``), all in this one process; ``jax.block_until_ready`` or a host
 array ends each call. The load average is printed at the start and the end: this machine is
 shared, and other processes inflate the times. Only ratios are meaningful; nothing is asserted
-on time. About 2 minutes on 2 CPU cores at a load average of ~2, more under heavier load
-(``--full``: about 3 minutes; 6.6 GB peak memory, 4 GB without).
+on time. About 2.5 minutes on 2 CPU cores at a load average of ~1.7, 5 GB peak memory; more
+under heavier load (``--full``: about 1.5 minutes and 2-3 GB more).
 """
 
 from __future__ import annotations

@@ -145,8 +145,8 @@ print(f"FC kernel, 3 vs 5: clean {accuracy_at('3 vs 5', 'FC', 'pgd', 0):.3f}, PG
       f"{accuracy_at('3 vs 5', 'FC', 'pgd', e):.3f}, noise {accuracy_at('3 vs 5', 'FC', 'noise', e):.3f}")
 
 # %% [markdown]
-# Every kernel predictor collapses under attack while random noise of the same size leaves
-# it almost untouched: the adversarial directions are specific, not a matter of the
+# In the `default` build every kernel predictor collapsed under attack while random noise of
+# the same size left it almost untouched (the table above holds this build's numbers): the adversarial directions are specific, not a matter of the
 # perturbation's size. For orientation, an independent computation in the same setting as
 # the FC 3-vs-5 row under `default` (800 / 200 images) found clean 0.985 and FGSM
 # 0.90 / 0.27 / 0.00 at ε = 0.05 / 0.1 / 0.2, with noise at 0.97–0.98.
@@ -201,9 +201,9 @@ show_attack("3 vs 5", "FC")
 show_attack("10 classes", "FC")
 
 # %% [markdown]
-# The perturbations are not noise: they concentrate on and around the strokes, adding ink
-# where the other class has it and removing it where this one does, like the adversarial
-# examples of trained networks. Their sign pattern covers the whole image, since ℓ∞ lets
+# In the `default` build the perturbations were not noise: they concentrate on and around
+# the strokes, adding ink where the other class has it and removing it where this one does,
+# like the adversarial examples of trained networks. Their sign pattern covers the whole image, since ℓ∞ lets
 # every pixel move by ε.
 
 # %% [markdown]

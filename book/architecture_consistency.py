@@ -103,7 +103,7 @@ else:
     small_task, small_runs = analyse(cfg.myrtle, list(ARCHITECTURES), robustness=cfg.myrtle["robustness"])
 pd.DataFrame([{"comparison": comparison, "kernel": name, "images": f"{t.x_train.shape[1]}²",
                "train / test": f"{len(t.x_train)} / {len(t.x_test)}", "seconds": round(run["seconds"], 1),
-               "test accuracy f_∞": kernels.accuracy(run["predictor"].predict(t.x_test), t.labels_test)}
+               "test accuracy f_∞": kernels.accuracy(run["scores"].clean_outputs.sum(0), t.labels_test)}
               for comparison, t, runs in [("scored", task, scored_runs), ("with Myrtle", small_task, small_runs)]
               for name, run in runs.items()]).set_index(["comparison", "kernel"])
 

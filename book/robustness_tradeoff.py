@@ -122,13 +122,14 @@ curve.set_index("k").round(3).T
 
 # %%
 taus = np.geomspace(0.3, 10 * values[0] / max(values[-1], values[0] * 1e-7), cfg.n_times)
+k_test = kernels.kernel_matrix(kernel_fn, x_test, predictor.x_train)  # shared by every t
 rows = []
 for tau in taus:
     t = tau * n / values[0]
     logits = predictor.logits_fn(t)
     fraction = spectral.fitted_fraction(values, t)
     rows.append({"τ": tau, "k(t)": int(np.sum(fraction >= 0.5)),
-                 "clean": kernels.accuracy(predictor.predict(x_test, t), labels),
+                 "clean": kernels.accuracy(predictor.predict(x_test, t, k_test_train=k_test), labels),
                  "FGSM": attacks.attack(logits, x_test, labels, cfg.epsilon, "fgsm").accuracy,
                  "PGD": attacks.attack(logits, x_test, labels, cfg.epsilon, "pgd", steps=cfg.pgd_steps).accuracy})
 over_time = pd.DataFrame(rows)

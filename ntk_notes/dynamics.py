@@ -250,10 +250,6 @@ class AdversarialRun(NamedTuple):
         return Partial(training._call_model, self.model_at(epoch), self.params_at(epoch))
 
 
-def _apply(model, params, x):
-    return model(params, x)
-
-
 def _minibatches(key, n: int, batch_size: int) -> jnp.ndarray:
     """Rows of each minibatch of an epoch, (B, batch_size): a permutation drawn from ``key``,
     the remainder dropped."""
@@ -278,7 +274,7 @@ def _train_step(model, params, x, labels, rows, learning_rate, epsilon, step_siz
     loss_name = attacks.default_loss(jax.eval_shape(model, params, xb).shape[-1])
     x_train = xb
     if attack:
-        x_train, _, _ = attacks._pgd(Partial(_apply, model, params), xb, yb, epsilon, step_size, key,
+        x_train, _, _ = attacks._pgd(Partial(training._call_model, model, params), xb, yb, epsilon, step_size, key,
                                      loss=loss_name, norm="linf", steps=steps, random_start=random_start)
 
     def loss_fn(p):

@@ -48,15 +48,18 @@ from IPython.display import Markdown
 from myst_nb import glue
 from scipy import stats
 
-from ntk_notes import data, kernels, plotting, spectral
+from ntk_notes import data, kernels, plotting, report, spectral
 from ntk_notes.profiles import settings
 
 cfg = settings("architecture_consistency", profile, dataset=dataset, classes=classes, seed=seed, epsilon=epsilon,
                top_k=top_k, scored=scored, myrtle=myrtle)
 plotting.use_style()
 chapter_start = time.perf_counter()
-print(f"profile {cfg.profile!r}: {cfg.dataset}, classes {cfg.classes}; scored comparison on {cfg.scored}; "
-      f"Myrtle-5 on {cfg.myrtle}")
+print(report.glue_setting(
+    "consistency", cfg.profile,
+    f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}; FC-1/2/3 and Conv on {cfg.scored['image_size']}² "
+    f"images, {cfg.scored['n_train']} train / {cfg.scored['n_test']} test; Myrtle-5 on {cfg.myrtle['image_size']}² "
+    f"images, {cfg.myrtle['n_train']} / {cfg.myrtle['n_test']}{'' if cfg.myrtle['robustness'] else ' (eigenspaces only)'}"))
 
 # %% [markdown]
 # ## Five kernels
@@ -172,8 +175,10 @@ fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
 matrices = heatmaps(scored_runs, measures(k), axes)
 fig.tight_layout()
 off_diagonal = {title: float(m.to_numpy()[~np.eye(len(m), dtype=bool)].mean()) for title, m in matrices.items()}
-for title, value in off_diagonal.items():
-    glue("consistency_" + title.split(",")[0].replace(" ", "_").replace("-", "_"), round(value, 2), display=False)
+for key, value in zip(["rank_correlation", "eigenspace_overlap", "output_correlation"], off_diagonal.values()):
+    glue(f"consistency_{key}", round(value, 2), display=False)  # fixed names: k depends on the profile
+glue("consistency_top_k", k, display=False)
+glue("consistency_chance_overlap", round(k / len(task.x_train), 2), display=False)
 print("mean over pairs of different kernels:", {t: round(v, 2) for t, v in off_diagonal.items()},
       f"(unrelated top-{k} eigenspaces would overlap about {k / len(task.x_train):.2f})")
 
@@ -195,6 +200,7 @@ axes[2].legend(fontsize="small")
 fig.tight_layout()
 myrtle_overlap = small_matrices[f"top-{k_small} eigenspace overlap"].loc["Myrtle-5"].drop("Myrtle-5")
 glue("consistency_myrtle_overlap_mean", round(float(myrtle_overlap.mean()), 2), display=False)
+glue("consistency_myrtle_chance_overlap", round(k_small / len(small_task.x_train), 2), display=False)
 print(f"Myrtle-5's top-{k_small} eigenspace overlap with the others: " + ", ".join(
     f"{n} {v:.2f}" for n, v in myrtle_overlap.items()) + f" (unrelated: about {k_small / len(small_task.x_train):.2f})")
 
@@ -206,6 +212,9 @@ def verdict():
     rank, overlap, outputs = off_diagonal.values()
     chance = k / len(task.x_train)
     consistent = rank > 0.5 and overlap > 2 * chance
+    claim4 = {"robustness ranks of the features agree across kernels (rank correlation above 0.5)": bool(rank > 0.5),
+              f"top-{k} eigenspaces overlap more than twice as much as unrelated ones": bool(overlap > 2 * chance),
+              "and so does Myrtle-5's": bool(myrtle_overlap.mean() > 2 * k_small / len(small_task.x_train))}
     return "\n".join([
         f"- Between different kernels (FC-1, FC-2, FC-3, Conv{', Myrtle-5' if with_myrtle_scored else ''}), on average: "
         f"robustness rank correlation {rank:.2f}, top-{k} eigenspace overlap {overlap:.2f} (unrelated: {chance:.2f}), "
@@ -213,6 +222,7 @@ def verdict():
         f"- Myrtle-5's top-{k_small} eigenspace overlaps the others' by {myrtle_overlap.mean():.2f} on average.",
         "- The features are " + ("consistent across these architectures (claim 4)." if consistent
                                  else "**not** clearly consistent across these architectures at this size."),
+        f"- Claim 4 is **{report.glue_verdict('claim4', claim4)}** in this build: {report.basis(claim4)}.",
     ])
 
 

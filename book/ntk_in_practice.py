@@ -54,7 +54,7 @@ import pandas as pd
 import seaborn as sns
 from myst_nb import glue
 
-from ntk_notes import data, kernels, plotting, spectral, training
+from ntk_notes import data, kernels, plotting, report, spectral, training
 from ntk_notes.profiles import settings
 
 cfg = settings("ntk_in_practice", profile, dataset=dataset, classes=classes, n_train=n_train, n_test=n_test,
@@ -62,8 +62,11 @@ cfg = settings("ntk_in_practice", profile, dataset=dataset, classes=classes, n_t
                probe_size=probe_size)
 plotting.use_style()
 chapter_start = time.perf_counter()
-print(f"profile {cfg.profile!r}: {cfg.n_train} training and {cfg.n_test} test images of {cfg.dataset}, "
-      f"classes {cfg.classes}, images {cfg.image_size}x{cfg.image_size}")
+print(report.glue_setting(
+    "ntk", cfg.profile,
+    f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}, {cfg.image_size}² images, {cfg.n_train} train / "
+    f"{cfg.n_test} test; FC depths {', '.join(map(str, cfg.depths))}, widths {min(cfg.widths)} to {max(cfg.widths)}, "
+    f"seeds {', '.join(map(str, cfg.seeds))}"))
 
 # %% [markdown]
 # ## The task

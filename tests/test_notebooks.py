@@ -1,21 +1,32 @@
 """Every notebook of the book, executed end to end by papermill under the smoke profile."""
 
+import nbformat
 import pytest
+from test_report import report_references
 
 from ntk_notes import pipeline
+
+
+def glued_keys(notebook) -> set[str]:
+    """The names a notebook glued with myst_nb.glue."""
+    return {output.metadata["scrapbook"]["name"] for cell in notebook.cells for output in cell.get("outputs", [])
+            if "scrapbook" in output.get("metadata", {})}
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("source", pipeline.toc_notebooks(), ids=lambda p: p.stem)
 def test_notebook_executes_under_smoke(source, tmp_path):
     execution = pipeline.execute_notebook(source, "smoke", tmp_path / f"{source.stem}.ipynb")
-    assert (tmp_path / f"{source.stem}.ipynb").exists()
+    executed = nbformat.read(tmp_path / f"{source.stem}.ipynb", as_version=4)
     print(f"{source.stem}: {execution.seconds} s, peak {execution.peak_memory_mb} MB")
+    # The reproduction report pastes these values; a missing one would fail the book build.
+    missing = report_references().get(source.stem, set()) - glued_keys(executed)
+    assert not missing, f"{source.stem} did not glue what the reproduction report pastes: {sorted(missing)}"
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("chapter,marker", [("adversarial_without_training", "authors (CIFAR-10)"),
-                                            ("eigen_features", "authors: useful / robust")])
+                                            ("eigen_features", "ours, mnist-5k (useful / robust)")])
 def test_the_authors_cifar10_section_runs_on_stand_in_data(chapter, marker, tmp_path):
     """The `paper` profile's CIFAR-10 comparisons cannot download here: run their code on
     MNIST digits 0 vs 1 instead, so that a GPU run does not meet it untested."""
@@ -34,4 +45,4 @@ def test_the_dynamics_chapter_runs_the_paper_profiles_cnn_on_ten_classes(tmp_pat
                 "image_size": 8, "epochs": 2, "probe_size": 6, "top_k": 3}
     output = tmp_path / "dynamics.ipynb"
     pipeline.execute_notebook(pipeline.BOOK / "adversarial_training_dynamics.py", "smoke", output, parameters=stand_in)
-    assert "cnn (4, 4, 8)" in output.read_text()
+    assert "CNN (4, 4, 8)" in output.read_text()

@@ -13,26 +13,33 @@
 # %% [markdown]
 # # How adversarial training changes the empirical NTK
 #
-# A finite network's kernel is not fixed: its empirical NTK Θ_t(x, x') = ∇_θ f(x; θ_t) ·
-# ∇_θ f(x'; θ_t) moves during training, fast at first and then more slowly, after which
-# training is nearly linear ("lazy"). Claim 7 of the paper: under adversarial training the
+# A finite network's kernel is not fixed: its empirical NTK {cite:p}`jacot2018neural`,
+# K_t(x, x') = ∇_θ f(x; θ_t) · ∇_θ f(x'; θ_t), moves during training, fast at first and then
+# more slowly, after which training is nearly linear, or "lazy" {cite:p}`chizat2019lazy`.
+# Claim 7 of {cite:t}`tsilivis2022ntk`: under adversarial training the
 # kernel settles much earlier than under standard training, and concentrates far more on its
 # top eigenspace. This chapter trains the same network three ways, standard, FGSM
-# adversarial training and PGD adversarial training, records its empirical NTK on a fixed
+# adversarial training {cite:p}`goodfellow2015explaining,wong2020fast` and PGD adversarial
+# training {cite:p}`madry2018towards`, records its empirical NTK on a fixed
 # probe batch every epoch and measures how it moves.
 #
 # **You will learn to**
 # - run standard and adversarial training with deterministic data order and checkpoints that
 #   a rerun reuses;
 # - compute the empirical NTK through training and measure its motion: distance heat maps,
-#   velocity, polar trajectories, spectral mass and kernel–target alignment;
+#   velocity, polar trajectories, spectral mass and kernel–target alignment
+#   {cite:p}`cristianini2002kernel`;
 # - avoid two pitfalls of these metrics (an uncentred kernel's top eigenvalue, and a kernel
 #   that grows without turning);
-# - test laziness directly by swapping the network for its linearisation from epoch k on.
+# - test laziness directly by swapping the network for its linearisation
+#   {cite:p}`lee2019wide` from epoch k on.
 #
 # **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes (the
 # execution report gives the measured times); `paper` (CIFAR-10, the authors' CNN settings,
 # 200 epochs) is meant for a GPU.
+#
+# Symbols follow the {doc}`notation page <notation>`; references are collected on the
+# {doc}`references page <references>`.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: one switch scales the whole chapter
@@ -88,15 +95,15 @@ print(report.glue_setting(
 # (`pgd_steps` steps, projected onto the ℓ∞ ε-ball and [0, 1], starting at x as the
 # authors did). The adversarial images are made against the current parameters.
 #
-# Under `default` the budget is ε = 0.05, not the customary 0.3 (or 0.1) for MNIST. While
-# preparing this chapter we measured, with this MLP on 800 images of 14 × 14 pixels, that at
-# ε = 0.1 adversarial training does not work at this scale: FGSM training overfits
-# catastrophically (clean 0.98, PGD accuracy 0.01 at learning rate 0.02) and PGD training at
-# learning rate 0.05 collapses to predicting one class (clean 0.525). At ε = 0.05 both
-# adversarial trainings reach a PGD accuracy near 0.88 with clean accuracy near 0.97, so the
-# comparison below is between working runs. Every
-# recorded epoch is checkpointed as `.npz` in the data cache, so a rerun of this chapter
-# loads instead of training, and an interrupted run resumes where it stopped.
+# Under `default` the budget is ε = 0.05, not the customary 0.3 (or 0.1) for MNIST
+# {cite:p}`lecun1998gradient`. While preparing this chapter we measured, with this MLP on 800
+# images of 14 × 14 pixels, that at ε = 0.1 adversarial training does not work at this scale:
+# FGSM training overfits catastrophically in the sense of {cite:t}`wong2020fast` (clean 0.98,
+# PGD accuracy 0.01 at learning rate 0.02) and PGD training at learning rate 0.05 collapses to
+# predicting one class (clean 0.525). At ε = 0.05 both adversarial trainings reach a PGD
+# accuracy near 0.88 with clean accuracy near 0.97, so the comparison below is between working
+# runs. Every recorded epoch is checkpointed as `.npz` in the data cache, so a rerun of this
+# chapter loads instead of training, and an interrupted run resumes where it stopped.
 
 # %%
 task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
@@ -143,8 +150,9 @@ final.round(3)
 # empirical NTK of the network at that epoch on the probe, and on the probe attacked against
 # that epoch's network (the authors' protocol; their epoch 0 used clean images). With one
 # output (the binary task) the kernel is probe × probe; with C outputs it is the full
-# (probe · C) × (probe · C) kernel, not traced. The neural-tangents implementation is chosen
-# once, as the fastest of those that agree with the explicit Jacobian contraction.
+# (probe · C) × (probe · C) kernel, not traced. Of the empirical-NTK implementations of
+# neural-tangents {cite:p}`novak2020neural,novak2022fast`, the fastest of those that agree
+# with the explicit Jacobian contraction is chosen once.
 
 # %%
 probe, probe_labels = task.x_train[:cfg.probe_size], task.labels_train[:cfg.probe_size]
@@ -162,9 +170,10 @@ metrics = {(mode, kind): dynamics.kernel_metrics(getattr(trajectory, kind), targ
 # %% [markdown]
 # ### Distance between the kernels of different epochs
 #
-# Kernel distance S = 1 − ⟨K₁, K₂⟩ / (‖K₁‖ ‖K₂‖) between every pair of recorded epochs
-# (Fort et al. 2020), on the adversarial probe. A kernel that settles early shows a large
-# dark block: all later epochs alike.
+# Kernel distance S = 1 − s(K₁, K₂), with the similarity
+# s(K₁, K₂) = ⟨K₁, K₂⟩ / (‖K₁‖_F ‖K₂‖_F) and ⟨A, B⟩ = Tr(ABᵀ) {cite:p}`fort2020deep`, between
+# every pair of recorded epochs, on the adversarial probe. A kernel that settles early shows
+# a large dark block: all later epochs alike.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
@@ -178,7 +187,7 @@ fig.tight_layout()
 # ### Velocity, and the pitfall of a growing kernel
 #
 # Kernel velocity S(K_t, K_{t+1}) measures how much the kernel *turns* between epochs. Its
-# size can change without turning: the relative change ‖K_t − K_0‖ / ‖K_0‖ counts that as
+# size can change without turning: the relative change ‖K_t − K_0‖_F / ‖K_0‖_F counts that as
 # motion, the cosine distance 1 − s(K_t, K_0) does not. Both are shown.
 
 # %%
@@ -188,17 +197,18 @@ for mode in MODES:
     axes[0].plot(table.epoch, table.velocity, marker=".", label=mode)
     axes[1].plot(table.epoch, table.relative_change, marker=".", label=mode)
     axes[2].plot(table.epoch, table.cosine_distance, marker=".", label=mode)
-axes[0].set(yscale="log", xlabel="epoch", title="velocity S(K_t, K_t+1)")
+axes[0].set(yscale="log", xlabel="epoch", title="velocity S(K_t, K_(t+1))")
 axes[1].set(yscale="log", xlabel="epoch", title="‖K_t − K_0‖ / ‖K_0‖")
 axes[2].set(xlabel="epoch", title="cosine distance to K_0")
 axes[0].legend()
 fig.tight_layout()
+glue("dynamics_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% [markdown]
 # ### Polar trajectories
 #
-# Radius r_t = ‖K_t − K_0‖ / ‖K_T − K_0‖ (how much of its total motion the kernel has done
-# by epoch t) and angle θ_t = arccos s(K_t, K_0), for the whole kernel, its rank-`top_k`
+# Radius r_t = ‖K_t − K_0‖_F / ‖K_T − K_0‖_F (how much of its total motion the kernel has done
+# by epoch t) and angle α_t = arccos s(K_t, K_0), for the whole kernel, its rank-`top_k`
 # truncation (top eigenspace) and the rest.
 
 # %%
@@ -218,9 +228,9 @@ fig.tight_layout()
 # The top-k spectral mass M_k = Σ_{i≤k} λᵢ² / Σᵢ λᵢ². With one output on a binary task the
 # uncentred kernel's top eigenvalue (a nearly constant eigenvector) holds almost all of the
 # squared mass from the first epoch to the last, so the raw M_k says little. We show it with
-# the centred kernel HKH (H = I − 11ᵀ/n) and with the top eigenvalue set aside, beside the
-# kernel–target alignment ⟨K, YYᵀ⟩ / (‖K‖ ‖YYᵀ‖) and the label energy of the top-k
-# eigenvectors.
+# the centred kernel HKH (H subtracts the mean over the probe images) and with the top
+# eigenvalue set aside, beside the kernel–target alignment ⟨K, YYᵀ⟩ / (‖K‖_F ‖YYᵀ‖_F) and the
+# label energy of the top-k eigenvectors.
 
 # %%
 k = cfg.top_k

@@ -13,23 +13,27 @@
 # %% [markdown]
 # # Adversarial examples without training
 #
-# The infinite-width NTK gives a predictor, f_∞(x) = Θ(x, X) Θ⁻¹ Y, without training any
-# network. It is a differentiable function of its input, so it can be attacked like any
+# The infinite-width NTK {cite:p}`jacot2018neural` gives a predictor, f_∞(x) = Θ(x, X) Θ⁻¹ Y,
+# without training any network. It is a differentiable function of its input, so it can be attacked like any
 # classifier. This chapter does exactly that and finds that the kernel predictor is as
 # brittle as a trained network: small perturbations, computed from the kernel alone, flip
-# its decisions (claim 1 of the paper).
+# its decisions, as claim 1 of {cite:t}`tsilivis2022ntk` states.
 #
 # **You will learn to**
-# - attack a kernel predictor with FGSM and PGD for fully connected and convolutional NTKs,
+# - attack a kernel predictor with FGSM {cite:p}`goodfellow2015explaining` and PGD
+#   {cite:p}`madry2018towards` for fully connected and convolutional NTKs,
 #   on a binary task and on the 10-class task;
-# - read an accuracy-vs-ε curve, and check that an attack evaluation is sound (the sanity
-#   checks of Carlini et al. 2019);
+# - read an accuracy-vs-ε curve, and check that an attack evaluation is sound with the
+#   sanity checks of {cite:t}`carlini2019evaluating`;
 # - see what the adversarial perturbations of a kernel look like;
 # - why attacking a kernel predictor costs no more than evaluating it.
 #
 # **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes
 # (the execution report gives the measured times); `paper` (full MNIST and the authors'
 # CIFAR-10 setting) is meant for a GPU.
+#
+# Symbols follow the {doc}`notation page <notation>`; references are collected on the
+# {doc}`references page <references>`.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: one switch scales the whole chapter
@@ -70,12 +74,13 @@ print(report.glue_setting(
 # %% [markdown]
 # ## Four kernel predictors
 #
-# Two tasks on MNIST digits: digit 3 (target −1) against digit 5 (target +1), and all ten
-# digits (one-hot targets, not centred, as the authors did). Two architectures, with the
-# authors' settings (ReLU, W_std = √2, b_std = 0.1, NTK parameterization): a fully connected
-# net with one hidden layer (FC) and a one-layer convolutional net with a flatten readout
-# (Conv). The convolutional kernel is far more expensive, so under `default` it works on
-# 14 × 14 images and fewer points; the profile's sizes are printed above.
+# Two tasks on MNIST digits {cite:p}`lecun1998gradient`: digit 3 (target −1) against digit 5
+# (target +1), and all ten digits (one-hot targets, not centred, as the authors did). Two
+# architectures, with the authors' settings (ReLU, W_std = √2, b_std = 0.1, NTK
+# parameterization): a fully connected net with one hidden layer (FC) and a one-layer
+# convolutional net with a flatten readout (Conv). The convolutional kernel is far more
+# expensive, so under `default` it works on 14 × 14 images and fewer points; the profile's
+# sizes are printed above.
 #
 # Each predictor is f_∞, kernel regression fitted on a seeded random training set: no
 # network is trained anywhere in this chapter.
@@ -126,7 +131,8 @@ curves = pd.concat(curves, ignore_index=True)
 grid = sns.relplot(curves, x="epsilon", y="accuracy", hue="method", style="kernel", col="task", kind="line",
                    markers=True, height=3.6, aspect=1.2)
 grid.set_axis_labels("ε (ℓ∞)", "test accuracy")
-grid.set(ylim=(-0.02, 1.02));
+grid.set(ylim=(-0.02, 1.02))
+glue("awt_figure", grid.figure, display=False)  # pasted into the reproduction report
 
 # %%
 table = curves.pivot_table(index=["task", "kernel", "method"], columns="epsilon", values="accuracy")
@@ -164,11 +170,12 @@ print(f"FC kernel, 3 vs 5: clean {accuracy_at('3 vs 5', 'FC', 'pgd', 0):.3f}, PG
 # %% [markdown]
 # ## Is the evaluation sound?
 #
-# An attack that looks strong may be evaluated wrongly, and one that looks weak may be
-# broken (a masked gradient, a wrong sign). Each predictor goes through the checks of
-# Carlini et al. (2019) at ε = `check_epsilon`: PGD at least as strong as FGSM per example;
-# accuracy not increasing with ε; an unbounded attack reaching 0 %; random noise much weaker
-# than PGD; doubling PGD's steps changing little. `attacks.sanity_checks` runs them all.
+# An attack that looks strong may be evaluated wrongly, and one that looks weak may be broken
+# (a masked gradient, a wrong sign). Each predictor goes through the checks of
+# {cite:t}`carlini2019evaluating` at ε = `check_epsilon`: PGD at least as strong as FGSM per
+# example; accuracy not increasing with ε; an unbounded attack reaching 0 %; random noise much
+# weaker than PGD; doubling PGD's steps changing little. `attacks.sanity_checks` runs them
+# all.
 
 # %%
 checks = pd.concat([attacks.sanity_checks(predictor.logits_fn(), task.x_test, task.labels_test, cfg.check_epsilon,
@@ -205,20 +212,20 @@ show_attack("3 vs 5", "FC")
 show_attack("10 classes", "FC")
 
 # %% [markdown]
-# In the `default` build the perturbations were not noise: they concentrate on and around
-# the strokes, adding ink where the other class has it and removing it where this one does,
-# like the adversarial examples of trained networks. Their sign pattern covers the whole image, since ℓ∞ lets
-# every pixel move by ε.
+# In the `default` build the perturbations were not noise: they concentrate on and around the
+# strokes, adding ink where the other class has it and removing it where this one does, like
+# the adversarial examples of trained networks {cite:p}`szegedy2014intriguing`. Their sign
+# pattern covers the whole image, since ℓ∞ lets every pixel move by ε.
 
 # %% [markdown]
 # ## The authors' CIFAR-10 setting
 #
-# The authors' demo used binary CIFAR-10, airplane (−1) against automobile (+1), 2000
-# training and 100 test images of that pair, the FC depth-1 NTK and f_∞, attacked at
-# ε = 8/255 by FGSM and by PGD with 10 steps of 0.01 and no random start. Their notebook
-# reports clean accuracy 0.81, FGSM 0.02 and PGD 0.02. We take a seeded random subset of
-# the pair, where they took the first images. This section runs under the `paper` profile,
-# which downloads CIFAR-10; no CIFAR-10 source is reachable offline.
+# The authors' demo used binary CIFAR-10 {cite:p}`krizhevsky2009learning`, airplane (−1)
+# against automobile (+1), 2000 training and 100 test images of that pair, the FC depth-1 NTK
+# and f_∞, attacked at ε = 8/255 by FGSM and by PGD with 10 steps of 0.01 and no random start.
+# Their notebook reports clean accuracy 0.81, FGSM 0.02 and PGD 0.02. We take a seeded random
+# subset of the pair, where they took the first images. This section runs under the `paper`
+# profile, which downloads CIFAR-10; no CIFAR-10 source is reachable offline.
 
 # %%
 if cfg.authors_setting:

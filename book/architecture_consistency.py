@@ -14,18 +14,23 @@
 # # Consistency across architectures
 #
 # Are the robust and non-robust eigen-features a property of the data, or of one kernel?
-# Claim 4 of the paper: they are consistent across architectures. This chapter computes the
-# eigen-features of several NTKs on the same images and compares them: the usefulness and
-# robustness curves by eigen-index, and three similarity measures.
+# Claim 4 of {cite:t}`tsilivis2022ntk`: they are consistent across architectures. This chapter
+# computes the eigen-features of several NTKs {cite:p}`jacot2018neural` on the same images and
+# compares them: the usefulness and robustness curves by eigen-index, and three similarity
+# measures.
 #
 # **You will learn to**
 # - compare kernels of different architectures through their eigen-features;
 # - quantify similarity: rank correlation of robustness by index, overlap of the top-k
 #   eigenspaces, and correlation of the feature outputs on test images;
-# - budget kernels whose cost differs by orders of magnitude (Myrtle's pooling kernel).
+# - budget kernels whose cost differs by orders of magnitude, such as the pooling kernel of
+#   Myrtle {cite:p}`shankar2020neural`.
 #
 # **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes (the
 # execution report gives the measured times); `paper` runs Myrtle-5 at full size on a GPU.
+#
+# Symbols follow the {doc}`notation page <notation>`; references are collected on the
+# {doc}`references page <references>`.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: one switch scales the whole chapter
@@ -70,7 +75,8 @@ print(report.glue_setting(
 # global average pooling). Myrtle's kernel tracks the covariance of every pair of pixel
 # positions through the pooling layers: on this CPU it costs about 3 ms per kernel entry at
 # 8 × 8 pixels and tens of ms at 14 × 14, against microseconds for the others. So under
-# `default` all kernels are scored (FGSM per feature) on 14 × 14 images without Myrtle, and
+# `default` all kernels are scored by FGSM {cite:p}`goodfellow2015explaining` per feature on 14 × 14
+# images without Myrtle, and
 # Myrtle-5 joins a second comparison on 8 × 8 images with fewer points, where its features'
 # usefulness and eigenspaces are compared but their robustness is not computed (that would
 # take hours here). The `paper` profile scores all five at full size.
@@ -174,6 +180,7 @@ k = min(cfg.top_k, len(task.x_train))
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
 matrices = heatmaps(scored_runs, measures(k), axes)
 fig.tight_layout()
+glue("consistency_figure", fig, display=False)  # pasted into the reproduction report
 off_diagonal = {title: float(m.to_numpy()[~np.eye(len(m), dtype=bool)].mean()) for title, m in matrices.items()}
 for key, value in zip(["rank_correlation", "eigenspace_overlap", "output_correlation"], off_diagonal.values()):
     glue(f"consistency_{key}", round(value, 2), display=False)  # fixed names: k depends on the profile

@@ -19,20 +19,24 @@
 # $$ \varphi_i(x) = \lambda_i^{-1}\,\Theta(x, X)\, v_i\, (v_i^\top Y), \qquad
 #    f_\infty = \sum_i \varphi_i . $$
 #
-# Following Ilyas et al. (2019), a feature is *useful* if its sign predicts the label better
-# than always guessing the majority class, and *robust* if it still does under an attack
-# aimed at the feature itself. This chapter measures both for every eigen-feature of the
-# kernel (claims 3 and 6 of the paper): some are robust, many are useful but not robust, and
-# kernel regression uses them all.
+# Following {cite:t}`ilyas2019adversarial`, a feature is *useful* if its sign predicts the
+# label better than always guessing the majority class, and *robust* if it still does under an
+# attack aimed at the feature itself. This chapter measures both for every eigen-feature of
+# the kernel, to test claims 3 and 6 of {cite:t}`tsilivis2022ntk`: some are robust, many are
+# useful but not robust, and kernel regression uses them all.
 #
 # **You will learn to**
 # - decompose a kernel predictor into eigen-features and check that they add up to f_∞;
-# - measure the usefulness and robustness of all N features at once (FGSM and PGD aimed at
-#   each feature), and why that costs a few large matrix products rather than N attacks;
+# - measure the usefulness and robustness of all N features at once, under FGSM
+#   {cite:p}`goodfellow2015explaining` and PGD {cite:p}`madry2018towards` aimed at
+#   each feature, and why that costs a few large matrix products rather than N attacks;
 # - find the useful-but-non-robust features and look at them.
 #
 # **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes (the
 # execution report gives the measured times); `paper` adds the authors' CIFAR-10 demo.
+#
+# Symbols follow the {doc}`notation page <notation>`; references are collected on the
+# {doc}`references page <references>`.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: one switch scales the whole chapter
@@ -72,10 +76,10 @@ print(report.glue_setting("features", cfg.profile,
 # %% [markdown]
 # ## Eigen-features of the FC kernel
 #
-# The kernel is the authors' demo kernel: the NTK of a fully connected net with one hidden
-# ReLU layer (W_std = √2, b_std = 0.1). Digit 3 is −1, digit 5 is +1. Indices count from 1
-# at the largest eigenvalue. (The authors' notebook eigendecomposes Θ⁻¹, so its index 0
-# is our index 1.)
+# The kernel is the authors' demo kernel: the NTK {cite:p}`jacot2018neural` of a fully
+# connected net with one hidden ReLU layer (W_std = √2, b_std = 0.1). Digit 3 is −1, digit 5
+# is +1. Indices count from 1 at the largest eigenvalue. (The authors' notebook
+# eigendecomposes Θ⁻¹, so its index 0 is our index 1.)
 
 # %%
 task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
@@ -125,7 +129,8 @@ for column, colour in zip(["usefulness", "robustness (FGSM)", "robustness (PGD)"
 ax.axhline(majority, color="grey", ls="--", lw=1, label="majority-class rate")
 ax.set(xscale="log", xlabel="eigen-index i (1 = largest eigenvalue)", ylabel="test accuracy of sign φᵢ",
        title=f"every eigen-feature of the FC NTK, ε = {cfg.epsilon:g}")
-ax.legend(fontsize="small", loc="lower left");
+ax.legend(fontsize="small", loc="lower left")
+glue("features_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% [markdown]
 # In the `default` build robustness fell with the index: the top features kept most of
@@ -234,11 +239,11 @@ ax.legend(fontsize="small");
 # %% [markdown]
 # ## The authors' CIFAR-10 demo
 #
-# The authors' notebook scored features of CIFAR-10 airplane (−1) against automobile (+1),
-# 2000 training and 100 test images, FC depth-1 NTK, FGSM at ε = 8/255 per feature. Their
-# numbers are in the first column below. Under `paper` the second column repeats their
-# setting (a seeded random subset where they took the first images); the last column is
-# this build's own data, for the trend rather than the digits.
+# The authors' notebook scored features of CIFAR-10 {cite:p}`krizhevsky2009learning` airplane
+# (−1) against automobile (+1), 2000 training and 100 test images, FC depth-1 NTK, FGSM at
+# ε = 8/255 per feature. Their numbers are in the first column below. Under `paper` the second
+# column repeats their setting (a seeded random subset where they took the first images); the
+# last column is this build's own data, for the trend rather than the digits.
 
 # %%
 reported = {1: (0.50, 0.50), 2: (0.68, 0.49), 3: (0.54, 0.47), 4: (0.61, 0.44), 11: (0.59, 0.25),

@@ -14,21 +14,25 @@
 # # The neural tangent kernel in practice
 #
 # A wide neural network trained by gradient descent on a squared loss behaves, to first
-# order, like a linear model in its parameters: its function moves along the *neural
-# tangent kernel* (NTK) Θ, and at infinite width Θ is a fixed kernel that can be computed
-# in closed form. This chapter makes that statement concrete on real MNIST digits.
+# order, like a linear model in its parameters {cite:p}`lee2019wide`: its function moves
+# along the *neural tangent kernel* (NTK) Θ {cite:p}`jacot2018neural`, and at infinite
+# width Θ is a fixed kernel that can be computed in closed form. This chapter makes that
+# statement concrete on real MNIST digits {cite:p}`lecun1998gradient`.
 #
 # **You will learn to**
 # - compute the infinite-width NTK of fully connected and convolutional networks with
-#   `neural_tangents.stax`, and use it as a predictor: kernel regression f_∞ and the
-#   gradient-flow predictor f_t;
+#   `neural_tangents.stax` {cite:p}`novak2020neural`, and use it as a predictor: kernel
+#   regression f_∞ and the gradient-flow predictor f_t;
 # - train finite networks of the same architecture and *measure* how close they come to
 #   the kernel's prediction as they get wider, and how little their parameters and their
-#   empirical kernel move (the "lazy" regime);
+#   empirical NTK move: the "lazy" regime of {cite:t}`chizat2019lazy`;
 # - read the kernel's eigenspectrum, and see where the labels live in it.
 #
 # **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes
 # (the execution report gives the measured times), `paper` is meant for a GPU.
+#
+# Symbols follow the {doc}`notation page <notation>`; references are collected on the
+# {doc}`references page <references>`.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: one switch scales the whole chapter
@@ -87,11 +91,11 @@ fig = plotting.image_grid(task.x_train[:16], [f"digit {task.class_names[c]}" for
 # %% [markdown]
 # ## The infinite-width kernel as a predictor
 #
-# `stax` describes an architecture once and returns three functions: `init_fn` and
-# `apply_fn` for a finite network, and `kernel_fn` for its infinite-width kernels. We use
-# the architectures of the paper's authors: ReLU, weight variance 2, bias standard
-# deviation 0.1, NTK parameterization; fully connected nets of depth 1 to 3 and a one-layer
-# convolutional net with a flatten readout.
+# `stax` describes an architecture once and returns three functions: `init_fn` and `apply_fn`
+# for a finite network, and `kernel_fn` for its infinite-width kernels. We use the
+# architectures of the paper's authors {cite:p}`tsilivis2022ntk`: ReLU, weight variance 2,
+# bias standard deviation 0.1, NTK parameterization; fully connected nets of depth 1 to 3 and
+# a one-layer convolutional net with a flatten readout.
 #
 # With the loss ½·mean(f(X) − Y)² and time t = learning rate × steps, gradient flow from
 # f_0 = 0 gives the predictor
@@ -123,7 +127,7 @@ accuracy_table
 # Kernel regression interpolates the training set (train accuracy 1) and still generalises
 # well. The predictor f_t shows *how* it gets there. Time is measured in units where the
 # fastest direction of the kernel (its top eigenvalue λ₁) has relaxed by a factor e at
-# τ = λ₁ t / N = 1; a direction with eigenvalue λ_i is fitted by τ ≈ λ₁/λ_i.
+# τ = λ₁ t / N = 1; a direction with eigenvalue λᵢ is fitted by τ ≈ λ₁/λᵢ.
 
 # %%
 taus = np.logspace(-2, 5, 29)
@@ -226,7 +230,7 @@ print("log-log slopes against width:", {k: round(v, 2) for k, v in slopes.items(
 # What this run measured, as power-law exponents against width (log-log slopes over the
 # widths of the profile): distance to the network's own infinite-width limit
 # {glue:}`slope_distance_to_own_limit`, relative parameter change
-# {glue:}`slope_parameter_change`, relative change of the empirical kernel
+# {glue:}`slope_parameter_change`, relative change of the empirical NTK
 # {glue:}`slope_kernel_change`. Theory for the NTK parameterization predicts that all three
 # shrink at least like width^(−1/2) (each weight moves by O(1/√width) while ‖θ‖ stays put):
 # a slope near −0.5 matches that rate, a steeper one means the quantity shrinks faster than

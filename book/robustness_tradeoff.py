@@ -13,14 +13,16 @@
 # %% [markdown]
 # # The robustness–accuracy trade-off
 #
-# The previous chapter found robust features at the top of the kernel's spectrum and
+# The previous chapter found robust features, in the sense of {cite:t}`ilyas2019adversarial`,
+# at the top of the kernel's spectrum and
 # useful-but-non-robust ones everywhere below. A predictor built from the top k features
 # only, φ_{1..k} = Σ_{i≤k} φᵢ, should therefore gain robustness and lose accuracy as k
 # shrinks. And since gradient descent fits the feature φᵢ at a rate proportional to λᵢ,
 #
-# $$ f_t = \sum_i \bigl(1 - e^{-\eta \lambda_i t}\bigr)\, \varphi_i , $$
+# $$ f_t = \sum_i \bigl(1 - e^{-\lambda_i t / N}\bigr)\, \varphi_i , $$
 #
-# a network stopped early has learned mostly the robust features (claim 5 of the paper).
+# with t = η × steps as in the {doc}`first chapter <ntk_in_practice>`, a network stopped early
+# has learned mostly the robust features: claim 5 of {cite:t}`tsilivis2022ntk`.
 # This chapter measures both.
 #
 # **You will learn to**
@@ -31,6 +33,9 @@
 #
 # **Running time** on 2 CPU cores: `smoke` well under a minute, `default` about a minute
 # or two (the execution report gives the measured times).
+#
+# Symbols follow the {doc}`notation page <notation>`; references are collected on the
+# {doc}`references page <references>`.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: one switch scales the whole chapter
@@ -70,9 +75,10 @@ print(report.glue_setting("tradeoff", cfg.profile,
 # %% [markdown]
 # ## The same kernel as before
 #
-# The FC NTK with one hidden layer on digits 3 (−1) and 5 (+1), as in the previous chapter;
-# attacks are ℓ∞ at ε = `epsilon` with binary cross-entropy on the predictor's output,
-# FGSM and PGD (2.5 ε / steps per step).
+# The FC NTK {cite:p}`jacot2018neural` with one hidden layer on digits 3 (−1) and 5 (+1), as
+# in the previous chapter; attacks are ℓ∞ at ε = `epsilon` with binary cross-entropy on the
+# predictor's output, FGSM {cite:p}`goodfellow2015explaining` and PGD
+# {cite:p}`madry2018towards` (2.5 ε / steps per step).
 
 # %%
 task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
@@ -105,6 +111,7 @@ ax.axvline(best.k, color="grey", ls=":", lw=1)
 ax.set(xscale="log", xlabel="k: the predictor uses the top k eigen-features", ylabel="test accuracy",
        title=f"top-k predictors φ_(1..k), ε = {cfg.epsilon:g}")
 ax.legend()
+glue("tradeoff_figure", fig, display=False)  # pasted into the reproduction report
 print(f"robust (PGD) accuracy peaks at k = {int(best.k)}: {best.PGD:.3f} robust, {best.clean:.3f} clean; "
       f"all {n} features: {curve.PGD.iloc[-1]:.3f} robust, {curve.clean.iloc[-1]:.3f} clean")
 curve.set_index("k").round(3).T
@@ -146,6 +153,7 @@ for column, colour in zip(["clean", "PGD"], sns.color_palette()[::2]):
 axes[1].set(xscale="log", xlabel="k, or k(t) for f_t", ylabel="test accuracy", title="early stopping vs truncation")
 axes[1].legend(fontsize="small")
 fig.tight_layout()
+glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction report
 peak = over_time.loc[over_time.PGD.idxmax()]
 glue("tradeoff_ft_peak_pgd", round(float(peak.PGD), 3), display=False)
 glue("tradeoff_ft_peak_tau", float(f"{peak['τ']:.3g}"), display=False)
@@ -158,7 +166,7 @@ print(f"f_t is most robust at τ = {peak['τ']:.3g} (k(t) = {int(peak['k(t)'])})
 # Score every eigen-feature's robustness (FGSM aimed at it, as in the previous chapter) and
 # ask two questions: does robustness fall with the index, i.e. rise with the eigenvalue
 # (Spearman correlation), and what is the average robustness of what f_t has fitted by time
-# t, Σᵢ fᵢ(t) · robustnessᵢ / Σᵢ fᵢ(t) with fᵢ(t) the fitted fraction? Claim 5 says the
+# t, each φᵢ's robustness weighted by its fitted fraction 1 − e^{−λᵢ t / N}? Claim 5 says the
 # second falls as training goes on.
 
 # %%

@@ -14,23 +14,27 @@
 # # Transfer to finite networks and the lazy regime
 #
 # The previous chapter attacked the kernel predictor, a model nobody trained. Do those
-# adversarial examples fool real networks? Claim 2 of the paper: they transfer to
-# finite-width networks trained in the *lazy* regime, where a network stays close to its
-# linearisation, and the transfer weakens as training leaves that regime. This chapter
-# trains networks of the kernel's own architecture at many widths and measures it.
+# adversarial examples fool real networks? Claim 2 of {cite:t}`tsilivis2022ntk`: they transfer
+# to finite-width networks trained in the *lazy* regime {cite:p}`chizat2019lazy`, where a
+# network stays close to its linearisation {cite:p}`lee2019wide`, and the transfer weakens as
+# training leaves that regime. This chapter trains networks of the kernel's own architecture
+# at many widths and measures it.
 #
 # **You will learn to**
-# - evaluate a network against white-box PGD, against the kernel's adversarial examples
-#   (transfer) and against random noise of the same size;
+# - evaluate a network against white-box PGD {cite:p}`madry2018towards`, against the kernel's
+#   adversarial examples (transfer) and against random noise of the same size;
 # - attack with the right kernel predictor: f_t at the networks' own training time, not
 #   only f_∞;
 # - separate the effect of the random initial function f_0 (raw, centred and ensembled
 #   networks) from the effect of width;
-# - measure laziness (how far the empirical kernel moves during training) and relate
+# - measure laziness (how far the empirical NTK moves during training) and relate
 #   transfer to it.
 #
 # **Running time** on 2 CPU cores: `smoke` about a minute, `default` a few minutes (the
 # execution report gives the measured times); `paper` is meant for a GPU.
+#
+# Symbols follow the {doc}`notation page <notation>`; references are collected on the
+# {doc}`references page <references>`.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: one switch scales the whole chapter
@@ -81,7 +85,7 @@ print(report.glue_setting(
 #
 # The task is digit 3 (−1) against digit 5 (+1); the architecture is the kernel's own: one
 # hidden ReLU layer, W_std = √2, b_std = 0.1. Every network below is trained for the same
-# time t = learning rate × steps on the squared loss ½·mean(f − y)², which is exactly the
+# time t = learning rate × steps on the squared loss ½·mean(f(X) − Y)², which is exactly the
 # time of the kernel predictor f_t. With the learning rate at η = N / λ₁ (λ₁ the top
 # eigenvalue of Θ), t = `train_steps` · N / λ₁: the directions of the kernel with
 # λᵢ > λ₁ / `train_steps` are fitted, the rest are not. So a network trained for time t
@@ -111,7 +115,7 @@ f_t_test = sources["f_t"](x_test)  # the reference every trained net is compared
 kernel_rows = [{"predictor": name, "clean accuracy": kernels.accuracy(fn(x_test), labels),
                 f"PGD accuracy (ε={cfg.epsilon:g})": source_attacks[name].accuracy,
                 "noise accuracy": kernels.accuracy(fn(noise_images), labels)} for name, fn in sources.items()]
-print(f"learning rate η = {learning_rate:.3g}, training time t = {t_train:.3g} (η λ₁ t / N = {cfg.train_steps})")
+print(f"learning rate η = {learning_rate:.3g}, training time t = {t_train:.3g} (τ = λ₁ t / N = {cfg.train_steps})")
 pd.DataFrame(kernel_rows).set_index("predictor").round(3)
 
 # %% [markdown]
@@ -120,12 +124,13 @@ pd.DataFrame(kernel_rows).set_index("predictor").round(3)
 # For every width and seed we start from one initialisation θ₀ and train:
 #
 # - **lazy**: NTK parameterization, squared loss, full-batch gradient descent at η = N / λ₁
-#   for `train_steps` steps: the regime in which the NTK theory holds;
+#   for `train_steps` steps: the regime in which the NTK theory
+#   {cite:p}`jacot2018neural,lee2019wide` holds;
 # - **lazy, centred**: the same, trained and evaluated as f(x; θ) − f(x; θ₀), so that it
 #   starts from the zero function like the kernel predictor;
-# - **linearised**: the first-order Taylor expansion of the network in θ around θ₀
-#   (`nt.linearize`), trained in the same way: the ideal lazy network, whose empirical
-#   kernel cannot move;
+# - **linearised**: the first-order Taylor expansion of the network in θ around θ₀, built by
+#   neural-tangents' `nt.linearize` {cite:p}`novak2020neural` and trained in the same way:
+#   the ideal lazy network, whose empirical NTK cannot move;
 # - **non-lazy**: standard parameterization, cross-entropy, minibatch SGD with a fixed
 #   learning rate of `sgd_learning_rate` for `sgd_steps` steps: the usual recipe, which at
 #   small width leaves the lazy regime (its time is not in the kernel's units, so f_t has
@@ -188,7 +193,8 @@ runs.groupby(["variant", "width"])[EVALUATIONS + ["kernel change"]].mean().round
 # %% [markdown]
 # ## Are the white-box attacks sound?
 #
-# The sanity checks of the previous chapter (PGD at least as strong as FGSM per example,
+# The sanity checks of the previous chapter, after {cite:t}`carlini2019evaluating` (PGD at
+# least as strong as FGSM per example,
 # accuracy not increasing with ε, an unbounded attack reaching 0 %, noise much weaker,
 # doubling the steps changing little) ran on both kernel predictors and on the first seed's
 # network of every variant and width. The table counts the checks passed; every failed
@@ -211,7 +217,8 @@ long = runs.melt(id_vars=["width", "variant", "seed"], value_vars=EVALUATIONS, v
 grid = sns.relplot(long, x="width", y="accuracy", hue="evaluated on", col="variant", col_wrap=2, kind="line",
                    errorbar="sd", marker="o", height=3.4, aspect=1.3)
 grid.set(xscale="log", ylim=(-0.02, 1.02))
-grid.set_axis_labels("width", f"test accuracy (ε = {cfg.epsilon:g})");
+grid.set_axis_labels("width", f"test accuracy (ε = {cfg.epsilon:g})")
+glue("transfer_figure", grid.figure, display=False)  # pasted into the reproduction report
 
 # %% [markdown]
 # Lines are means over the seeds and bands one standard deviation. The gap between the
@@ -288,7 +295,7 @@ print(f"width {max(cfg.widths)}: white-box PGD accuracy {raw['white-box PGD']:.3
 # %% [markdown]
 # ## Transfer against measured laziness
 #
-# Width is only a proxy for laziness. The empirical kernel's relative change during
+# Width is only a proxy for laziness. The empirical NTK's relative change during
 # training measures it directly: near 0 the network is lazy (the linearised networks sit
 # at exactly 0), and of order 1 its features moved. Each point is one trained network.
 
@@ -388,7 +395,7 @@ print(f"chapter ran in {time.perf_counter() - chapter_start:.0f} s")
 #
 # ```{admonition} Solution 3
 # :class: dropdown
-# Under standard parameterization the empirical kernel grows with width, so a fixed
+# Under standard parameterization the empirical NTK grows with width, so a fixed
 # learning rate is relatively *larger* for wider nets; with a rate small enough to be
 # stable at width 4096 the kernel change shrinks with width as in the NTK
 # parameterization, but with the same fixed rate as the narrow nets the wide nets may

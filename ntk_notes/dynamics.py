@@ -693,7 +693,7 @@ def truncate(kernel, k: int, eigen=None) -> tuple[np.ndarray, np.ndarray]:
 
 class Polar(NamedTuple):
     radius: np.ndarray  # (T,) r_t = ‖K_t − K_0‖ / ‖K_T − K_0‖: 0 at t = 0, 1 at t = T
-    angle: np.ndarray  # (T,) θ_t = arccos s(K_t, K_0), radians
+    angle: np.ndarray  # (T,) α_t = arccos s(K_t, K_0), radians (the authors call it θ_t)
 
 
 class PolarTrajectory(NamedTuple):
@@ -703,7 +703,7 @@ class PolarTrajectory(NamedTuple):
 
 
 def polar(kernels) -> Polar:
-    """Radius r_t = ‖K_t − K_0‖ / ‖K_T − K_0‖ and angle θ_t = arccos s(K_t, K_0) of a sequence
+    """Radius r_t = ‖K_t − K_0‖ / ‖K_T − K_0‖ and angle α_t = arccos s(K_t, K_0) of a sequence
     (PAPER.md). A kernel that never moves has an undefined radius: NaN."""
     series = _series(kernels, at_least=2)
     moved = np.array([np.linalg.norm(k - series[0]) for k in series])

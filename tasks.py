@@ -2,7 +2,8 @@
 """The book's task runner: needs only Python >= 3.11 and the package registries.
 
     python3 tasks.py book             install, execute every notebook (default profile), render the site
-    python3 tasks.py test             install, run the unit tests and every notebook under `smoke`
+    python3 tasks.py test             install, run the unit tests, every notebook under `smoke` and
+                                      the browser test of the built site (tests/test_site.py)
     python3 tasks.py run book/ntk_in_practice.py --profile paper    one notebook, any profile
     python3 tasks.py bench            the benchmarks in benchmarks/
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -51,6 +53,31 @@ def ensure_environment(gpu: bool = False) -> None:
     stamp.write_text(stamp_text)
 
 
+def ensure_browser() -> None:
+    """Headless Chromium and its driver for tests/test_site.py, from Debian's packages.
+
+    Selenium is pointed at these binaries so that it never downloads a browser itself."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    skipped = "the browser test (tests/test_site.py) will be skipped, or fail if CI is set"
+    if not sys.platform.startswith("linux") or not shutil.which("apt-get"):
+        print(f"chromium and chromedriver are not installed and there is no apt-get to install them: {skipped}",
+              flush=True)
+        return
+    as_root = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if as_root and not shutil.which("sudo"):
+        print(f"chromium and chromedriver are not installed and installing them needs root or sudo: {skipped}",
+              flush=True)
+        return
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"],
+                    ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]):
+        print("+", " ".join(as_root + command), flush=True)
+        if subprocess.run(as_root + command, cwd=ROOT, env=environment).returncode != 0:
+            print(f"could not install chromium and chromium-driver with apt-get: {skipped}", flush=True)
+            return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="task", required=True)
@@ -72,6 +99,7 @@ def main() -> None:
         run(PYTHON.parent / "jupyter-book", "build", ".", "-W", "-n", "--keep-going")
         print(f"the site is in {ROOT / '_build' / 'html' / 'index.html'}")
     elif args.task == "test":
+        ensure_browser()
         run(PYTHON, "-m", "pytest", *args.pytest_args)
     elif args.task == "run":
         run(PYTHON, "-m", "ntk_notes.pipeline", "execute", "--profile", args.profile, "--only", args.notebook)

@@ -1,0 +1,290 @@
+"""Checks of a built Jupyter Book site in headless Chromium, for tests/test_site.py.
+
+Every check returns a list of problems (readable strings, empty when the page is fine), so
+that the same functions can be shown to fail on a small synthetic site.
+
+The selectors follow the HTML that myst-nb 1.x writes for notebook outputs (see
+myst_nb/core/render.py: render_error, render_stderr), e.g.
+
+    <div class="cell_output docutils container">
+      <div class="output traceback highlight-ipythontb notranslate">…Traceback (most recent call last)…</div>
+      <div class="output stderr highlight-myst-ansi notranslate">…UserWarning: …</div>
+
+and the book theme's sidebar, ``<nav class="bd-links bd-docs-nav">``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urldefrag
+
+import yaml
+
+# Known to work headless as root on a machine without a display or internet access.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1280,1000"]
+SIDEBAR_LINKS = "nav.bd-docs-nav a[href]"
+OUTPUTS = "div.output"  # every output myst-nb renders carries the class `output`
+TRACEBACK = "Traceback (most recent call last)"
+STDERR_PROBLEM = re.compile(r"error|warning", re.IGNORECASE)  # also logging's "WARNING:absl:…"
+EXCERPT = 200
+MAX_SCREENSHOT_HEIGHT = 20000
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str  # test id and screenshot name
+    path: str  # relative to the site, e.g. "book/intro.html"
+
+
+def toc_pages(toc_path: Path) -> list[Page]:
+    """Every page of a Jupyter Book ``_toc.yml`` (root, parts, chapters, sections), in order."""
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({key: value for key, value in toc.items() if key != "root"})
+    # Sources may be named with or without their extension; the site has <file>.html.
+    files = [re.sub(r"\.(md|ipynb|py|rst)$", "", str(f)) for f in files]
+    stems = [Path(f).name for f in files]
+    names = stems if len(set(stems)) == len(stems) else [f.replace("/", "-") for f in files]
+    return [Page(name, f"{f}.html") for name, f in zip(names, files)]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def find_chromium() -> tuple[str, str] | None:
+    """Debian's chromium and chromedriver (installed by `python3 tasks.py test`)."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@contextlib.contextmanager
+def serve(directory: Path):
+    """Serve `directory` on an unused localhost port; yields the base URL ending in '/'."""
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class QuietServer(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            # The browser drops requests it no longer needs when it leaves a page.
+            if not isinstance(sys.exc_info()[1], ConnectionError):
+                super().handle_error(request, client_address)
+
+    server = QuietServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def chromium(browser: str, driver_path: str):
+    """One headless Chromium driven by selenium, with a fresh profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    with tempfile.TemporaryDirectory(prefix="ntk-notes-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = browser
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={profile}")
+        # An explicit driver path means Selenium Manager never tries to download one.
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+        driver.set_page_load_timeout(60)
+        driver.set_script_timeout(30)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def excerpt(text: str) -> str:
+    """The first ~200 characters of an output, without its rules of dashes, on one line."""
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip().strip("-")]
+    joined = " | ".join(lines)
+    return joined if len(joined) <= EXCERPT else joined[:EXCERPT] + "…"
+
+
+def load(driver, url: str) -> None:
+    """Open `url`, wait for it to finish loading, and scroll through it so that lazy images
+    load; then wait (at most 10 s) until every local image has loaded or failed."""
+    driver.get(url)
+    wait_for(lambda: driver.execute_script("return document.readyState") == "complete")
+    driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        let y = 0;
+        (function step() {
+            window.scrollTo(0, y);
+            y += window.innerHeight;
+            if (y < document.documentElement.scrollHeight) setTimeout(step, 20); else done();
+        })();""")
+    # External images (CDNs) may never finish here, without internet: wait for local ones only.
+    wait_for(lambda: driver.execute_script("""
+        return [...document.images]
+            .filter(img => img.src.startsWith(location.origin) || img.src.startsWith('data:'))
+            .every(img => img.complete);"""))
+    # Formulas are typeset after the load: wait for MathJax 3 when the page has it.
+    driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const typeset = window.MathJax && MathJax.startup && MathJax.startup.promise;
+        typeset ? typeset.then(done, done) : done();""")
+    driver.execute_script("window.scrollTo(0, 0)")
+
+
+def wait_for(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def is_local(url: str, base: str) -> bool:
+    return url.startswith(base) or url.startswith("data:")
+
+
+def broken_images(driver, base: str) -> list[str]:
+    """Local <img> that did not decode: missing files, corrupt files, empty src."""
+    images = driver.execute_script("""
+        return [...document.images].map(img => ({
+            src: img.currentSrc || img.src, html: img.outerHTML,
+            ok: img.complete && img.naturalWidth > 0}));""")
+    return [f"broken image {image['src'][:EXCERPT] or image['html'][:EXCERPT]}"
+            for image in images
+            if not image["ok"] and (not image["src"] or is_local(image["src"], base))]
+
+
+def missing_resources(driver, base: str) -> list[str]:
+    """Local images, scripts and stylesheets the page refers to that the server does not have.
+    External ones (CDN MathJax, fonts) are not checked: there may be no internet."""
+    urls = driver.execute_script("""
+        return [...document.images].map(img => img.src)
+            .concat([...document.querySelectorAll('script[src]')].map(s => s.src))
+            .concat([...document.querySelectorAll('link[rel~="stylesheet"][href]')].map(l => l.href));""")
+    local = sorted({urldefrag(url).url for url in urls if url.startswith(base)})
+    return [f"HTTP {status} for {url}" for url in local if (status := http_status(url)) != 200]
+
+
+def error_outputs(driver) -> list[str]:
+    """Notebook outputs that show an error: myst-nb's traceback outputs, any output quoting a
+    traceback, and stderr that mentions an error or a warning."""
+    # textContent, not innerText: outputs folded away by a hide-output toggle count too; the
+    # text of <pre> alone where there is one, without the copy button's "Copy to clipboard".
+    outputs = driver.execute_script("""
+        return [...document.querySelectorAll(arguments[0])].map(o => [o.className,
+            [...o.querySelectorAll('pre')].map(pre => pre.textContent).join('\\n') || o.textContent]);""", OUTPUTS)
+    problems = []
+    for class_name, text in outputs:
+        classes = class_name.split()
+        if "traceback" in classes:
+            problems.append(f"error output: {excerpt(text)}")
+        elif TRACEBACK in text:
+            problems.append(f"traceback in a {' '.join(c for c in classes if c != 'output')} output: {excerpt(text)}")
+        elif "stderr" in classes and STDERR_PROBLEM.search(text):
+            first = next(line for line in text.splitlines() if STDERR_PROBLEM.search(line))
+            problems.append(f"stderr output: {excerpt(first)}")
+    return problems
+
+
+def screenshot(driver, target: Path) -> None:
+    """The whole page (at most 20000 px high) as a PNG, written atomically."""
+    width, height = driver.execute_script(
+        "return [window.innerWidth, document.documentElement.scrollHeight];")
+    # A viewport as tall as the page: Page.captureScreenshot with captureBeyondViewport
+    # instead shifts this theme's layout sideways on long pages.
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": min(height, MAX_SCREENSHOT_HEIGHT), "deviceScaleFactor": 1, "mobile": False})
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    partial.write_bytes(base64.b64decode(shot["data"]))
+    partial.replace(target)
+
+
+def check_page(driver, base: str, page: Page, screenshot_dir: Path | None = None) -> list[str]:
+    """Everything wrong with one page of the site served at `base`; saves its screenshot."""
+    url = base + page.path
+    status = http_status(url)
+    if status != 200:
+        return [f"{page.path}: HTTP {status} (the page is in _toc.yml but not in the site)"]
+    load(driver, url)
+    problems = broken_images(driver, base) + missing_resources(driver, base) + error_outputs(driver)
+    if screenshot_dir is not None:
+        screenshot(driver, screenshot_dir / f"{page.name}.png")
+    return problems
+
+
+def looks_like_404(title: str) -> bool:
+    # http.server answers a missing file with a page titled "Error response".
+    return not title.strip() or re.search(r"\b404\b|not found|error response", title, re.IGNORECASE) is not None
+
+
+def check_navigation(driver, base: str, pages: list[Page]) -> list[str]:
+    """Every link of the sidebar on the landing page resolves to a real page, and the sidebar
+    links to every page of the table of contents."""
+    driver.get(base + "index.html")
+    # Jupyter Book's index.html redirects to the root page (a meta refresh): wait for its sidebar.
+    find_links = "return [...document.querySelectorAll(arguments[0])].map(a => a.href);"
+    wait_for(lambda: driver.execute_script(find_links, SIDEBAR_LINKS))
+    links = driver.execute_script(find_links, SIDEBAR_LINKS)
+    if not links:
+        return [f"no sidebar navigation ({SIDEBAR_LINKS}) on {driver.current_url}"]
+    targets = list(dict.fromkeys(urldefrag(link).url for link in links))
+    problems = []
+    for url in targets:
+        if not url.startswith(base):
+            continue  # an external link: not checkable without internet
+        status = http_status(url)
+        if status != 200:
+            problems.append(f"sidebar link {url}: HTTP {status}")
+            continue
+        driver.get(url)
+        if looks_like_404(driver.title):
+            problems.append(f"sidebar link {url}: the page's title is {driver.title!r}")
+    problems += [f"the sidebar has no link to {page.path} (in _toc.yml)"
+                 for page in pages if base + page.path not in targets]
+    return problems

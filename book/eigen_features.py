@@ -58,7 +58,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from IPython.display import Markdown, display
+from IPython.display import Markdown
 from myst_nb import glue
 
 from ntk_notes import data, kernels, plotting, report, spectral

@@ -34,9 +34,10 @@
 # - test laziness directly by swapping the network for its linearisation
 #   {cite:p}`lee2019wide` from epoch k on.
 #
-# **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes (the
-# execution report gives the measured times); `paper` (CIFAR-10, the authors' CNN settings,
-# 200 epochs) is meant for a GPU.
+# **Running time**, measured on 2 CPU cores: `smoke` about 20 s, `default` about 35 s;
+# `paper` (CIFAR-10, the authors' CNN settings, 200 epochs) is meant for a GPU, and has not
+# been timed yet. The {doc}`execution report <execution_report>` gives the time and peak
+# memory of the build you are reading.
 #
 # Symbols follow the {doc}`notation page <notation>`; references are collected on the
 # {doc}`references page <references>`.

@@ -28,9 +28,10 @@
 # - see what the adversarial perturbations of a kernel look like;
 # - why attacking a kernel predictor costs no more than evaluating it.
 #
-# **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes
-# (the execution report gives the measured times); `paper` (full MNIST and the authors'
-# CIFAR-10 setting) is meant for a GPU.
+# **Running time**, measured on 2 CPU cores: `smoke` about 40 s, `default` about 1¾ min;
+# `paper` (full MNIST and the authors' CIFAR-10 setting) is meant for a GPU, and has not
+# been timed yet. The {doc}`execution report <execution_report>` gives the time and peak
+# memory of the build you are reading.
 #
 # Symbols follow the {doc}`notation page <notation>`; references are collected on the
 # {doc}`references page <references>`.

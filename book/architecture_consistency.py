@@ -26,8 +26,10 @@
 # - budget kernels whose cost differs by orders of magnitude, such as the pooling kernel of
 #   Myrtle {cite:p}`shankar2020neural`.
 #
-# **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes (the
-# execution report gives the measured times); `paper` runs Myrtle-5 at full size on a GPU.
+# **Running time**, measured on 2 CPU cores: `smoke` about 40 s, `default` about 1 min;
+# `paper` runs Myrtle-5 at full size and is meant for a GPU, and has not been timed yet. The
+# {doc}`execution report <execution_report>` gives the time and peak memory of the build you
+# are reading.
 #
 # Symbols follow the {doc}`notation page <notation>`; references are collected on the
 # {doc}`references page <references>`.

@@ -32,8 +32,10 @@
 #   each feature, and why that costs a few large matrix products rather than N attacks;
 # - find the useful-but-non-robust features and look at them.
 #
-# **Running time** on 2 CPU cores: `smoke` well under a minute, `default` a few minutes (the
-# execution report gives the measured times); `paper` adds the authors' CIFAR-10 demo.
+# **Running time**, measured on 2 CPU cores: `smoke` about 25 s, `default` about 1 min;
+# `paper` adds the authors' CIFAR-10 demo and is meant for a GPU, and has not been timed
+# yet. The {doc}`execution report <execution_report>` gives the time and peak memory of the
+# build you are reading.
 #
 # Symbols follow the {doc}`notation page <notation>`; references are collected on the
 # {doc}`references page <references>`.

@@ -14,10 +14,10 @@
 # # Adversarial examples without training
 #
 # The infinite-width NTK {cite:p}`jacot2018neural` gives a predictor, f_∞(x) = Θ(x, X) Θ⁻¹ Y,
-# without training any network. It is a differentiable function of its input, so it can be attacked like any
-# classifier. This chapter does exactly that and finds that the kernel predictor is as
-# brittle as a trained network: small perturbations, computed from the kernel alone, flip
-# its decisions, as claim 1 of {cite:t}`tsilivis2022ntk` states.
+# without training any network. It is a differentiable function of its input, so it can be
+# attacked like any classifier. This chapter does exactly that and finds that the kernel
+# predictor is as brittle as a trained network: small perturbations, computed from the
+# kernel alone, flip its decisions, as claim 1 of {cite:t}`tsilivis2022ntk` states.
 #
 # **You will learn to**
 # - attack a kernel predictor with FGSM {cite:p}`goodfellow2015explaining` and PGD
@@ -157,8 +157,9 @@ print(f"FC kernel, 3 vs 5: clean {accuracy_at('3 vs 5', 'FC', 'pgd', 0):.3f}, PG
 
 # %% [markdown]
 # In the `default` build every kernel predictor collapsed under attack while random noise of
-# the same size left it almost untouched (the table above holds this build's numbers): the adversarial directions are specific, not a matter of the
-# perturbation's size. For orientation, an independent computation in the same setting as
+# the same size left it almost untouched (the table above holds this build's numbers): the
+# adversarial directions are specific, not a matter of the perturbation's size. For
+# orientation, an independent computation in the same setting as
 # the FC 3-vs-5 row under `default` (800 / 200 images) found clean 0.985 and FGSM
 # 0.90 / 0.27 / 0.00 at ε = 0.05 / 0.1 / 0.2, with noise at 0.97–0.98.
 #

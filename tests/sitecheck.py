@@ -227,6 +227,15 @@ def error_outputs(driver) -> list[str]:
     return problems
 
 
+def unrendered_math(driver) -> list[str]:
+    """Formulas MathJax did not typeset (Sphinx wraps each in an element of class `math`;
+    MathJax 3 puts an <mjx-container> inside): a missing or broken MathJax leaves raw TeX."""
+    raw = driver.execute_script("""
+        return [...document.querySelectorAll('.math')]
+            .filter(m => !m.querySelector('mjx-container')).map(m => m.textContent);""")
+    return [f"formula not typeset: {excerpt(text)}" for text in raw]
+
+
 def screenshot(driver, target: Path) -> None:
     """The whole page (at most 20000 px high) as a PNG, written atomically."""
     width, height = driver.execute_script(
@@ -252,7 +261,8 @@ def check_page(driver, base: str, page: Page, screenshot_dir: Path | None = None
     if status != 200:
         return [f"{page.path}: HTTP {status} (the page is in _toc.yml but not in the site)"]
     load(driver, url)
-    problems = broken_images(driver, base) + missing_resources(driver, base) + error_outputs(driver)
+    problems = (broken_images(driver, base) + missing_resources(driver, base) + error_outputs(driver)
+                + unrendered_math(driver))
     if screenshot_dir is not None:
         screenshot(driver, screenshot_dir / f"{page.name}.png")
     return problems

@@ -115,6 +115,8 @@ def synthetic_site(tmp_path_factory):
         "error.html": html(ERROR_OUTPUT),
         "stderr.html": html(STDERR_WARNING),
         "moved.html": html("This page has moved.", title="404 Page not found"),
+        # Sphinx's markup for inline math, with no MathJax to typeset it.
+        "math.html": html(r'<p>Kernel regression <span class="math notranslate nohighlight">\(f_\infty\)</span>.</p>'),
         "style.css": "body { font-family: sans-serif; }",
     }
     for name, text in files.items():
@@ -151,6 +153,11 @@ def test_an_error_output_is_reported_with_its_text(synthetic_site, browser):
 @pytest.mark.browser
 def test_a_warning_on_stderr_is_reported(synthetic_site, browser):
     assert check(browser, synthetic_site, "stderr") == ["stderr output: /tmp/x.py:2: UserWarning: careful"]
+
+
+@pytest.mark.browser
+def test_a_formula_left_as_raw_tex_is_reported(synthetic_site, browser):
+    assert check(browser, synthetic_site, "math") == [r"formula not typeset: \(f_\infty\)"]
 
 
 @pytest.mark.browser

@@ -63,6 +63,7 @@ probe_size = None
 top_k = None
 
 # %%
+import hashlib
 import time
 
 import jax
@@ -113,6 +114,9 @@ n_out = task.y_train.shape[1]
 init_fn, apply_fn, _ = dynamics.network(cfg.network, n_out=n_out, widths=tuple(cfg.widths))
 _, params = init_fn(jax.random.PRNGKey(cfg.seed), task.x_train.shape)
 recorded = sorted(set(range(0, cfg.epochs + 1, cfg.record_every)) | {cfg.epochs})
+# One checkpoint directory per configuration, so that runs with other settings (an exercise,
+# a test's stand-in) never meet this one's files and make it train again.
+settings_digest = hashlib.sha256(repr(sorted(vars(cfg).items())).encode()).hexdigest()[:12]
 checkpoints = data.cache_dir() / "checkpoints" / "adversarial_training_dynamics"
 MODES = ["standard", "fgsm", "pgd"]
 runs = {}
@@ -121,7 +125,7 @@ for mode in MODES:
     runs[mode] = dynamics.adversarial_train(
         apply_fn, params, task.x_train, task.labels_train, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size, mode=mode, epsilon=cfg.epsilon, step_size=cfg.step_size, steps=cfg.pgd_steps,
-        seed=cfg.seed, record_epochs=recorded, directory=checkpoints / f"{cfg.profile}-{mode}-eps{cfg.epsilon:.4g}",
+        seed=cfg.seed, record_epochs=recorded, directory=checkpoints / f"{cfg.profile}-{mode}-eps{cfg.epsilon:.4g}-{settings_digest}",
         config={"network": cfg.network, "widths": list(cfg.widths), "dataset": cfg.dataset})
     print(f"{mode}: {len(runs[mode].trained)} epochs trained, {cfg.epochs - len(runs[mode].trained)} loaded, "
           f"{time.perf_counter() - start:.1f} s")

@@ -220,16 +220,16 @@ print(f"Myrtle-5's top-{k_small} eigenspace overlap with the others: " + ", ".jo
 def verdict():
     rank, overlap, outputs = off_diagonal.values()
     chance = k / len(task.x_train)
-    consistent = rank > 0.5 and overlap > 2 * chance
-    claim4 = {"robustness ranks of the features agree across kernels (rank correlation above 0.5)": bool(rank > 0.5),
-              f"top-{k} eigenspaces overlap more than twice as much as unrelated ones": bool(overlap > 2 * chance),
+    ranks_agree, overlap_high = bool(rank > 0.5), bool(overlap > 2 * chance)
+    claim4 = {"robustness ranks of the features agree across kernels (rank correlation above 0.5)": ranks_agree,
+              f"top-{k} eigenspaces overlap more than twice as much as unrelated ones": overlap_high,
               "and so does Myrtle-5's": bool(myrtle_overlap.mean() > 2 * k_small / len(small_task.x_train))}
     return "\n".join([
         f"- Between different kernels (FC-1, FC-2, FC-3, Conv{', Myrtle-5' if with_myrtle_scored else ''}), on average: "
         f"robustness rank correlation {rank:.2f}, top-{k} eigenspace overlap {overlap:.2f} (unrelated: {chance:.2f}), "
         f"output correlation of the top {k} features {outputs:.2f}.",
         f"- Myrtle-5's top-{k_small} eigenspace overlaps the others' by {myrtle_overlap.mean():.2f} on average.",
-        "- The features are " + ("consistent across these architectures (claim 4)." if consistent
+        "- The features are " + ("consistent across these architectures (claim 4)." if ranks_agree and overlap_high
                                  else "**not** clearly consistent across these architectures at this size."),
         f"- Claim 4 is **{report.glue_verdict('claim4', claim4)}** in this build: {report.basis(claim4)}.",
     ])

@@ -279,21 +279,20 @@ comparison
 def verdict():
     lines = [f"- Mean FGSM robustness of the top 10 features {top_robust:.2f}; beyond index {len(features) // 8} "
              f"{deep_robust:.2f} (majority rate {majority:.2f})."]
-    if top_robust > deep_robust + 0.2:
+    concentrated = bool(top_robust > deep_robust + 0.2)
+    if concentrated:
         lines.append("- Robustness is concentrated at the top of the spectrum (claims 3 and 5).")
     else:
         lines.append("- Robustness is **not** clearly concentrated at the top of the spectrum at this size.")
     if len(non_robust_useful):
-        best = non_robust_useful.usefulness.idxmax()
         lines.append(f"- {len(non_robust_useful)} of {int(useful.sum())} useful features are non-robust under PGD; the "
-                     f"most useful of them is φ_{best} (usefulness {non_robust_useful.usefulness.max():.2f}, PGD "
-                     f"robustness {robust_pgd[best]:.2f}) (claims 3 and 6).")
+                     f"most useful of them is φ_{most_useful} (usefulness {non_robust_useful.usefulness.max():.2f}, "
+                     f"PGD robustness {robust_pgd[most_useful]:.2f}) (claims 3 and 6).")
     else:
         lines.append("- No useful-but-non-robust feature was found at this size.")
     claim3 = {"some useful features are robust (PGD accuracy at least the majority rate − 0.05)": len(robust_useful) > 0,
               "some useful features are non-robust (PGD accuracy at most 0.05)": len(non_robust_useful) > 0,
-              "the top 10 features are more robust than the deep ones by at least 0.2 (FGSM)":
-                  bool(top_robust > deep_robust + 0.2)}
+              "the top 10 features are more robust than the deep ones by at least 0.2 (FGSM)": concentrated}
     claim6 = {"a useful non-robust feature is identified (and its input gradients shown above)":
               len(non_robust_useful) > 0}
     lines.append(f"- Claim 3 (robust and non-robust features) is **{report.glue_verdict('claim3_features', claim3)}** "

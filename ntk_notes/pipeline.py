@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -49,23 +50,29 @@ class Execution(NamedTuple):
     peak_memory_mb: float
 
 
-def toc_notebooks(toc_path: Path = ROOT / "_toc.yml") -> list[Path]:
-    """The jupytext sources named in ``_toc.yml``, in reading order."""
+def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+    """Every page of a Jupyter Book ``_toc.yml`` (root, parts, chapters, sections) in reading
+    order, as paths without extension, e.g. ``book/intro``; ``url:`` entries are skipped."""
     toc = yaml.safe_load(toc_path.read_text())
-    entries: list[str] = [toc["root"]]
+    files = [toc["root"]]
 
     def walk(node):
-        for part in node.get("parts", []):
-            walk(part)
-        for chapter in node.get("chapters", []):
-            entries.append(chapter["file"])
-            walk(chapter)
-        for section in node.get("sections", []):
-            entries.append(section["file"])
-            walk(section)
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
 
-    walk(toc)
-    return [ROOT / f"{entry}.py" for entry in entries if (ROOT / f"{entry}.py").exists()]
+    walk({key: value for key, value in toc.items() if key != "root"})
+    return [re.sub(r"\.(md|ipynb|py|rst)$", "", str(f)) for f in files]
+
+
+def toc_notebooks(toc_path: Path = ROOT / "_toc.yml") -> list[Path]:
+    """The jupytext sources named in ``_toc.yml``, in reading order."""
+    return [ROOT / f"{entry}.py" for entry in toc_files(toc_path) if (ROOT / f"{entry}.py").exists()]
 
 
 def execute_notebook(source: Path, profile: str, output: Path, timeout: float = DEFAULT_TIMEOUT,

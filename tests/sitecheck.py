@@ -32,7 +32,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urldefrag
 
-import yaml
+from ntk_notes import pipeline
 
 # Known to work headless as root on a machine without a display or internet access.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -53,23 +53,8 @@ class Page:
 
 
 def toc_pages(toc_path: Path) -> list[Page]:
-    """Every page of a Jupyter Book ``_toc.yml`` (root, parts, chapters, sections), in order."""
-    toc = yaml.safe_load(toc_path.read_text())
-    files = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({key: value for key, value in toc.items() if key != "root"})
-    # Sources may be named with or without their extension; the site has <file>.html.
-    files = [re.sub(r"\.(md|ipynb|py|rst)$", "", str(f)) for f in files]
+    """Every page of a Jupyter Book ``_toc.yml``, in order; the site has <file>.html."""
+    files = pipeline.toc_files(toc_path)
     stems = [Path(f).name for f in files]
     names = stems if len(set(stems)) == len(stems) else [f.replace("/", "-") for f in files]
     return [Page(name, f"{f}.html") for name, f in zip(names, files)]

@@ -39,6 +39,8 @@
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: one switch scales the whole chapter
 dataset = None  # every size below left at None comes from the profile
+data_dir = None  # a folder with the dataset's standard files (IDX for MNIST and
+#   Fashion-MNIST, binary batches for CIFAR-10); None: offline copy or download cache
 classes = None
 n_train = None
 n_test = None
@@ -58,6 +60,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import Markdown
 from myst_nb import glue
 
 from ntk_notes import data, kernels, plotting, report, spectral, training
@@ -85,7 +88,7 @@ print(report.glue_setting(
 
 # %%
 task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test, seed=0,
-                      image_size=cfg.image_size)
+                      image_size=cfg.image_size, data_dir=data_dir)
 x_train, y_train = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
 x_test, y_test = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
 fig = plotting.image_grid(task.x_train[:16], [f"digit {task.class_names[c]}" for c in task.labels_train[:16]])
@@ -125,11 +128,22 @@ for label, (name, depth) in architectures.items():
 accuracy_table = pd.DataFrame(rows).set_index("architecture")
 accuracy_table
 
+# %% tags=["remove-input"]
+train_accuracy = accuracy_table["train accuracy f_∞"]
+test_accuracy = accuracy_table["test accuracy f_∞"]
+train_range = f"{train_accuracy.min():.3f}" + (
+    f" to {train_accuracy.max():.3f}" if train_accuracy.min() < train_accuracy.max()
+    else " for every kernel")
+Markdown(f"In this build f_∞ has train accuracy {train_range} and test accuracy "
+         f"{test_accuracy.min():.3f} ({test_accuracy.idxmin()}) to "
+         f"{test_accuracy.max():.3f} ({test_accuracy.idxmax()}).")
+
 # %% [markdown]
-# Kernel regression interpolates the training set (train accuracy 1) and still generalises
-# well. The predictor f_t shows *how* it gets there. Time is measured in units where the
-# fastest direction of the kernel (its top eigenvalue λ₁) has relaxed by a factor e at
-# τ = λ₁ t / N = 1; a direction with eigenvalue λᵢ is fitted by τ ≈ λ₁/λᵢ.
+# Kernel regression interpolates: f_∞(X) = Θ Θ⁻¹ Y = Y, so one expects train accuracy 1;
+# the test column says how well it generalises. The predictor f_t shows *how* it gets
+# there. Time is measured in units where the fastest direction of the kernel (its top
+# eigenvalue λ₁) has relaxed by a factor e at τ = λ₁ t / N = 1; a direction with
+# eigenvalue λᵢ is fitted by τ ≈ λ₁/λᵢ.
 
 # %%
 taus = np.logspace(-2, 5, 29)
@@ -153,10 +167,26 @@ axes[1].set_title("training loss of f_t")
 fig.tight_layout()
 
 # %% [markdown]
-# Test accuracy rises long before the training loss is small: the first directions the
-# kernel fits already carry most of what separates the two digits. We return to this in the
-# section on the spectrum.
-#
+# Look for test accuracy to rise long before the training loss is small: if the first
+# directions the kernel fits carry most of what separates the two digits, f_t is
+# accurate early. We return to this in the section on the spectrum.
+
+# %% tags=["remove-input"]
+def early_accuracy(curve):
+    """τ at which test accuracy first comes within 0.01 of its best, and the training
+    loss there as a share of its value at the first τ."""
+    first = curve[curve["test accuracy"] >= curve["test accuracy"].max() - 0.01].iloc[0]
+    return first["τ = λ₁t/N"], first["train loss"] / curve["train loss"].iloc[0]
+
+
+early = {label: early_accuracy(curve)
+         for label, curve in curves.groupby("architecture", sort=False)}
+Markdown("In this build test accuracy comes within 0.01 of its best at "
+         + "; ".join(f"τ = {tau:.3g} for {label}, where the training loss is still "
+                     f"{share:.2g} of its value at τ = {taus[0]:g}"
+                     for label, (tau, share) in early.items()) + ".")
+
+# %% [markdown]
 # ## Finite networks and the lazy regime
 #
 # Now we train real networks of the same architecture (FC depth 1, NTK parameterization)
@@ -239,11 +269,22 @@ print("log-log slopes against width:", {k: round(v, 2) for k, v in slopes.items(
 # the bound requires. At the `smoke` profile, with two widths and a few steps, the slopes
 # are rough and mean little.
 #
-# The distance to the *mean* predictor f_t falls much more slowly and levels off: every
-# network keeps its random initial function f_0, which is of order one at any width. The
-# infinite-width predictor with f_0 = 0 describes the average network, not a single one;
-# the transfer chapter therefore compares centred outputs and ensembles.
-#
+# One expects the distance to the *mean* predictor f_t to fall much more slowly and to
+# level off: every network keeps its random initial function f_0, which is of order one
+# at any width. The infinite-width predictor with f_0 = 0 describes the average network,
+# not a single one; the transfer chapter therefore compares centred outputs and
+# ensembles.
+
+# %% tags=["remove-input"]
+to_mean, to_own = means["distance to f_t"], means["distance to own limit"]
+slope_to_mean = plotting.loglog_slope(means.index, to_mean)
+Markdown(f"In this build the distance to f_t has log-log slope {slope_to_mean:.2f} "
+         f"against width and goes from {to_mean.iloc[0]:.3g} at width {means.index[0]} "
+         f"to {to_mean.iloc[-1]:.3g} at width {means.index[-1]}; the distance to the "
+         f"network's own limit goes from {to_own.iloc[0]:.3g} to "
+         f"{to_own.iloc[-1]:.3g}.")
+
+# %% [markdown]
 # ## The spectrum of the kernel, and where the labels live
 #
 # Write Θ(X, X) = Σᵢ λᵢ vᵢ vᵢᵀ with λ₁ ≥ λ₂ ≥ …. Gradient flow fits the component of the
@@ -268,12 +309,28 @@ fig.tight_layout()
 pd.DataFrame(energy_rows).set_index("architecture")
 
 # %% [markdown]
-# The spectrum falls steeply: the top eigenvalue is an order of magnitude above the next
-# (it belongs to a nearly constant eigenvector, the mean of the images), and the rest decay
-# like a power law. The top eigenvector alone holds little of the ±1 labels, since the two
-# classes are balanced; the next few hold much of the rest. This is the spectral picture
-# behind the fast rise of test accuracy above, and behind the later chapters: the paper's
-# claim is that the *robust* features also sit at the top of the spectrum.
+# What to look for: a ReLU kernel on images of non-negative pixels has positive entries,
+# so its top eigenvector should be close to the constant vector (the mean of the images)
+# and one expects its eigenvalue to stand well above the next and the rest to decay
+# roughly like a power law. With balanced classes that constant direction carries little
+# of the ±1 labels, so E_1 should be small and the next few eigenvectors should hold
+# much of the rest. This is the spectral picture behind an early rise of test accuracy,
+# and behind the later chapters: the paper's claim is that the *robust* features also
+# sit at the top of the spectrum.
+
+# %% tags=["remove-input"]
+def spectrum_summary(label, predictor):
+    values, vectors = predictor.eigen
+    energy = spectral.label_energy(vectors, task.y_train)
+    constant = abs(vectors[:, 0].sum()) / np.sqrt(len(vectors))
+    return (f"{label}: λ₁/λ₂ = {values[0] / values[1]:.3g}, cosine of v₁ with the "
+            f"constant vector {constant:.3f}, E_1 = {energy[0]:.3f}, "
+            f"E_10 = {energy[min(9, len(energy) - 1)]:.3f}")
+
+
+Markdown("In this build: " + "; ".join(spectrum_summary(label, predictor)
+                                       for label, (predictor, _) in predictors.items())
+         + ".")
 
 # %%
 glue("chapter_seconds", round(time.perf_counter() - chapter_start, 1), display=False)
@@ -292,26 +349,32 @@ print(f"chapter executed in {time.perf_counter() - chapter_start:.1f} s under th
 #
 # ```{admonition} Solution 1
 # :class: dropdown
-# Reuse the loop of the spectrum section with `architectures = {d: ("fc", d) for d in range(1, 6)}`.
-# Deeper ReLU networks flatten the normalised spectrum λᵢ/λ₁ a little at the top (the
-# constant direction dominates less) and the label energy E_10 changes only slightly:
-# depth barely changes which directions carry the labels.
+# Rerun with `depths = (1, 2, 3, 4, 5)`, or rerun the kernel section's loop with
+# `architectures = {f"FC depth {d}": ("fc", d) for d in range(1, 6)}` and then the
+# spectrum section. Compare across depths the normalised spectrum λᵢ/λ₁ at the top (the
+# left panel, and λ₁/λ₂ in the sentence under the table) and the label energies E_k.
+# Look for whether the constant direction dominates more or less as depth grows, and
+# whether E_10 moves: if it barely does, depth does not change which directions carry
+# the labels.
 # ```
 #
 # ```{admonition} Solution 2
 # :class: dropdown
-# `training.train(apply_fn, params, x_train, y_train, rate, steps)` with
-# `rate = training.stable_learning_rate(reference.k_train_train, fraction=1.9)` converges
-# (oscillating along v₁); with `fraction=2.1` the loss grows without bound. In function space
-# gradient descent multiplies the residual along vᵢ by (1 − η λᵢ / N) each step, which
-# diverges once η λ₁ / N > 2. A finite network's own λ₁ differs slightly from the limit's,
-# so near 2 a narrow network may cross over earlier.
+# With `init_fn, apply_fn, _ = kernels.architecture("fc", 1, width=1024)`, train
+# `training.train(apply_fn, params, x_train, y_train, rate, cfg.train_steps)` with
+# `rate = training.stable_learning_rate(reference.k_train_train, fraction=1.9)` and with
+# `fraction=2.1`, and plot each run's `losses` on a log scale. Why the kernel predicts a
+# threshold: in function space gradient descent multiplies the residual along vᵢ by
+# (1 − η λᵢ / N) each step, so one expects convergence (oscillating along v₁) below
+# η λ₁ / N = 2 and a loss that grows without bound above it. A finite network's own λ₁
+# differs slightly from the limit's, so look for a narrow network crossing over earlier.
 # ```
 #
 # ```{admonition} Solution 3
 # :class: dropdown
 # Stack the test outputs of the networks of one width and average them before taking the
-# distance to `mean_prediction`. The random initial functions are independent with zero
-# mean, so their average shrinks like 1/√(ensemble size): the distance falls accordingly
-# until the finite-width error, which ensembling does not remove, dominates.
+# distance to `mean_prediction`; plot that distance against the ensemble size on log-log
+# axes. The random initial functions are independent with zero mean, so one expects
+# their average to shrink like 1/√(ensemble size): look for a slope near −1/2,
+# flattening once the finite-width error, which ensembling does not remove, dominates.
 # ```

@@ -276,6 +276,24 @@ def sweep(logits_fn, x, labels, epsilons, method: str = "pgd", keep_inputs: bool
                  np.stack([r.x_adv for r in results]) if keep_inputs else None)
 
 
+class Outcomes(NamedTuple):
+    """Per-example outcomes (n,) bool, True where the example is still classified correctly."""
+    clean: np.ndarray
+    attacked: np.ndarray
+    noise: np.ndarray  # under random noise of the attack's size
+
+
+def outcomes(logits_fn, x, labels, epsilon: float, method: str = "pgd", **attack_args) -> Outcomes:
+    """Each example's outcome clean, under ``attack`` at ``epsilon`` and under random noise of
+    the same size: the raw material of accuracies with intervals (``ntk_notes.stats``)."""
+    logits_fn = as_model(logits_fn)
+    attacked = attack(logits_fn, x, labels, epsilon, method, **attack_args)
+    noise_args = {key: value for key, value in attack_args.items() if key in ("norm", "loss", "seed", "batch_size")}
+    noise = attack(logits_fn, x, labels, epsilon, "noise", **noise_args)
+    clean = np.asarray(is_correct(logits_fn(jnp.asarray(x)), labels))
+    return Outcomes(clean, attacked.correct, noise.correct)
+
+
 def accuracy_vs_epsilon(logits_fn, x, labels, epsilons, methods=("fgsm", "pgd", "noise"), **attack_args) -> pd.DataFrame:
     """Accuracy against each method at each ε, one row per (method, ε): the data of an
     accuracy-vs-ε figure in one call."""

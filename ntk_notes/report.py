@@ -1,7 +1,8 @@
 """Verdicts and settings that the chapters glue for the reproduction report.
 
-Each chapter tests the parts of its claim on its own numbers and glues the outcome under
-``<claim>_verdict`` and ``<claim>_basis``, and a one-line description of what it ran on under
+Each chapter applies its claim's rule (``ntk_notes.claims``) to its own numbers and glues
+the result under ``<claim>_verdict``, ``<claim>_basis``, ``<claim>_estimate`` and
+``<claim>_threshold``, and a one-line description of what it ran on under
 ``<chapter>_setting``. ``book/reproduction_report.md`` pastes them (myst-nb glue), so the
 report says what this build measured and nothing written in advance.
 """
@@ -10,32 +11,55 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
+import numpy as np
+
+VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive at this size")
+OUTCOMES = ("held", "failed", "inconclusive")
 
 
-def verdict(parts: Mapping[str, bool]) -> str:
-    """'reproduced' if every part of a claim held, 'not reproduced' if none did, else 'partly reproduced'."""
+def _outcome(value: bool | str) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "held" if value else "failed"
+    if value not in OUTCOMES:
+        raise ValueError(f"a part's outcome must be True, False or one of {', '.join(OUTCOMES)}; got {value!r}")
+    return value
+
+
+def verdict(parts: Mapping[str, bool | str]) -> str:
+    """The verdict of a claim from the outcomes of its parts (True / False, or "held",
+    "failed", "inconclusive"): 'reproduced' if every part held; 'partly reproduced' if some
+    held and some failed; 'not reproduced' if some failed and none held; otherwise (some
+    part inconclusive, none failed) 'inconclusive at this size'. A false 'reproduced' is
+    worse than an 'inconclusive'."""
     if not parts:
         raise ValueError("a verdict needs at least one part of the claim to test; got none")
-    held = [bool(value) for value in parts.values()]
-    if all(held):
+    outcomes = [_outcome(value) for value in parts.values()]
+    if all(o == "held" for o in outcomes):
         return VERDICTS[0]
-    return VERDICTS[1] if any(held) else VERDICTS[2]
+    if "failed" in outcomes:
+        return VERDICTS[1] if "held" in outcomes else VERDICTS[2]
+    return VERDICTS[3]
 
 
-def basis(parts: Mapping[str, bool]) -> str:
-    """The parts of a claim with whether each held, e.g. 'transfer to lazy nets: yes; weaker when not lazy: no'."""
-    return "; ".join(f"{part}: {'yes' if held else 'no'}" for part, held in parts.items())
+def glue_claim(key: str, result) -> str:
+    """Glue a rule's result (``ntk_notes.claims.ClaimResult``) for the report, hidden:
+    ``<key>_verdict``, ``<key>_basis`` (every part), ``<key>_estimate`` (the deciding part's
+    estimate and interval) and ``<key>_threshold`` (what that part needs). Returns the
+    result's Markdown, for the chapter to show."""
+    from myst_nb import glue
 
-
-def glue_verdict(claim: str, parts: Mapping[str, bool]) -> str:
-    """Glue ``<claim>_verdict`` and ``<claim>_basis`` (hidden) and return the verdict."""
-    from myst_nb import glue  # imported here: the package itself never needs a notebook
-
-    result = verdict(parts)
-    glue(f"{claim}_verdict", result, display=False)
-    glue(f"{claim}_basis", basis(parts), display=False)
-    return result
+    deciding = result.deciding
+    glue(f"{key}_verdict", result.verdict, display=False)
+    glue(f"{key}_basis", "; ".join(part.describe() for part in result.parts), display=False)
+    if deciding.is_count:
+        estimate, needs = f"{deciding.estimate:.0%} passed", "all must pass"
+    else:
+        interval = "" if not np.isfinite(deciding.low) else f" [{deciding.low:.3f}, {deciding.high:.3f}]"
+        estimate = f"{deciding.estimate:.3f}{interval}"
+        needs = f"{'>' if deciding.above else '<'} {deciding.threshold:.3g}"
+    glue(f"{key}_estimate", f"{estimate} ({deciding.name})", display=False)
+    glue(f"{key}_threshold", needs, display=False)
+    return result.markdown()
 
 
 def glue_setting(chapter: str, profile: str, description: str) -> str:

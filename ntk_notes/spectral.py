@@ -7,6 +7,7 @@ is the top eigenvalue); the book's text counts from 1.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -59,6 +60,16 @@ def top_k_weights(predictor, ks) -> np.ndarray:
     return cumulative[:, ks - 1]
 
 
+def split_at(predictor, k: int) -> np.ndarray:
+    """Weights (N, 2, C) of the two parts of f_∞ split at index k: the top part φ_1..k
+    (the k largest eigenvalues) and the deep part f_∞ − φ_1..k; they sum to f_∞."""
+    n = len(predictor.y_train)
+    if not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k must be an integer in 1..{n - 1} (both parts non-empty), got {k!r}")
+    every = feature_weights(predictor)
+    return np.stack([every[:, :k].sum(1), every[:, k:].sum(1)], axis=1)
+
+
 def fitted_fraction(values, t: float, n_outputs: int = 1) -> np.ndarray:
     """How much of each eigen-feature f_t holds: f_t = Σ_i (1 − e^{−λ_i t / (N C)}) φ_i, in the
     time convention of ``ntk_notes.kernels`` (t = learning rate × steps). ``values`` must be
@@ -71,6 +82,8 @@ class FeatureScores(NamedTuple):
     usefulness: np.ndarray  # (F,) clean accuracy of each feature (sign, or argmax of C outputs)
     robustness: np.ndarray  # (F,) accuracy under the attack aimed at the feature itself
     clean_outputs: np.ndarray  # (F, n, C) each feature at the clean test points
+    clean_correct: np.ndarray | None = None  # (F, n) bool: each feature right on each test point
+    robust_correct: np.ndarray | None = None  # (F, n) bool: the same under the attack (None: no attack)
 
 
 @lru_cache(maxsize=32)
@@ -112,10 +125,11 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
     k_test = kernel_block(predictor.kernel_fn, x, predictor.x_train, predictor.batch_size).astype(np.float64)
     # A BLAS product, then (F, n, C); np.einsum would not use BLAS here.
     clean_outputs = (k_test @ weights.reshape(len(weights), -1)).reshape(n, n_features, -1).transpose(1, 0, 2)
-    usefulness = np.asarray(attacks.is_correct(clean_outputs.reshape(n_features * n, -1),
-                                               np.tile(labels, n_features))).reshape(n_features, n).mean(1)
+    clean_correct = np.asarray(attacks.is_correct(clean_outputs.reshape(n_features * n, -1),
+                                                  np.tile(labels, n_features))).reshape(n_features, n)
+    usefulness = clean_correct.mean(1)
     if epsilon is None:
-        return FeatureScores(usefulness, np.full(n_features, np.nan), clean_outputs)
+        return FeatureScores(usefulness, np.full(n_features, np.nan), clean_outputs, clean_correct)
     outputs = _features_at(predictor.kernel_fn)
     one_feature = Partial(outputs, predictor.x_train, jnp.asarray(weights[:, :1], predictor.dtype))
     norm = attack_args.get("norm", "linf")
@@ -150,8 +164,9 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
             model, xs, tiled_labels = tiled(w)
             correct = attacks.attack(model, xs, tiled_labels, epsilon, method, steps=steps, batch_size=len(xs),
                                      **{**attack_args, "loss": loss}).correct
-        robust.append(np.asarray(correct).reshape(w.shape[1], n).mean(1))
-    return FeatureScores(usefulness, np.concatenate(robust), clean_outputs)
+        robust.append(np.asarray(correct).reshape(w.shape[1], n))
+    robust_correct = np.concatenate(robust)
+    return FeatureScores(usefulness, robust_correct.mean(1), clean_outputs, clean_correct, robust_correct)
 
 
 def _chunk_within(budget: float, compiled, largest: int = 4096) -> int:
@@ -216,11 +231,111 @@ def output_correlation(outputs_a, outputs_b) -> np.ndarray:
     return np.where(constant, np.nan, correlation)
 
 
-def feature_gradients(predictor, weights, x) -> np.ndarray:
-    """Input gradients of every feature of ``weights`` (N, F, C), summed over its C outputs,
-    at each input of ``x``: shape (F, n) + image shape. Min–max scaled, this is how the paper
-    pictures a feature."""
+def feature_gradients(predictor, weights, x, labels=None, loss: str | None = None) -> np.ndarray:
+    """Input gradients of every feature of ``weights`` (N, F, C) at each input of ``x``:
+    shape (F, n) + image shape.
+
+    With ``labels`` (class indices): ∇ₓ L(φ_i(x), y), the gradient of the attack's loss
+    (binary / softmax cross-entropy by default, or ``loss``) with the feature as the logit:
+    the picture the authors' notebook draws, min–max scaled, and the direction FGSM follows.
+    Without labels: ∇ₓ φ_i(x), summed over the C outputs. For a binary feature the two differ
+    by a positive factor times −y, so for label −1 images they point the same way and for
+    label +1 images opposite ways.
+    """
     x = jnp.asarray(x, predictor.dtype)
     weights = jnp.asarray(weights, predictor.dtype)
-    grads = _shared_pullback(predictor.kernel_fn, predictor.x_train, weights, x, jnp.ones_like)
+    if labels is None:
+        cotangent = jnp.ones_like
+    else:
+        labels = np.asarray(labels)
+        if labels.shape != (len(x),):
+            raise ValueError(f"labels must be class indices of shape ({len(x)},), got shape {labels.shape}")
+        loss = attacks.default_loss(weights.shape[-1]) if loss is None else loss
+        if loss not in attacks.LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(attacks.LOSSES)}")
+        loss_of = lambda o: jnp.sum(attacks.per_example_loss(loss, o, jnp.asarray(labels)))  # noqa: E731
+        cotangent = jax.vmap(jax.grad(loss_of))
+    grads = _shared_pullback(predictor.kernel_fn, predictor.x_train, weights, x, cotangent)
     return np.asarray(grads)
+
+
+class KernelFeatures(NamedTuple):
+    """One kernel's eigen-features on a task."""
+    predictor: object  # the kernel predictor f_∞ (``ntk_notes.kernels.KernelPredictor``)
+    scores: FeatureScores  # usefulness, and robustness unless no ε was given
+    seconds: float  # time to build the predictor and score its features
+
+
+def kernel_features(kernel_fns, task, epsilon: float | None, method: str = "fgsm",
+                    ridge=None) -> dict:
+    """The eigen-features of every named kernel function on ``task`` (a ``data.Task``),
+    scored on its test set (robustness under ``method`` at ``epsilon``; None: usefulness
+    only). ``ridge`` maps a name to a ridge relative to the kernel's mean diagonal, for
+    kernels of rank below N (a linear kernel on d < N pixels): kernel ridge regression
+    then replaces the ridgeless fit."""
+    from ntk_notes.kernels import KernelPredictor, kernel_matrix  # kernels imports this module
+
+    ridge = dict(ridge or {})
+    unknown = set(ridge) - set(kernel_fns)
+    if unknown:
+        raise ValueError(f"ridge names kernels that are not given: {sorted(unknown)}")
+    results = {}
+    for name, kernel_fn in kernel_fns.items():
+        start = time.perf_counter()
+        k_train = kernel_matrix(kernel_fn, task.x_train)
+        k_train = k_train + ridge.get(name, 0.0) * np.mean(np.diag(k_train)) * np.eye(len(k_train))
+        predictor = KernelPredictor(kernel_fn, task.x_train, task.y_train, k_train_train=k_train)
+        scores = feature_scores(predictor, feature_weights(predictor), task.x_test, task.labels_test, epsilon,
+                                method)
+        results[name] = KernelFeatures(predictor, scores, time.perf_counter() - start)
+    return results
+
+
+class TradeoffOutcomes(NamedTuple):
+    """Per-example outcomes (True: classified correctly) of the predictors that trade accuracy
+    for robustness: the top-k predictors φ_1..k, the early-stopped f_t, and f_∞."""
+    ks: np.ndarray  # (K,) the values of k
+    top_clean: np.ndarray  # (K, n)
+    top_fgsm: np.ndarray  # (K, n) under FGSM aimed at each predictor
+    top_pgd: np.ndarray  # (K, n) under PGD aimed at each predictor
+    taus: np.ndarray  # (T,) training times τ = λ_1 t / (N C)
+    fitted: np.ndarray  # (T,) k(τ): the features at least half fitted by then
+    ft_clean: np.ndarray  # (T, n)
+    ft_fgsm: np.ndarray  # (T, n)
+    ft_pgd: np.ndarray  # (T, n)
+    full_clean: np.ndarray  # (n,) f_∞
+    full_pgd: np.ndarray  # (n,)
+
+
+def tradeoff_outcomes(predictor, x, labels, epsilon: float, ks, taus, steps: int = 10) -> TradeoffOutcomes:
+    """Score the top-k predictors at every k in ``ks`` and f_t at every time in ``taus``
+    (τ = λ_1 t / (N C): after τ the top feature holds 1 − e^{−τ} of its weight), clean and
+    under FGSM and PGD (``steps`` steps) aimed at each predictor, and f_∞ clean and under PGD."""
+    from ntk_notes.kernels import kernel_block  # kernels imports this module
+
+    values = predictor.eigen[0]
+    taus = np.asarray(taus, np.float64)
+    if taus.ndim != 1 or len(taus) == 0 or np.any(taus <= 0):
+        raise ValueError(f"taus must be a non-empty vector of positive times, got {taus!r}")
+    labels = np.asarray(labels)
+    top = top_k_weights(predictor, ks)
+    fgsm = feature_scores(predictor, top, x, labels, epsilon, "fgsm")
+    pgd = feature_scores(predictor, top, x, labels, epsilon, "pgd", steps=steps)
+    k_test = kernel_block(predictor.kernel_fn, jnp.asarray(x, predictor.dtype), predictor.x_train,
+                          predictor.batch_size).astype(np.float64)  # shared by every t
+    scale = predictor.y_train.size / values[0]  # t = τ N C / λ_1
+    ft = {"clean": [], "fgsm": [], "pgd": []}
+    for tau in progress(taus, desc=f"f_t at {len(taus)} times", enabled=None if len(taus) > 8 else False):
+        logits = predictor.logits_fn(tau * scale)
+        ft["clean"].append(np.asarray(attacks.is_correct(predictor.predict(x, tau * scale, k_test_train=k_test),
+                                                         labels)))
+        ft["fgsm"].append(attacks.attack(logits, x, labels, epsilon, "fgsm").correct)
+        ft["pgd"].append(attacks.attack(logits, x, labels, epsilon, "pgd", steps=steps).correct)
+    full = predictor.logits_fn()
+    fitted = np.array([int(np.sum(fitted_fraction(values, tau * scale, predictor.n_outputs) >= 0.5))
+                       for tau in taus])
+    return TradeoffOutcomes(
+        np.asarray(ks), pgd.clean_correct, fgsm.robust_correct, pgd.robust_correct, taus, fitted,
+        np.array(ft["clean"]), np.array(ft["fgsm"]), np.array(ft["pgd"]),
+        np.asarray(attacks.is_correct(k_test @ predictor.alpha, labels)),
+        attacks.attack(full, x, labels, epsilon, "pgd", steps=steps).correct)

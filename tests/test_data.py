@@ -3,6 +3,7 @@ the IDX and CIFAR-10 parsers, and task construction."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import gzip
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ntk_notes import data
+from ntk_notes import data, profiles
 
 # --------------------------------------------------------------------------------------------
 # Builders for format-exact files
@@ -65,6 +66,27 @@ def idx_files(gzipped: bool = True) -> dict[str, bytes]:
         else:
             files[name.removesuffix(".gz")] = payload
     return files
+
+
+def write_mnist_folder(folder: Path, dataset: data.Dataset | None = None,
+                       gzipped: bool = True) -> tuple[data.Images, data.Images]:
+    """Write the offline mnist-5k digits into ``folder`` as MNIST's four IDX files (named as
+    in data.IDX_FILES, minus .gz if not gzipped): every fifth image goes to the test split,
+    the others to the training split. Returns the two splits as written."""
+    dataset = dataset if dataset is not None else data.load("mnist-5k")
+    pixels = np.rint(dataset.train.images[..., 0] * 255).astype(np.uint8)
+    labels = dataset.train.labels.astype(np.uint8)
+    test = np.arange(len(labels)) % 5 == 0
+    payloads = [idx_bytes(pixels[~test]), idx_bytes(labels[~test]),
+                idx_bytes(pixels[test]), idx_bytes(labels[test])]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, payload in zip(data.IDX_FILES, payloads):
+        if gzipped:
+            (folder / name).write_bytes(gzip.compress(payload, compresslevel=1, mtime=0))
+        else:
+            (folder / name.removesuffix(".gz")).write_bytes(payload)
+    return (data.Images(dataset.train.images[~test], dataset.train.labels[~test]),
+            data.Images(dataset.train.images[test], dataset.train.labels[test]))
 
 
 def make_cifar_batches() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -674,6 +696,74 @@ def test_make_task_passes_data_dir(fashion_dir):
     assert task.class_names == ("pullover", "sandal")
     with pytest.raises(ValueError, match="not a directory"):
         data.make_task("fashion-mnist", data_dir=fashion_dir / "train-images-idx3-ubyte")
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+def test_make_task_reads_mnist_from_a_folder(tmp_path, cache, monkeypatch, mnist5k, gzipped):
+    """What the chapters' `data_dir` parameter does: MNIST read from a folder of IDX files,
+    with nothing downloaded; every image of the task is one of the folder's, of its split."""
+    train, test = write_mnist_folder(tmp_path / "mnist", mnist5k, gzipped=gzipped)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"data_dir given, yet fetch{args} was called")
+
+    monkeypatch.setattr(data, "fetch", no_download)
+    task = data.make_task("mnist", classes=(3, 5), n_train=40, n_test=20, seed=0,
+                          data_dir=tmp_path / "mnist")
+    assert task.dataset == "mnist" and task.classes == (3, 5)
+    for x, labels, split in ((task.x_train, task.labels_train, train),
+                             (task.x_test, task.labels_test, test)):
+        written = {row.tobytes(): int(label) for row, label in zip(split.images, split.labels)}
+        assert [written.get(row.tobytes()) for row in x] == [task.classes[i] for i in labels]
+    assert not cache.exists()  # nothing downloaded
+
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+CHAPTERS = sorted(BOOK.glob("*.py"))
+
+
+def parameters_cell(source: str) -> list[str]:
+    """The lines of a jupytext chapter's papermill parameters cell."""
+    lines = source.splitlines()
+    start = lines.index('# %% tags=["parameters"]')
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("# %%"))
+    return lines[start + 1:end]
+
+
+def test_the_book_has_chapters():
+    assert len(CHAPTERS) >= 7
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_takes_a_data_dir(chapter):
+    """Each chapter declares `data_dir = None` right after `dataset`, and passes it to every
+    `make_task` that loads `cfg.dataset` and to none that loads a fixed dataset (the authors'
+    CIFAR-10 setting); it is not a profile size, and no data is loaded past make_task."""
+    source = chapter.read_text()
+    assigned = [line.split("=")[0].strip() for line in parameters_cell(source)
+                if line.strip() and not line.startswith("#")]
+    assert assigned[assigned.index("dataset") + 1] == "data_dir"
+    assert any(line.startswith("data_dir = None") for line in parameters_cell(source))
+    calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)]
+    tasks = [call for call in calls if ast.unparse(call.func).endswith("make_task")]
+    loaded = set()
+    for call in tasks:
+        dataset = ast.unparse(call.args[0]) if call.args else None
+        passed = {keyword.arg: ast.unparse(keyword.value) for keyword in call.keywords}
+        loaded.add(dataset)
+        if dataset == "cfg.dataset":
+            assert passed.get("data_dir") == "data_dir", f"line {call.lineno}: no data_dir=data_dir"
+        else:
+            assert dataset.startswith("cfg.authors_setting"), f"line {call.lineno}: loads {dataset}"
+            assert "data_dir" not in passed, f"line {call.lineno}: data_dir for a fixed dataset"
+    assert "cfg.dataset" in loaded
+    for call in calls:
+        name = ast.unparse(call.func)
+        assert name not in ("data.load", "load"), f"line {call.lineno}: loads data past make_task"
+        if name == "settings":
+            assert "data_dir" not in {keyword.arg for keyword in call.keywords}
+    assert all("data_dir" not in sizes for notebook in profiles.SIZES.values()
+               for sizes in notebook.values())
 
 
 def test_local_cifar10_folder_missing_batch_names_it(tmp_path):

@@ -8,15 +8,28 @@ from ntk_notes import pipeline, report
 
 
 @pytest.mark.parametrize("parts,expected", [
+    # Booleans: True is "held", False is "failed".
     ({"a": True}, "reproduced"),
     ({"a": True, "b": True, "c": True}, "reproduced"),
     ({"a": True, "b": False}, "partly reproduced"),
     ({"a": False, "b": True, "c": False}, "partly reproduced"),
     ({"a": False}, "not reproduced"),
     ({"a": False, "b": False}, "not reproduced"),
+    # Outcome strings, with "inconclusive" for a part whose interval straddles its threshold.
+    ({"a": "held", "b": "held"}, "reproduced"),
+    ({"a": "held", "b": "failed"}, "partly reproduced"),
+    ({"a": "failed", "b": "failed"}, "not reproduced"),
+    ({"a": "inconclusive"}, "inconclusive at this size"),
+    ({"a": "held", "b": "held", "c": "inconclusive"}, "inconclusive at this size"),
+    ({"a": "held", "b": "failed", "c": "inconclusive"}, "partly reproduced"),
+    ({"a": "failed", "b": "inconclusive"}, "not reproduced"),
+    # Booleans and strings mix.
+    ({"a": True, "b": "inconclusive"}, "inconclusive at this size"),
+    ({"a": False, "b": "held"}, "partly reproduced"),
 ])
 def test_verdict_follows_the_parts_that_held(parts, expected):
     assert report.verdict(parts) == expected
+    assert expected in report.VERDICTS
 
 
 def test_verdict_refuses_a_claim_without_parts():
@@ -24,9 +37,28 @@ def test_verdict_refuses_a_claim_without_parts():
         report.verdict({})
 
 
-def test_basis_names_every_part_with_its_outcome():
-    assert report.basis({"transfers": True, "weaker when not lazy": False}) == \
-        "transfers: yes; weaker when not lazy: no"
+@pytest.mark.parametrize("bad", ["yes", "Held", "", None, 1])
+def test_verdict_refuses_an_unknown_outcome(bad):
+    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+        report.verdict({"a": "held", "b": bad})
+
+
+def test_glue_claim_glues_the_deciding_part_with_its_interval(monkeypatch):
+    import myst_nb
+
+    from ntk_notes import claims, stats
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: glued.__setitem__(key, value))
+    held = claims.interval_part("top part robust", stats.Estimate(0.7, 0.65, 0.75), 0.5)
+    straddles = claims.interval_part("deep part useful", stats.Estimate(0.52, 0.45, 0.59), 0.5)
+    result = claims.ClaimResult("3", (held, straddles), report.verdict({"a": "held", "b": "inconclusive"}), {})
+    text = report.glue_claim("claim3", result)
+    assert glued["claim3_verdict"] == "inconclusive at this size"
+    assert glued["claim3_estimate"] == "0.520 [0.450, 0.590] (deep part useful)"
+    assert glued["claim3_threshold"] == "> 0.5"
+    assert "top part robust: 0.700 [0.650, 0.750], needs > 0.5: held" in glued["claim3_basis"]
+    assert text.startswith("Claim 3 is **inconclusive at this size**")
 
 
 def report_references() -> dict[str, set[str]]:

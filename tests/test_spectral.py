@@ -373,3 +373,46 @@ def test_feature_scores_rejects_weights_of_the_wrong_shape(fc_kernel_fn):
     for bad in (weights[:-1], weights[:, :, 0], weights[None]):
         with pytest.raises(ValueError, match=re.escape(str(bad.shape))):
             spectral.feature_scores(predictor, bad, x_test, labels, 0.1)
+
+
+# ---------------------------------------------------------------------------- 9. loss gradients of a feature
+
+
+def test_feature_gradients_with_labels_are_the_loss_gradient(float64, fc_kernel_fn):
+    """∇ₓ L(φ_i(x), y) (``feature_gradients`` with labels) against central finite differences
+    of ``attacks.per_example_loss("binary_cross_entropy", φ_i(x), y)`` on MNIST 3 vs 5 (6x6
+    images, 20 training and 12 test points, float64); and its direction against ∇ₓ φ_i: the same way for
+    label 0 (target −1), opposite ways for label 1 (target +1), since ∇ₓ L = −y σ(−y φ) ∇ₓ φ."""
+    task = data.make_task("mnist-5k", classes=(3, 5), n_train=20, n_test=12, image_size=6, seed=0)
+    predictor = kernels.KernelPredictor(fc_kernel_fn, jnp.asarray(task.x_train, jnp.float64), task.y_train,
+                                        float64=True)
+    x, labels = jnp.asarray(task.x_test, jnp.float64), np.asarray(task.labels_test)
+    assert set(labels) == {0, 1}, "both classes must appear among the test images"
+    indices = [0, 2, 9]
+    weights = spectral.feature_weights(predictor, indices)
+    loss_grads = spectral.feature_gradients(predictor, weights, x, labels)
+    feature_grads = spectral.feature_gradients(predictor, weights, x)
+    assert loss_grads.shape == feature_grads.shape == (len(indices),) + x.shape
+
+    def losses(a, image):  # the loss of every feature at one image: (F,)
+        outputs = direct(fc_kernel_fn, image[None], predictor.x_train) @ weights.reshape(len(weights), -1)
+        return np.asarray(attacks.per_example_loss("binary_cross_entropy", jnp.asarray(outputs.T),
+                                                   np.repeat(labels[a], len(indices))))
+
+    h = 1e-5
+    for a in (int(np.argmax(labels == 0)), int(np.argmax(labels == 1))):  # one image of each class
+        for pixel in [(2, 3, 0), (4, 1, 0)]:
+            step = jnp.zeros_like(x[a]).at[pixel].set(h)
+            numeric = (losses(a, x[a] + step) - losses(a, x[a] - step)) / (2 * h)
+            np.testing.assert_allclose(loss_grads[(slice(None), a) + pixel], numeric, rtol=1e-5, atol=1e-9,
+                                       err_msg=f"image {a}, pixel {pixel}")
+
+    # ∇ₓ L = −y σ(−y φ) ∇ₓ φ with y = ±1: a positive multiple of ∇ₓ φ for label 0, a negative
+    # one for label 1.
+    outputs = direct(fc_kernel_fn, x, predictor.x_train) @ weights.reshape(len(weights), -1)  # (n, F)
+    y = 2.0 * labels - 1.0
+    factor = -y[None, :] / (1.0 + np.exp(y[None, :] * outputs.T))  # (F, n)
+    np.testing.assert_allclose(loss_grads, factor[:, :, None, None, None] * feature_grads, rtol=1e-9, atol=1e-14)
+    inner = np.sum(loss_grads * feature_grads, axis=(2, 3, 4))  # (F, n)
+    assert np.all(np.abs(feature_grads).reshape(len(indices), len(labels), -1).max(-1) > 0)
+    assert np.all(inner[:, labels == 0] > 0) and np.all(inner[:, labels == 1] < 0)

@@ -26,7 +26,7 @@
 # - budget kernels whose cost differs by orders of magnitude, such as the pooling kernel of
 #   Myrtle {cite:p}`shankar2020neural`.
 #
-# **Running time**, measured on 2 CPU cores: `smoke` about 40 s, `default` about 1 min;
+# **Running time**, measured on 2 CPU cores: `smoke` about 35 s, `default` about 1¼ min;
 # `paper` runs Myrtle-5 at full size and is meant for a GPU, and has not been timed yet. The
 # {doc}`execution report <execution_report>` gives the time and peak memory of the build you
 # are reading.
@@ -253,7 +253,11 @@ glue("consistency_top_k", k, display=False)
 glue("consistency_chance_overlap", round(k / len(task.x_train), 2), display=False)
 
 # %% tags=["remove-input"]
-Markdown(report.glue_claim("claim4", consistency))
+widths = [(p.high - p.low) / 2 for p in consistency.parts]
+Markdown(report.glue_claim("claim4", consistency)
+         + "\n\nWhat this size can resolve: the parts' intervals are "
+         + ", ".join(f"±{w:.3f}" for w in widths)
+         + " wide around their estimates; an excess smaller than that cannot be told from 0.")
 
 # %% tags=["remove-cell"]
 glue("consistency_chapter_seconds", round(time.perf_counter() - chapter_start, 1),

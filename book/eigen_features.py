@@ -32,7 +32,7 @@
 #   each feature, and why that costs a few large matrix products rather than N attacks;
 # - find the useful-but-non-robust features and look at them.
 #
-# **Running time**, measured on 2 CPU cores: `smoke` about 25 s, `default` about 1 min;
+# **Running time**, measured on 2 CPU cores: `smoke` about 40 s, `default` about 1 min;
 # `paper` adds the authors' CIFAR-10 demo and is meant for a GPU, and has not been timed
 # yet. The {doc}`execution report <execution_report>` gives the time and peak memory of the
 # build you are reading.

@@ -28,7 +28,7 @@
 #   empirical NTK move: the "lazy" regime of {cite:t}`chizat2019lazy`;
 # - read the kernel's eigenspectrum, and see where the labels live in it.
 #
-# **Running time**, measured on 2 CPU cores: `smoke` about 20 s, `default` about 2½ min;
+# **Running time**, measured on 2 CPU cores: `smoke` about 20 s, `default` about 1¾ min;
 # `paper` (full MNIST, 2000 training images, five seeds) is meant for a GPU, and has not
 # been timed yet. The {doc}`execution report <execution_report>` gives the time and peak
 # memory of the build you are reading.

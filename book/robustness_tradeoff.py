@@ -31,7 +31,7 @@
 # - follow f_t through training time, and see which features it has fitted by when;
 # - test whether robust features are learned first.
 #
-# **Running time**, measured on 2 CPU cores: `smoke` about 20 s, `default` about 20 s;
+# **Running time**, measured on 2 CPU cores: `smoke` about 30 s, `default` about 45 s;
 # `paper` (2000 training images) is meant for a GPU, and has not been timed yet. The
 # {doc}`execution report <execution_report>` gives the time and peak memory of the build you
 # are reading.

@@ -30,7 +30,7 @@
 # - measure laziness (how far the empirical NTK moves during training) and relate
 #   transfer to it.
 #
-# **Running time**, measured on 2 CPU cores: `smoke` about 1 min, `default` about 4 min;
+# **Running time**, measured on 2 CPU cores: `smoke` about 1 min, `default` about 3½ min;
 # `paper` (full MNIST, 2000 training images, five seeds) is meant for a GPU, and has not
 # been timed yet. The {doc}`execution report <execution_report>` gives the time and peak
 # memory of the build you are reading.

@@ -314,7 +314,7 @@ glue("dynamics_top_k", k, display=False)
 summary.round(4)
 
 # %%
-def verdict():
+def measured():
     s = summary
     lines = ["- 90 % of the kernel's motion is reached at epoch " + ", ".join(
         f"{m} {int(s.loc[m, 'epoch reaching 90% of motion'])}" for m in MODES)
@@ -329,7 +329,7 @@ def verdict():
     return "\n".join(lines) + "\n\n" + report.glue_claim("claim7", result)
 
 
-Markdown(verdict())
+Markdown(measured())
 
 # %%
 glue("dynamics_chapter_seconds", round(time.perf_counter() - chapter_start, 1), display=False)

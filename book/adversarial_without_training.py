@@ -140,9 +140,13 @@ grid.set(ylim=(-0.02, 1.02))
 glue("awt_figure", grid.figure, display=False)  # pasted into the reproduction report
 
 # %%
-table = curves.pivot_table(index=["task", "kernel", "method"], columns="epsilon", values="accuracy")
+curves["accuracy [95% interval]"] = [
+    stats.accuracy_text(a, len(models[t, k][0].labels_test))
+    for a, t, k in zip(curves.accuracy, curves.task, curves.kernel)]
+table = curves.pivot_table(index=["task", "kernel", "method"], columns="epsilon",
+                           values="accuracy [95% interval]", aggfunc="first")
 table.columns = [f"ε={e:g}" for e in table.columns]
-table.round(3)
+table
 
 # %%
 def accuracy_at(task_name, arch, method, epsilon):

@@ -315,7 +315,8 @@ ax.set(ylabel="accuracy of argmax φᵢ", title="ten classes");
 # %%
 reported = {1: (0.50, 0.50), 2: (0.68, 0.49), 3: (0.54, 0.47), 4: (0.61, 0.44), 11: (0.59, 0.25),
             26: (0.51, 0.07), 1501: (0.47, 0.00), 1988: (0.57, 0.00)}
-comparison = pd.DataFrame({"authors, CIFAR-10 (useful / robust)": [f"{u:.2f} / {r:.2f}" for u, r in reported.values()]},
+comparison = pd.DataFrame({"authors, CIFAR-10 (useful / robust)": [  # on their 100 test images
+    f"{stats.accuracy_text(u, 100, 2)} / {stats.accuracy_text(r, 100, 2)}" for u, r in reported.values()]},
                           index=pd.Index(list(reported), name="index"))
 if cfg.authors_setting:
     authors_task = data.make_task(cfg.authors_setting["dataset"], classes=tuple(cfg.authors_setting["classes"]),
@@ -327,13 +328,16 @@ if cfg.authors_setting:
     ours = spectral.feature_scores(authors_predictor, spectral.feature_weights(authors_predictor,
                                                                                [i - 1 for i in indices]),
                                    authors_task.x_test, authors_task.labels_test, 8 / 255, "fgsm")
-    scored = {i: f"{u:.2f} / {r:.2f}" for i, u, r in zip(indices, ours.usefulness, ours.robustness)}
+    n_authors = len(authors_task.labels_test)
+    scored = {i: f"{stats.accuracy_text(u, n_authors, 2)} / {stats.accuracy_text(r, n_authors, 2)}"
+              for i, u, r in zip(indices, ours.usefulness, ours.robustness)}
     comparison[f"ours, {authors_task.dataset} (useful / robust)"] = [scored.get(i, "beyond N") for i in reported]
 else:
     comparison["ours, CIFAR-10"] = f"not run under {cfg.profile} (paper profile)"
 comparison[f"ours, {cfg.dataset} {cfg.classes[0]} vs {cfg.classes[1]}, ε = {cfg.epsilon:g} (useful / robust)"] = [
-    f"{features.usefulness[i]:.2f} / {features['robustness (FGSM)'][i]:.2f}" if i <= len(features) else "beyond N"
-    for i in reported]
+    f"{stats.accuracy_text(features.usefulness[i], len(labels), 2)} / "
+    f"{stats.accuracy_text(features['robustness (FGSM)'][i], len(labels), 2)}"
+    if i <= len(features) else "beyond N" for i in reported]
 glue("features_authors_comparison", comparison, display=False)
 comparison
 

@@ -327,7 +327,7 @@ print(f"Spearman correlation of kernel change with accuracy under transfer: {cor
 # top of the chapter); the verdict in the next cell is written from them, not in advance.
 
 # %%
-def verdict():
+def measured():
     lazy, nonlazy = wide.loc["lazy, centred"], narrow.loc["non-lazy"]
     lines = [f"- Widest lazy centred nets (width {max(cfg.widths)}, kernel change {lazy['kernel change']:.3f}): "
              f"clean {lazy['clean']:.2f}, transfer from f_t {lazy['transfer from f_t']:.2f}, from f_∞ "
@@ -353,7 +353,7 @@ def verdict():
 
 from IPython.display import Markdown  # noqa: E402
 
-Markdown(verdict())
+Markdown(measured())
 
 # %%
 glue("transfer_chapter_seconds", round(time.perf_counter() - chapter_start, 1), display=False)

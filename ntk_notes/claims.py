@@ -7,8 +7,9 @@ estimate, its 95% interval, the threshold and the outcome, and the verdict.
 An interval part *held* when its whole interval lies on the claimed side of the threshold,
 *failed* when it lies wholly on the other side and is *inconclusive* when it straddles it.
 Where the best of many noisy numbers is taken (features, values of k, stopping times) the
-rules correct for it: Holm's adjustment over every feature tested, or cross-fitting (the
-best candidate is chosen on one half of the test set and scored on the other).
+rules correct for it: Holm's (or Benjamini–Hochberg's) adjustment over every feature
+tested, or cross-fitting (the best candidate is chosen on one half of the test set and
+scored on the other).
 
 Three conventions carry the book's definitions:
 - *useful*: accuracy significantly above the majority-class rate, the accuracy of a
@@ -90,9 +91,15 @@ class ClaimResult(NamedTuple):
         return next((p for p in self.parts if not p.voids), self.parts[0])
 
     def markdown(self) -> str:
-        """The verdict and every part, as a Markdown list."""
+        """The verdict and every part, as a Markdown list; for a rule run on several draws
+        (``across_seeds``), each part's mean and spread over the draws too."""
         lines = [f"Claim {self.claim} is **{self.verdict}** in this build."]
-        lines += [f"- {part.describe()}" for part in self.parts]
+        spread, draws = self.details.get("spread", {}), len(self.details.get("verdicts", []))
+        for part in self.parts:
+            mean, sd = spread.get(part.name, (np.nan, np.nan))
+            over = f" (over {draws} draws: mean {mean:.3f}, sd {sd:.3f})" if np.isfinite(mean) and not part.is_count \
+                else ""
+            lines.append(f"- {part.describe()}{over}")
         return "\n".join(lines)
 
 
@@ -142,7 +149,8 @@ def across_seeds(results: Sequence[ClaimResult]) -> ClaimResult:
     """One rule run on several random draws (subsets, splits) of the same setting, as one
     result: each part holds only if it held on every draw (shown through its weakest draw),
     so a verdict cannot come from a lucky draw. ``details``: "per_seed", every draw's parts;
-    "spread", the mean and standard deviation of each part's estimate over the draws;
+    "spread", the mean and standard deviation of each part's estimate over the draws (for
+    the parts that show the same quantity on every draw);
     "verdicts" and "details", every draw's own."""
     if not results:
         raise ValueError("across_seeds needs at least one result")
@@ -154,8 +162,11 @@ def across_seeds(results: Sequence[ClaimResult]) -> ClaimResult:
         draws = [r.parts[i] for r in results]
         combined = all_of(name, draws, [f"draw {j + 1}" for j in range(len(draws))])
         parts.append(combined._replace(voids=draws[0].voids))
-        estimates = np.array([d.estimate for d in draws], np.float64)
-        spread[name] = (float(np.mean(estimates)), float(np.std(estimates)))
+        # A conjunction shows its weakest member; averaging is meaningful only if that is the
+        # same quantity on every draw.
+        if len({d.weakest for d in draws}) == 1:
+            estimates = np.array([d.estimate for d in draws], np.float64)
+            spread[name] = (float(np.mean(estimates)), float(np.std(estimates)))
     combined = _result(results[0].claim, parts)
     return combined._replace(details={"per_seed": [r.parts for r in results], "spread": spread,
                                       "verdicts": [r.verdict for r in results],

@@ -60,6 +60,16 @@ def accuracy(correct, level: float = LEVEL) -> Estimate:
     return Estimate(float(correct.mean()), *wilson(int(correct.sum()), len(correct), level))
 
 
+def accuracy_text(accuracy: float, n: int, digits: int = 3, level: float = LEVEL) -> str:
+    """An accuracy measured on n examples as text with its Wilson interval, e.g.
+    '0.885 [0.834, 0.922]'."""
+    successes = int(round(float(accuracy) * n))
+    if n < 1 or abs(successes - float(accuracy) * n) > 1e-6 * n:
+        raise ValueError(f"an accuracy on n={n!r} examples must be a multiple of 1/n, got {accuracy!r}")
+    low, high = wilson(successes, n, level)
+    return f"{accuracy:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def paired_difference(correct_a, correct_b, level: float = LEVEL) -> Estimate:
     """accuracy(a) − accuracy(b) measured on the same n examples, with Newcombe's (1998,
     method 10) score interval, which uses the pairing and stays inside [−1, 1]."""

@@ -79,3 +79,16 @@ def test_the_report_pastes_from_every_chapter_with_a_claim():
     claims = {key for keys in references.values() for key in keys if key.endswith("_verdict")}
     assert claims == {"claim1_verdict", "claim2_verdict", "claim3_features_verdict", "claim3_tradeoff_verdict",
                       "claim4_verdict", "claim5_verdict", "claim6_verdict", "claim7_verdict"}
+
+
+def test_chapters_decide_no_claim_themselves():
+    """Verdict logic lives in ntk_notes.claims: a chapter only hands its measurements to a
+    rule and glues the result with report.glue_claim."""
+    glued = set()
+    for source in pipeline.toc_notebooks():
+        text = source.read_text()
+        for forbidden in ("report.verdict(", "glue_verdict(", "_verdict\", "):
+            assert forbidden not in text, f"{source.name} decides a verdict itself ({forbidden!r})"
+        glued |= set(re.findall(r'glue_claim\("(\w+)"', text))
+    assert glued == {"claim1", "claim2", "claim3_features", "claim3_tradeoff", "claim4", "claim5", "claim6",
+                     "claim7"}

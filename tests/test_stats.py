@@ -294,3 +294,10 @@ def test_benjamini_hochberg_matches_a_hand_example_and_keeps_the_global_null_at_
     assert any_rejection <= 65  # α = 0.05 plus about three standard errors
     with pytest.raises(ValueError, match="non-empty vector"):
         stats.benjamini_hochberg([])
+
+
+def test_accuracy_text_gives_the_wilson_interval_and_refuses_an_impossible_accuracy():
+    low, high = stats.wilson(177, 200)
+    assert stats.accuracy_text(0.885, 200) == f"0.885 [{low:.3f}, {high:.3f}]"
+    with pytest.raises(ValueError, match="multiple of 1/n"):
+        stats.accuracy_text(0.8851, 200)

@@ -56,6 +56,7 @@ IMPLEMENTATIONS = {
 }
 AGREEMENT_RTOL = 1e-4  # relative Frobenius difference allowed between two implementations
 CHECKPOINT_FORMAT = 1
+FAST_FGSM_STEP = 1.25  # Wong, Rice & Kolter (2020): FGSM step α = 1.25 ε after a random start
 HISTORY_FIELDS = ("loss", "accuracy", "max_perturbation", "pixel_min", "pixel_max")
 
 
@@ -71,13 +72,26 @@ def _cnn(n_out: int, widths: tuple[int, ...], W_std: float, b_std: float) -> lis
             stax.Flatten(), stax.Dense(n_out, W_std, b_std, parameterization="standard")]
 
 
+def _authors_cnn(n_out: int, widths: tuple[int, ...], W_std: float, b_std: float) -> list:
+    """The authors' 6-conv CIFAR-10 network (PAPER.md), with 2x2 average pooling where they
+    max-pool (stax has no max pooling)."""
+    if len(widths) != 6:
+        raise ValueError(f"the authors' CNN has six conv layers: widths must have 6 entries, got {widths!r}")
+    conv = lambda width: [stax.Conv(width, (3, 3), padding="SAME", W_std=W_std, b_std=b_std,  # noqa: E731
+                                    parameterization="standard"), stax.Relu()]
+    pool = stax.AvgPool((2, 2), strides=(2, 2))
+    return [*conv(widths[0]), *conv(widths[1]), pool, *[layer for w in widths[2:] for layer in conv(w)], pool,
+            stax.Flatten(), stax.Dense(n_out, W_std, b_std, parameterization="standard")]
+
+
 def _mlp(n_out: int, widths: tuple[int, ...], W_std: float, b_std: float) -> list:
     dense = lambda width: stax.Dense(width, W_std, b_std, parameterization="standard")  # noqa: E731
     hidden = [layer for width in widths for layer in (dense(width), stax.Relu())]
     return [stax.Flatten()] + hidden + [dense(n_out)]
 
 
-NETWORKS = {"cnn": (_cnn, (32, 32, 64)), "mlp": (_mlp, (256, 256))}  # name -> (layers, default widths)
+NETWORKS = {"cnn": (_cnn, (32, 32, 64)), "mlp": (_mlp, (256, 256)),
+            "authors_cnn": (_authors_cnn, (32, 32, 64, 64, 128, 128))}  # name -> (layers, default widths)
 
 
 def network(name: str, n_out: int = 1, widths=None, W_std: float = 2 ** 0.5, b_std: float = 0.1):
@@ -87,7 +101,11 @@ def network(name: str, n_out: int = 1, widths=None, W_std: float = 2 ** 0.5, b_s
 
     - ``cnn``: Conv(w₁, 3x3) → Relu → Conv(w₂, 3x3, stride 2) → Relu → Conv(w₃, 3x3, stride 2)
       → Relu → Flatten → Dense(n_out), all convolutions SAME; default widths (32, 32, 64);
-    - ``mlp``: Flatten → [Dense(w) → Relu] per width → Dense(n_out); default (256, 256).
+    - ``mlp``: Flatten → [Dense(w) → Relu] per width → Dense(n_out); default (256, 256);
+    - ``authors_cnn``: the authors' CIFAR-10 CNN, Conv(w₁) → Conv(w₂) → AvgPool 2 → Conv(w₃)
+      → Conv(w₄) → Conv(w₅) → Conv(w₆) → AvgPool 2 → Flatten → Dense(n_out), 3x3 SAME
+      convolutions each followed by Relu, default widths (32, 32, 64, 64, 128, 128)
+      (about 0.37 M parameters on 32x32x3 images, 10 outputs); they max-pooled.
 
     ``apply_fn(params, x)`` maps images (n, H, W, channels) to outputs (n, n_out).
     """
@@ -306,7 +324,7 @@ def _check_labels(model, params, x, labels) -> np.ndarray:
 
 def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate: float, batch_size: int,
                       mode: str = "standard", epsilon: float = 0.0, step_size: float | None = None, steps: int = 10,
-                      random_start: bool = False, seed: int = 0, record_epochs=None,
+                      random_start: bool = False, warmup_epochs: int = 0, seed: int = 0, record_epochs=None,
                       linearise_from_epoch: int | None = None, directory=None, config: dict | None = None,
                       show_progress: bool | None = None, _known: AdversarialRun | None = None) -> AdversarialRun:
     """Train ``apply_fn`` from ``params`` for ``epochs`` epochs of plain SGD (optax.sgd, rate
@@ -320,7 +338,12 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
     ``pgd`` on ``steps`` steps of size ``step_size`` (default 2.5 ε / steps, Madry et al.;
     the authors used ε = 8/255, 2/255, 20 steps), each projected onto the ℓ∞ ε-ball and
     [0, 1], from x itself (zero init, as the authors) or a random point (``random_start``).
-    Attacks are made against the current parameters of the model being trained.
+    FGSM with ``random_start`` is the "fast" adversarial training of Wong, Rice & Kolter
+    (2020): a uniform start in the ε-ball and one step of ``step_size`` (default 1.25 ε),
+    which avoids the catastrophic overfitting of plain FGSM training. Attacks are made
+    against the current parameters of the model being trained. ``warmup_epochs`` = w > 0
+    ramps the budget linearly, ε·min(1, e / w) in epoch e (and the step in proportion), so
+    that a small network is not asked to be robust before it has learned anything.
 
     ``record_epochs``: increasing epochs in 0..epochs whose parameters are kept (default all;
     0 and ``epochs`` are always kept). ``linearise_from_epoch=k``: from epoch k + 1 on, the
@@ -342,7 +365,9 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
     if not attacks._is_count(steps):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if mode == "fgsm":
-        step_size, steps = float(epsilon), 1
+        steps = 1
+        if step_size is None or not random_start:
+            step_size = (FAST_FGSM_STEP if random_start else 1.0) * float(epsilon)
     elif step_size is None:
         step_size = 2.5 * epsilon / steps
     if not np.isfinite(step_size) or step_size < 0:
@@ -356,6 +381,8 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
     record = list(range(epochs + 1)) if record_epochs is None else list(record_epochs)
     if not all(_is_epoch(e) and e <= epochs for e in record) or any(b <= a for a, b in itertools.pairwise(record)):
         raise ValueError(f"record_epochs must be strictly increasing integers in 0..{epochs}, got {record_epochs!r}")
+    if not _is_epoch(warmup_epochs):
+        raise ValueError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
     k = linearise_from_epoch
     if k is not None and not (_is_epoch(k) and k <= epochs):
         raise ValueError(f"linearise_from_epoch must be an integer in 0..{epochs} or None, got {k!r}")
@@ -366,7 +393,8 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
     labels = _check_labels(attacks.as_model(apply_fn), params, x, labels)
 
     settings = dict(mode=mode, epsilon=float(epsilon), step_size=float(step_size), steps=int(steps),
-                    random_start=bool(random_start), learning_rate=float(learning_rate), batch_size=int(batch_size),
+                    random_start=bool(random_start), warmup_epochs=int(warmup_epochs),
+                    learning_rate=float(learning_rate), batch_size=int(batch_size),
                     seed=int(seed), config=_canonical(config or {}))
     base_config = {"format": CHECKPOINT_FORMAT, **settings, "data_sha256": _digest({"x": x, "labels": labels}),
                    "init_sha256": _digest(_named_leaves(params))}
@@ -417,9 +445,10 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
         for epoch in range(current + 1, epochs + 1):
             model = partial_run.model_at(epoch)
             order_key, attack_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), epoch))
-            stats = []
+            stats, ramp = [], warmup_ramp(epoch, warmup_epochs)
             for b, rows in enumerate(np.asarray(_minibatches(order_key, len(x), int(batch_size)))):
-                state, step_stats = _train_step(model, state, *data, rows, learning_rate, epsilon, step_size,
+                state, step_stats = _train_step(model, state, *data, rows, learning_rate, ramp * epsilon,
+                                                ramp * step_size,
                                                 jax.random.fold_in(attack_key, b), attack=mode != "standard",
                                                 steps=int(steps), random_start=bool(random_start))
                 stats.append(step_stats)
@@ -437,6 +466,12 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
                     _save_epoch(directory, k, epoch, state, history, file_config(epoch))
             bar.update(1)
     return run_with(recorded, history, tuple(trained))
+
+
+def warmup_ramp(epoch: int, warmup_epochs: int) -> float:
+    """The share of the budget ε used in training epoch ``epoch`` (1, 2, …) under a linear
+    warm-up over ``warmup_epochs`` epochs: min(1, epoch / warmup_epochs); 1 without warm-up."""
+    return 1.0 if warmup_epochs == 0 else min(1.0, epoch / warmup_epochs)
 
 
 def _epoch_path(directory: Path, k: int | None, epoch: int, stem: str) -> Path:
@@ -615,6 +650,49 @@ def kernel_trajectory(run: AdversarialRun, x_probe, labels_probe, trace: bool = 
         clean.append(saved["clean"])
         adversarial.append(saved["adversarial"])
     return KernelTrajectory(np.asarray(epochs), np.stack(clean), np.stack(adversarial), trace, probe_attack, choice)
+
+
+def fixed_adversarial_probe(run: AdversarialRun, x_probe, labels_probe, epsilon: float, epoch: int = 0,
+                            steps: int = 10, step_size: float | None = None) -> np.ndarray:
+    """The probe attacked once, by PGD (``steps`` steps of ``step_size``, default 2.5 ε / steps,
+    from x, as the authors' probe attack), against ``run``'s model at ``epoch`` (default 0:
+    the initialisation θ₀, which the standard and adversarial runs of one seed share, so
+    that all three are measured on the same inputs). Images (n, H, W, channels)."""
+    return np.asarray(attacks.attack(run.logits_fn(epoch), x_probe, labels_probe, epsilon, "pgd", steps=steps,
+                                     step_size=step_size, batch_size=len(x_probe)).x_adv)
+
+
+def probe_kernels(run: AdversarialRun, x_probe, name: str, trace: bool = False, epochs=None,
+                  implementation: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+    """The empirical NTK of ``run``'s model on fixed inputs ``x_probe`` (nothing attacked here)
+    at each recorded epoch of ``epochs`` (default all), (T, m, m) float64. ``name`` labels the
+    probe in the checkpoint files (``kernel-<name>-EEEE.npz`` beside the parameters), so that
+    several probes of one run keep their own files. ``implementation``: default the fastest
+    that agrees (``choose_ntk_implementation``, on the first kernel computed)."""
+    if not (isinstance(name, str) and name.replace("-", "").isalnum()):
+        raise ValueError(f"name must be letters, digits and dashes, got {name!r}")
+    epochs = run.epochs if epochs is None else np.asarray(epochs)
+    x_probe = jnp.asarray(x_probe)
+    n_out = jax.eval_shape(run.model_at(0), run.params[0], x_probe[:1]).shape[-1]
+    m = len(x_probe) * (1 if trace else n_out)
+    probe_sha = _digest({"x": np.asarray(x_probe)})
+    kernels = []
+    for epoch in progress([int(e) for e in epochs], desc=f"kernels on {name}", enabled=show_progress):
+        k = run.linearise_from_epoch
+        config = {"epoch": epoch, "run": run.settings, "probe_sha256": probe_sha, "trace": trace,
+                  "linearised_from": k if k is not None and epoch > k else None,
+                  "params_sha256": _digest(_named_leaves(run.params_at(epoch)))}
+        path = None if run.directory is None else _epoch_path(run.directory, k, epoch, f"kernel-{name}")
+        saved = None if path is None else load_npz(path, config, {"kernel": ((m, m), np.float64)})
+        if saved is None:
+            model, params = run.model_at(epoch), run.params_at(epoch)
+            if implementation is None:
+                implementation = choose_ntk_implementation(model, params, x_probe, trace).implementation
+            saved = {"kernel": empirical_ntk(model, params, x_probe, trace=trace, implementation=implementation)}
+            if path is not None:
+                save_npz(path, saved, config)
+        kernels.append(saved["kernel"])
+    return np.stack(kernels)
 
 
 # ------------------------------------------------------------------------- kernel metrics
@@ -840,6 +918,98 @@ def kernel_metrics(kernels, targets, ks=(10, 20), n_outputs: int = 1, epochs=Non
     return table
 
 
+# ------------------------------------------------------------------------- when does the kernel settle
+
+
+def settling_epoch(kernels, epochs=None, threshold: float = 0.01) -> float:
+    """The first recorded epoch t after which the kernel stays within ``threshold`` of its
+    final direction: S(K_u, K_T) < threshold for every u ≥ t (S the kernel distance).
+    NaN when the kernel never was that far from K_T (it did not move measurably, so there
+    is nothing to settle). ``epochs`` labels the kernels (default 0, 1, …)."""
+    series = _series(kernels, at_least=2)
+    epochs = np.arange(len(series)) if epochs is None else np.asarray(epochs)
+    distance = np.array([kernel_distance(k, series[-1]) for k in series])
+    return _first_settled(distance < threshold, epochs)
+
+
+def _first_settled(within, epochs) -> float:
+    """The first epoch from which ``within`` is True to the end; NaN if it always was."""
+    within = np.asarray(within, bool)
+    if within.all():
+        return float("nan")
+    return float(epochs[np.flatnonzero(~within)[-1] + 1])
+
+
+def direction_and_norm_settling(kernels, epochs=None, tolerance: float = 0.1) -> tuple[float, float]:
+    """Two separate settling epochs of a kernel sequence: of its direction, the first epoch
+    after which the cosine distance to K_0, S(K_t, K_0), stays within ``tolerance`` (relative)
+    of its final value, and of its size, after which ‖K_t‖ stays within a factor
+    1 ± ``tolerance`` of ‖K_T‖. NaN for a quantity that never left that band (it did not move)."""
+    series = _series(kernels, at_least=2)
+    epochs = np.arange(len(series)) if epochs is None else np.asarray(epochs)
+    turned = cosine_distance(series)
+    norms = np.array([np.linalg.norm(k) for k in series])
+    if turned[-1] <= 0:
+        direction = float("nan")
+    else:
+        direction = _first_settled(np.abs(turned - turned[-1]) <= tolerance * turned[-1], epochs)
+    size = _first_settled(np.abs(norms / norms[-1] - 1) <= tolerance, epochs)
+    return direction, size
+
+
+def settling_summary(kernels, epochs=None, threshold: float = 0.01, tolerance: float = 0.1, k: int = 10,
+                     n_outputs: int = 1) -> dict:
+    """The settling measurements of one kernel sequence, as a row: ``settling_epoch``
+    (test 1), ``direction_epoch`` and ``norm_epoch`` (``direction_and_norm_settling``) and
+    ``direction_and_norm_epoch``, the later of the two (test 2; NaN if either is), how far
+    the kernel turned, ``turned`` = S(K_0, K_T), its size change ``norm_ratio`` = ‖K_T‖ / ‖K_0‖,
+    and ``outside_top{k}``, the centred spectral mass outside the top-k eigenspace,
+    1 − M_k(HKH), at the first and last kernels (``_start``, ``_end``; test 4)."""
+    series = _series(kernels, at_least=2)
+    direction, size = direction_and_norm_settling(series, epochs, tolerance)
+    outside = 1 - spectral_mass([series[0], series[-1]], k, centred=True, n_outputs=n_outputs)
+    return {"settling_epoch": settling_epoch(series, epochs, threshold), "direction_epoch": direction,
+            "norm_epoch": size, "direction_and_norm_epoch": float(np.max([direction, size])),
+            "turned": kernel_distance(series[0], series[-1]),
+            "norm_ratio": float(np.linalg.norm(series[-1]) / np.linalg.norm(series[0])),
+            f"outside_top{k}_start": float(outside[0]), f"outside_top{k}_end": float(outside[1])}
+
+
+class Linearisation(NamedTuple):
+    epoch: float  # earliest k from which every linearised continuation tried ends within tolerance
+    table: pd.DataFrame  # linearised_from, clean_accuracy, robust_accuracy, clean_gap, robust_gap, within
+    full: tuple  # (clean, robust) accuracy of the network trained throughout
+
+
+def linearisation_epoch(run: AdversarialRun, candidates, x_test, labels_test, epsilon: float,
+                        tolerance: float = 0.02, show_progress: bool | None = None,
+                        **attack_args) -> Linearisation:
+    """The linearisation test of laziness: the earliest of ``candidates`` (recorded epochs
+    below the final one) from which a linearised continuation (``continue_linearised``)
+    ends within ``tolerance`` of the full run's final clean and robust test accuracy
+    (``attacks.attack(..., epsilon, "pgd", **attack_args)``; pass a ``seed`` so every model
+    meets the same random starts). Candidates are tried from the latest down and the search
+    stops at the first that misses, so the epoch returned is one from which every later
+    candidate matched too; the final epoch when even the latest misses."""
+    x_test = jnp.asarray(x_test)
+
+    def scores(logits_fn):
+        clean = float(np.mean(np.asarray(attacks.is_correct(logits_fn(x_test), labels_test))))
+        return clean, attacks.attack(logits_fn, x_test, labels_test, epsilon, "pgd", **attack_args).accuracy
+
+    full = scores(run.logits_fn())
+    rows, epoch = [], float(run.final_epoch)
+    for k in sorted({int(c) for c in candidates if int(c) < run.final_epoch}, reverse=True):
+        clean, robust = scores(continue_linearised(run, k, show_progress).logits_fn())
+        within = abs(clean - full[0]) <= tolerance and abs(robust - full[1]) <= tolerance
+        rows.append({"linearised_from": k, "clean_accuracy": clean, "robust_accuracy": robust,
+                     "clean_gap": clean - full[0], "robust_gap": robust - full[1], "within": within})
+        if not within:
+            break
+        epoch = float(k)
+    return Linearisation(epoch, pd.DataFrame(rows), full)
+
+
 # ------------------------------------------------------------------------- evaluation and ablation
 
 
@@ -858,6 +1028,16 @@ def accuracy_over_epochs(run: AdversarialRun, x, labels, epsilon: float, method:
         robust = attacks.attack(logits_fn, x, labels, epsilon, method, **attack_args).accuracy
         rows.append({"epoch": epoch, "clean_accuracy": clean, "robust_accuracy": robust})
     return pd.DataFrame(rows)
+
+
+def final_outcomes(run: AdversarialRun, x, labels, epsilon: float, method: str = "pgd",
+                   **attack_args) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example correctness (n,) of the model at the run's last epoch: on the clean
+    inputs and under ``attacks.attack(..., epsilon, method, **attack_args)``."""
+    logits_fn = run.logits_fn()
+    x = jnp.asarray(x)
+    clean = np.asarray(attacks.is_correct(logits_fn(x), labels), bool)
+    return clean, np.asarray(attacks.attack(logits_fn, x, labels, epsilon, method, **attack_args).correct, bool)
 
 
 def continue_linearised(run: AdversarialRun, k: int, show_progress: bool | None = None) -> AdversarialRun:

@@ -401,3 +401,86 @@ def test_bad_input_names_the_value(mlp, task):
     run = _train(mlp, task, epochs=2, record_epochs=[0, 2])
     with pytest.raises(ValueError, match="epoch 1"):
         dynamics.continue_linearised(run, 1)
+
+
+# ---------------------------------------------------------------------------- settling, warm-up, fast FGSM
+
+
+def _rotating(angles, norms=None):
+    """2x2 kernels v vᵀ + 0.1 I with v at the given angles (radians), scaled by ``norms``."""
+    norms = np.ones(len(angles)) if norms is None else norms
+    out = []
+    for a, s in zip(angles, norms):
+        v = np.array([np.cos(a), np.sin(a)])
+        out.append(s * (np.outer(v, v) + 0.1 * np.eye(2)))
+    return np.stack(out)
+
+
+def test_settling_epoch_by_hand():
+    kernels = _rotating([0.0, 0.5, 0.9, 1.0, 1.0, 1.0])
+    distance = [dynamics.kernel_distance(k, kernels[-1]) for k in kernels]
+    assert distance[2] < 0.01 < distance[1]  # by hand: settled from index 2 on
+    assert dynamics.settling_epoch(kernels, threshold=0.01) == 2
+    assert dynamics.settling_epoch(kernels, epochs=[0, 5, 10, 15, 20, 25], threshold=0.01) == 10
+    # Leaving the band again later moves the settling epoch past the excursion.
+    wobbly = _rotating([0.0, 1.0, 1.0, 0.3, 1.0, 1.0])
+    assert dynamics.settling_epoch(wobbly, threshold=0.01) == 4
+    # A kernel that never moved measurably has nothing to settle; scale does not count.
+    assert np.isnan(dynamics.settling_epoch(_rotating([0.0] * 4, [1, 10, 100, 1000]), threshold=0.01))
+
+
+def test_direction_and_norm_settle_separately():
+    angles = [0.0, 0.5, 1.0, 1.0, 1.0, 1.0]
+    direction, size = dynamics.direction_and_norm_settling(_rotating(angles, [1, 1, 1, 2, 4, 4]), tolerance=0.1)
+    assert direction == 2 and size == 4
+    direction, size = dynamics.direction_and_norm_settling(_rotating([0.0] * 4, [1, 2, 4, 8]))
+    assert np.isnan(direction) and size == 3
+
+
+def test_warmup_ramp_and_fast_fgsm_settings(mlp, task):
+    assert [dynamics.warmup_ramp(e, 4) for e in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
+    assert dynamics.warmup_ramp(1, 0) == 1.0
+    fast = _train(mlp, task, mode="fgsm", random_start=True, epochs=1)
+    assert fast.settings["step_size"] == pytest.approx(1.25 * EPSILON) and fast.settings["steps"] == 1
+    assert _train(mlp, task, mode="fgsm", epochs=1).settings["step_size"] == EPSILON
+    # Under a 4-epoch warm-up the images of epoch e lie in the ball of ε·e/4, and reach it.
+    run = _train(mlp, task, mode="pgd", epochs=5, warmup_epochs=4)
+    ramp = np.array([0.25, 0.5, 0.75, 1.0, 1.0]) * EPSILON
+    assert np.all(run.history.max_perturbation <= ramp + 1e-6)
+    assert np.all(run.history.max_perturbation > ramp / 2)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        _train(mlp, task, warmup_epochs=-1)
+
+
+def test_fixed_probes_and_their_kernels(mlp, task, tmp_path):
+    probe, labels = task.x_train[:10], task.labels_train[:10]
+    run = _train(mlp, task, epochs=2, mode="standard", learning_rate=0.5, directory=tmp_path)
+    fixed = dynamics.fixed_adversarial_probe(run, probe, labels, EPSILON, steps=3)
+    expected = attacks.attack(run.logits_fn(0), probe, labels, EPSILON, "pgd", steps=3).x_adv
+    np.testing.assert_array_equal(fixed, expected)  # attacked once, against θ₀
+    kernels = dynamics.probe_kernels(run, fixed, "fixed-adversarial")
+    assert kernels.shape == (3, 10, 10)
+    direct = dynamics.empirical_ntk(run.apply_fn, run.params_at(2), fixed)
+    np.testing.assert_allclose(kernels[2], direct, rtol=1e-6)
+    assert (tmp_path / "kernel-fixed-adversarial-0002.npz").exists()
+    again = dynamics.probe_kernels(run, fixed, "fixed-adversarial", implementation="jacobian_contraction")
+    np.testing.assert_array_equal(again, kernels)
+    with pytest.raises(ValueError, match="name"):
+        dynamics.probe_kernels(run, fixed, "a/b")
+
+
+def test_linearisation_epoch(mlp, task, tmp_path):
+    """A run linearised from epoch 2 matches itself from epoch 2 on (it is lazy there by
+    construction): the search finds 2 or earlier, and stops at the first miss."""
+    network = _train(mlp, task, epochs=4, mode="standard", learning_rate=0.5, directory=tmp_path)
+    x, labels = task.x_test[:32], task.labels_test[:32]
+    found = dynamics.linearisation_epoch(network, [0, 1, 2, 3], x, labels, EPSILON, steps=3, seed=0)
+    final = dynamics.accuracy_over_epochs(network, x, labels, EPSILON, epochs=[4], steps=3, seed=0)
+    assert found.full == (final.clean_accuracy[0], final.robust_accuracy[0])
+    assert list(found.table.linearised_from) == sorted(found.table.linearised_from, reverse=True)
+    within = found.table.within.to_numpy()
+    assert within[:-1].all()  # tried from the latest down, stopping at the first miss
+    assert found.epoch == (found.table.linearised_from.iloc[-1] if within[-1] else
+                           (found.table.linearised_from.iloc[-2] if len(within) > 1 else 4))
+    tolerant = dynamics.linearisation_epoch(network, [0, 1, 2, 3], x, labels, EPSILON, tolerance=1.0, steps=3)
+    assert tolerant.epoch == 0 and len(tolerant.table) == 4

@@ -596,7 +596,8 @@ def claim7(settling: Mapping[str, Mapping[str, Sequence[float]]],
     comparison means something only between runs that work, so every run's clean
     accuracy must lie above the majority rate, and every adversarial run's PGD accuracy
     above that of the standard run of its seed (paired difference); if either fails, the
-    claim is not tested (a collapsed run is trivially "settled").
+    claim is not tested (a collapsed run is trivially "settled"). Runs are named by mode
+    and position in the list, ``seed #0`` first.
     """
     missing = [t for t in SETTLING_TESTS if t not in settling]
     if missing:
@@ -617,11 +618,11 @@ def claim7(settling: Mapping[str, Mapping[str, Sequence[float]]],
     gates = []
     if runs is not None:
         majority = _check_rate("majority", majority)
-        learns = [interval_part(f"{mode}, seed {i + 1}", stats.accuracy(r.clean), majority)
+        learns = [interval_part(f"{mode}, seed #{i}", stats.accuracy(r.clean), majority)
                   for mode, seeds in runs.items() for i, r in enumerate(seeds)]
         gates.append(all_of("every run learns: clean accuracy above the majority rate",
                             learns)._replace(voids="a training run does not learn"))
-        robust = [interval_part(f"{mode}, seed {i + 1}", stats.paired_difference(r.robust, base.robust), 0.0)
+        robust = [interval_part(f"{mode}, seed #{i}", stats.paired_difference(r.robust, base.robust), 0.0)
                   for mode, seeds in runs.items() if mode != standard
                   for i, (r, base) in enumerate(zip(seeds, runs[standard]))]
         gates.append(all_of("adversarial training works: PGD accuracy above the standard run's (paired "

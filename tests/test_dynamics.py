@@ -484,3 +484,13 @@ def test_linearisation_epoch(mlp, task, tmp_path):
                            (found.table.linearised_from.iloc[-2] if len(within) > 1 else 4))
     tolerant = dynamics.linearisation_epoch(network, [0, 1, 2, 3], x, labels, EPSILON, tolerance=1.0, steps=3)
     assert tolerant.epoch == 0 and len(tolerant.table) == 4
+
+
+def test_the_authors_cnn_has_their_parameter_count():
+    """PAPER.md: about 369k parameters on CIFAR-10 (32x32x3, 10 outputs)."""
+    init_fn, apply_fn, _ = dynamics.network("authors_cnn", 10)
+    _, params = init_fn(jax.random.PRNGKey(0), (1, 32, 32, 3))
+    assert 365_000 < sum(leaf.size for leaf in jax.tree.leaves(params)) < 373_000
+    assert apply_fn(params, jnp.zeros((2, 32, 32, 3))).shape == (2, 10)
+    with pytest.raises(ValueError, match="6 entries"):
+        dynamics.network("authors_cnn", 10, widths=(8, 8, 8))

@@ -59,10 +59,12 @@ def test_a_chapter_reads_its_dataset_from_data_dir(tmp_path, monkeypatch):
 
 @pytest.mark.notebooks
 def test_the_dynamics_chapter_runs_the_paper_profiles_cnn_on_ten_classes(tmp_path):
-    """`paper` trains a CNN on all ten CIFAR-10 classes (a full class x class kernel); run that
-    code path here on ten MNIST digits with a tiny CNN."""
-    stand_in = {"classes": None, "network": "cnn", "widths": [4, 4, 8], "n_train": 100, "n_test": 20,
-                "image_size": 8, "epochs": 2, "probe_size": 6, "top_k": 3}
+    """`paper` trains the authors' CNN on all ten CIFAR-10 classes (a full class x class
+    kernel), with plain FGSM and no warm-up; run that code path here on ten MNIST digits
+    with a tiny version of that CNN."""
+    stand_in = {"classes": None, "network": "authors_cnn", "widths": [2, 2, 4, 4, 4, 4], "n_train": 100,
+                "n_test": 20, "image_size": 8, "epochs": 2, "probe_size": 6, "top_k": 3, "warmup_epochs": 0,
+                "fgsm_random_start": False}
     output = tmp_path / "dynamics.ipynb"
     pipeline.execute_notebook(pipeline.BOOK / "adversarial_training_dynamics.py", "smoke", output, parameters=stand_in)
-    assert "CNN (4, 4, 8)" in output.read_text()
+    assert "AUTHORS_CNN (2, 2, 4, 4, 4, 4)" in output.read_text()

@@ -130,11 +130,12 @@ print(report.glue_setting(
 # trained. It differs from them in three seeds, the fixed probes and the four tests, and
 # PGD evaluation with a random start.
 #
-# Adversarial training at ε = 0.1 needs two things here: the budget rises linearly over the
-# first `warmup_epochs` epochs (a network asked to be robust before it has learned anything
-# can collapse to one class), and FGSM training starts from a random point of the ε-ball
-# with a step of 1.25 ε, the "fast" adversarial training of {cite:t}`wong2020fast`, which
-# avoids the catastrophic overfitting of plain FGSM training. PGD training uses
+# Adversarial training at ε = 0.1 uses two safeguards here: the budget rises linearly over
+# the first `warmup_epochs` epochs (a network asked to be robust before it has learned
+# anything can collapse to one class), and FGSM training starts from a random point of the
+# ε-ball with a step of 1.25 ε, the "fast" adversarial training of
+# {cite:t}`wong2020fast`, which avoids the catastrophic overfitting of plain FGSM
+# training. Exercise 2 trains without them, to see what they buy at this size. PGD training uses
 # `pgd_steps` steps of 2.5 ε / steps from x, as the authors' (zero initialisation).
 #
 # Each seed fixes one initialisation θ₀ and one data order, shared by its three runs.

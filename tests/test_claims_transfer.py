@@ -70,8 +70,8 @@ def rule(seed, model="planted", checks=(15, 15)):
 
 
 @pytest.mark.parametrize("kind,part,index", [
-    ("ratio independent of laziness", "weakens", 3),
-    ("no transfer at all", "transfer exists", 2),
+    ("ratio independent of laziness", "weakens", 2),
+    ("no transfer at all", "transfer exists", 3),
 ])
 def test_claim2_null(kind, part, index):
     results = [rule(seed, kind) for seed in NULL_SEEDS]
@@ -88,7 +88,7 @@ def test_claim2_planted():
     passes = sum(r.verdict == "reproduced" for r in results)
     print(f"power claim2 planted: {passes}/{len(results)}")
     assert passes >= MIN_POWER * len(results), results[0].markdown()
-    assert all(r.parts[3].estimate < 0 for r in results)
+    assert all(r.parts[2].estimate < 0 for r in results)
 
 
 def test_claim2_fails_when_transfer_strengthens_out_of_the_lazy_regime():
@@ -96,7 +96,7 @@ def test_claim2_fails_when_transfer_strengthens_out_of_the_lazy_regime():
     runs, controls = experiment(0)
     flipped = [r._replace(distance=1.0 / r.distance) for r in runs]
     result = claims.claim2(flipped, controls, 15, 15)
-    assert result.parts[3].outcome == "failed" and result.verdict == "partly reproduced"
+    assert result.parts[2].outcome == "failed" and result.verdict == "partly reproduced"
 
 
 def test_claim2_gates():
@@ -111,7 +111,7 @@ def test_claim2_gates():
     few = [r for i, r in enumerate(runs) if r.seed > 0 or i % 5 < 3]  # 3 nets of seed 0
     with pytest.raises(ValueError, match="at least 4 runs"):
         claims.laziness_correlation(few)
-    assert claims.claim2(few, controls, 1, 1).parts[3].outcome == "inconclusive"
+    assert claims.claim2(few, controls, 1, 1).parts[2].outcome == "inconclusive"
 
 
 def test_laziness_correlation_ignores_a_seed_effect():
@@ -240,5 +240,5 @@ def test_claim2_with_undefined_ratios_is_inconclusive_not_an_error():
     # Two nets of seed 0 that no white-box attack can touch: their ratio is undefined.
     frozen = [r._replace(white_box=r.clean) if r.seed == 0 and i % 5 < 2 else r for i, r in enumerate(runs)]
     result = claims.claim2(frozen, controls, 15, 15)
-    assert result.parts[3].outcome == "inconclusive" and "only 3 nets" in result.parts[3].describe()
+    assert result.parts[2].outcome == "inconclusive" and "only 3 nets" in result.parts[2].describe()
     assert result.verdict == "inconclusive at this size"

@@ -491,6 +491,8 @@ lines = [
 for key, text in [("distance", seed_spread("cosine distance")),
                   ("ratio", seed_spread("ratio, f_∞")),
                   ("logistic_ratio", seed_spread("ratio, logistic regression")),
+                  ("rich_net_ratio", seed_spread("ratio, rich net")),
+                  ("matched_rho", f"{spearman_matched:+.2f}"),
                   ("rho", f"{result.details['rho']:+.2f} (p = "
                           f"{result.details['p_below']:.3g})"),
                   ("deep_rho", f"{deep_result.details['rho']:+.2f} (p = "

@@ -652,7 +652,7 @@ def _lazy_limit_transfers_best(runs, controls, resamples: int = 1000, seed: int 
 SETTLING_TESTS = ("settling epoch", "direction and norm", "linearisation")
 
 
-def _earlier_part(name: str, standard, adversarial: Mapping[str, Sequence[float]], share: float,
+def earlier_part(name: str, standard, adversarial: Mapping[str, Sequence[float]], share: float,
                   pooled: float) -> Part:
     """One test of "settles earlier", per seed. A seed's adversarial run counts as earlier
     when it settled strictly before *every* standard run (so that a difference within the
@@ -715,7 +715,7 @@ def claim7(settling: Mapping[str, Mapping[str, Sequence[float]]],
     ``settling`` maps each test of ``SETTLING_TESTS`` (the settling epoch of S(K_t, K_T);
     the later of the direction's and the norm's settling epochs; the linearisation epoch)
     to {mode: one epoch per seed}, ``standard`` and at least one adversarial mode, NaN
-    where a seed's epoch is undefined. Each test is a part (``_earlier_part``: every
+    where a seed's epoch is undefined. Each test is a part (``earlier_part``: every
     adversarial mode earlier than every standard run in at least ``share`` of the seeds,
     ``pooled`` of all comparisons); the claim holds when at least ``tests_needed`` tests held, fails when
     fewer could hold even if the inconclusive ones did, and is inconclusive otherwise. The
@@ -741,7 +741,7 @@ def claim7(settling: Mapping[str, Mapping[str, Sequence[float]]],
             raise ValueError(f"{test}: need the {standard!r} run and at least one adversarial mode, got "
                              f"{sorted(epochs)}")
         adversarial = {m: v for m, v in epochs.items() if m != standard}
-        parts.append(_earlier_part(test, epochs[standard], adversarial, share, pooled))
+        parts.append(earlier_part(test, epochs[standard], adversarial, share, pooled))
         for mode, values in adversarial.items():
             gap = np.asarray(epochs[standard], np.float64) - np.asarray(values, np.float64)
             finite = gap[np.isfinite(gap)]

@@ -131,17 +131,17 @@ def test_claim7_one_test_is_partly():
 def test_claim7_a_difference_within_the_standard_runs_spread_does_not_count():
     """An adversarial run earlier than its own seed's standard run, but not than another
     seed's, is not counted."""
-    part = claims._earlier_part("t", [10, 30, 30], {"pgd": [20, 20, 20]}, 2 / 3, 5 / 6)
+    part = claims.earlier_part("t", [10, 30, 30], {"pgd": [20, 20, 20]}, 2 / 3, 5 / 6)
     assert part.estimate == 0 and part.outcome == "failed"
 
 
 def test_claim7_one_contradicting_run_fails_a_test_and_undecided_runs_leave_it_open():
     earlier = [5.0, 6.0, 7.0]
-    assert claims._earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, 6, 40]}, 2 / 3,
+    assert claims.earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, 6, 40]}, 2 / 3,
                                 5 / 6).outcome == "failed"
-    one_open = claims._earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, 6, np.nan]}, 2 / 3, 5 / 6)
+    one_open = claims.earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, 6, np.nan]}, 2 / 3, 5 / 6)
     assert one_open.outcome == "held" and (one_open.low, one_open.high) == (5, 6)
-    two_open = claims._earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, np.nan, np.nan]}, 2 / 3,
+    two_open = claims.earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, np.nan, np.nan]}, 2 / 3,
                                     5 / 6)
     assert two_open.outcome == "inconclusive"
 

@@ -164,13 +164,17 @@ def transfer_ratio(clean: float, transfer: float, white_box: float) -> float:
 class TransferRun(NamedTuple):
     """One trained network's measurements: per-example outcomes (n,) on the test images,
     clean, under the strongest white-box attack, on a surrogate's adversarial images and
-    under noise; and how far its kernel turned."""
+    under noise; how far its kernel turned; optionally its outcomes on a baseline
+    surrogate's examples (one that knows nothing of the kernel) and its transfer ratio at
+    matched white-box robustness (``matched_ratio``)."""
     seed: int
     distance: float  # cosine distance S(K_0, K_T) on the probe
     clean: np.ndarray
     white_box: np.ndarray
     transfer: np.ndarray
     noise: np.ndarray
+    baseline: np.ndarray | None = None
+    matched_ratio: float = float("nan")
 
     @property
     def ratio(self) -> float:
@@ -184,9 +188,11 @@ class Evaluation(NamedTuple):
     transfer: dict  # surrogate name -> (n,) outcomes on its adversarial images
     noise: np.ndarray
 
-    def run(self, seed: int, distance: float, surrogate: str) -> TransferRun:
-        """The measurements a claim rule takes, for one surrogate."""
-        return TransferRun(seed, distance, self.clean, self.white_box.strongest, self.transfer[surrogate], self.noise)
+    def run(self, seed: int, distance: float, surrogate: str, baseline: str | None = None,
+            matched_ratio: float = float("nan")) -> TransferRun:
+        """The measurements a claim rule takes, for one surrogate (and a baseline one)."""
+        return TransferRun(seed, distance, self.clean, self.white_box.strongest, self.transfer[surrogate], self.noise,
+                           None if baseline is None else self.transfer[baseline], float(matched_ratio))
 
     def row(self) -> dict:
         """Accuracies and transfer ratios, for a table."""

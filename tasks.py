@@ -2,8 +2,8 @@
 """The book's task runner: needs only Python >= 3.11 and the package registries.
 
     python3 tasks.py book             install, execute every notebook (default profile), render the site
-    python3 tasks.py test             install, run the unit tests, every notebook under `smoke` and
-                                      the browser test of the built site (tests/test_site.py)
+    python3 tasks.py test             install, lint (ruff), run the unit tests and doctests, every
+                                      notebook under `smoke` and the browser test of the built site
     python3 tasks.py run book/ntk_in_practice.py --profile paper    one notebook, any profile
     python3 tasks.py bench            the benchmarks in benchmarks/
 
@@ -100,6 +100,8 @@ def main() -> None:
         print(f"the site is in {ROOT / '_build' / 'html' / 'index.html'}")
     elif args.task == "test":
         ensure_browser()
+        run(PYTHON, "-m", "ruff", "check", ".")
+        run(PYTHON, "-m", "ruff", "format", "--check", ".")
         run(PYTHON, "-m", "pytest", *args.pytest_args)
     elif args.task == "run":
         run(PYTHON, "-m", "ntk_notes.pipeline", "execute", "--profile", args.profile, "--only", args.notebook)

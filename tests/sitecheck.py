@@ -212,6 +212,16 @@ def error_outputs(driver) -> list[str]:
     return problems
 
 
+def scrolling_code(driver) -> list[str]:
+    """Code cells whose source is wider than its box at the window's width (1280 px): the
+    reader must scroll sideways to read them."""
+    wide = driver.execute_script("""
+        return [...document.querySelectorAll('div.cell_input pre')]
+            .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+            .map(pre => pre.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, ''));""")
+    return [f"code cell scrolls sideways, widest line: {excerpt(line)}" for line in wide]
+
+
 def unrendered_math(driver) -> list[str]:
     """Formulas MathJax did not typeset (Sphinx wraps each in an element of class `math`;
     MathJax 3 puts an <mjx-container> inside): a missing or broken MathJax leaves raw TeX."""
@@ -247,7 +257,7 @@ def check_page(driver, base: str, page: Page, screenshot_dir: Path | None = None
         return [f"{page.path}: HTTP {status} (the page is in _toc.yml but not in the site)"]
     load(driver, url)
     problems = (broken_images(driver, base) + missing_resources(driver, base) + error_outputs(driver)
-                + unrendered_math(driver))
+                + unrendered_math(driver) + scrolling_code(driver))
     if screenshot_dir is not None:
         screenshot(driver, screenshot_dir / f"{page.name}.png")
     return problems

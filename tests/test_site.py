@@ -117,6 +117,9 @@ def synthetic_site(tmp_path_factory):
         "moved.html": html("This page has moved.", title="404 Page not found"),
         # Sphinx's markup for inline math, with no MathJax to typeset it.
         "math.html": html(r'<p>Kernel regression <span class="math notranslate nohighlight">\(f_\infty\)</span>.</p>'),
+        "wide.html": html('<div class="cell docutils container"><div class="cell_input docutils container">'
+                          '<div class="highlight"><pre style="overflow-x: auto; width: 300px">'
+                          + "x = 1\n" + "y = " + "1 + " * 60 + "1\n</pre></div></div></div>"),
         "style.css": "body { font-family: sans-serif; }",
     }
     for name, text in files.items():
@@ -153,6 +156,12 @@ def test_an_error_output_is_reported_with_its_text(synthetic_site, browser):
 @pytest.mark.browser
 def test_a_warning_on_stderr_is_reported(synthetic_site, browser):
     assert check(browser, synthetic_site, "stderr") == ["stderr output: /tmp/x.py:2: UserWarning: careful"]
+
+
+@pytest.mark.browser
+def test_a_code_cell_that_scrolls_sideways_is_reported(synthetic_site, browser):
+    problems = check(browser, synthetic_site, "wide")
+    assert len(problems) == 1 and "scrolls sideways" in problems[0] and "1 + 1" in problems[0], problems
 
 
 @pytest.mark.browser

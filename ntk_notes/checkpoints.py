@@ -93,12 +93,18 @@ def read_npz(path) -> tuple[dict, dict]:
     file cannot be read whole or does not match its checksum."""
     try:
         with np.load(path, allow_pickle=False) as saved:
+            if CONFIG_ENTRY not in saved.files:
+                raise UnreadableCheckpoint("is unreadable (another format: no config entry)")
             stored = json.loads(str(saved[CONFIG_ENTRY][()]))
             arrays = {name: saved[name] for name in saved.files if name != CONFIG_ENTRY}
-        checksum = stored.pop(CHECKSUM_KEY)
+    except UnreadableCheckpoint:
+        raise
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile,
             zlib.error) as error:
         raise UnreadableCheckpoint(f"is unreadable ({type(error).__name__}: {error})") from error
+    if not isinstance(stored, dict) or CHECKSUM_KEY not in stored:
+        raise UnreadableCheckpoint("is unreadable (another format: no checksum)")
+    checksum = stored.pop(CHECKSUM_KEY)
     if digest(arrays, json.dumps(stored, sort_keys=True)) != checksum:
         raise UnreadableCheckpoint("does not match its checksum")
     return arrays, stored

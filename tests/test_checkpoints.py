@@ -42,7 +42,7 @@ def test_digest_of_a_text_is_its_sha256_and_arrays_count_by_dtype_and_shape():
     assert checkpoints.digest({"x": a, "y": a}) == checkpoints.digest({"y": a, "x": a})  # name order
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "bit flip", "no config"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "bit flip", "no config", "no checksum"])
 def test_unreadable_or_altered_files_are_refused(tmp_path, damage):
     path = tmp_path / "x.npz"
     checkpoints.save_npz(path, {"a": np.arange(100.0)}, {"k": 1})
@@ -55,8 +55,10 @@ def test_unreadable_or_altered_files_are_refused(tmp_path, damage):
             entries = {name: saved[name] for name in saved.files}
         entries["a"] = entries["a"] + 1.0
         np.savez(path, **entries)
-    else:
-        np.savez(path, a=np.arange(100.0))
+    elif damage == "no config":  # e.g. the format before this module: arrays a0, a1 and a "meta" entry
+        np.savez(path, a0=np.arange(100.0), meta=np.array("{}"))
+    else:  # a block file of the earlier BlockedKernel: its config, but no checksum
+        np.savez(path, kernel=np.arange(100.0), config=np.array(json.dumps({"k": 1})))
     with pytest.raises(checkpoints.UnreadableCheckpoint, match="checksum" if damage == "bit flip" else "unreadable"):
         checkpoints.read_npz(path)
     with pytest.warns(checkpoints.CheckpointWarning, match="x.npz"):

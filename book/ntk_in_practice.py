@@ -63,7 +63,7 @@ import seaborn as sns
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import data, kernels, plotting, report, spectral, training
+from ntk_notes import data, empirical, kernels, plotting, report, spectral, training
 from ntk_notes.profiles import settings
 
 cfg = settings("ntk_in_practice", profile, dataset=dataset, classes=classes, n_train=n_train, n_test=n_test,
@@ -223,8 +223,10 @@ for width in cfg.widths:
         outputs = np.asarray(apply_fn(net.params, x_test))
         own_limit = reference.predict(x_test, t_train, k_test_train=k_test,
                                       f0_train=apply_fn(params, x_train), f0_test=apply_fn(params, x_test))
-        kernel_0 = training.empirical_ntk(apply_fn, net.params_init, probe)
-        kernel_t = training.empirical_ntk(apply_fn, net.params, probe)
+        kernel_0 = empirical.empirical_ntk(apply_fn, net.params_init, probe, trace=True,
+                                           implementation="jacobian_contraction")
+        kernel_t = empirical.empirical_ntk(apply_fn, net.params, probe, trace=True,
+                                           implementation="jacobian_contraction")
         runs.append({"width": width, "seed": seed, "seconds": time.perf_counter() - start,
                      "train loss": net.losses[-1],
                      "test accuracy": kernels.accuracy(outputs, task.labels_test),

@@ -13,11 +13,7 @@ learning rate x number of steps, so gradient flow gives
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import warnings
-import zipfile
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -27,48 +23,13 @@ import neural_tangents as nt
 import numpy as np
 import scipy.linalg
 from jax.tree_util import Partial
-from neural_tangents import stax
 
+from ntk_notes import architectures, checkpoints
 from ntk_notes.progress import progress
 from ntk_notes.spectral import eigendecomposition
 
-ARCHITECTURES = ("fc", "conv", "myrtle")
-MYRTLE_STAGES = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}  # conv layers before each 2x2 pool
-PARAMETERIZATIONS = ("ntk", "standard")
-
-
-@lru_cache(maxsize=64)  # the same spec gives the same functions, so compiled code is reused
-def architecture(name: str, depth: int = 1, width: int = 512, n_out: int = 1, W_std: float = 2 ** 0.5,
-                 b_std: float = 0.1, parameterization: str = "ntk"):
-    """The stax triple ``(init_fn, apply_fn, kernel_fn)`` of a named architecture.
-
-    - ``fc``: Flatten -> depth x [Dense(width), Relu] -> Dense(n_out)
-    - ``conv``: depth x [Conv(width, 3x3, SAME), Relu] -> Flatten -> Dense(n_out)
-    - ``myrtle``: Myrtle-5/7/10 (Shankar et al. 2020), ``depth`` in 5, 7, 10: three stages
-      of 3x3 conv + Relu layers, each followed by 2x2 average pooling, then global average
-      pooling and Dense(n_out).
-    """
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHITECTURES)}")
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"unknown parameterization {parameterization!r}; allowed: {', '.join(PARAMETERIZATIONS)}")
-    if name == "myrtle" and depth not in MYRTLE_STAGES:
-        raise ValueError(f"Myrtle depth {depth!r} is not allowed: one of {', '.join(map(str, MYRTLE_STAGES))}")
-    if name != "myrtle" and (not isinstance(depth, int) or depth < 1):
-        raise ValueError(f"depth {depth!r} is not allowed: a positive integer")
-    dense = lambda n: stax.Dense(n, W_std, b_std, parameterization=parameterization)  # noqa: E731
-    conv = lambda: stax.Conv(width, (3, 3), padding="SAME", W_std=W_std, b_std=b_std,  # noqa: E731
-                             parameterization=parameterization)
-    if name == "fc":
-        layers = [stax.Flatten()] + [dense(width), stax.Relu()] * depth + [dense(n_out)]
-    elif name == "conv":
-        layers = [conv(), stax.Relu()] * depth + [stax.Flatten(), dense(n_out)]
-    else:
-        layers = []
-        for n_convs in MYRTLE_STAGES[depth]:
-            layers += [conv(), stax.Relu()] * n_convs + [stax.AvgPool((2, 2), strides=(2, 2), padding="SAME")]
-        layers += [stax.GlobalAvgPool(), dense(n_out)]
-    return stax.serial(*layers)
+architecture = architectures.architecture  # alias until the issue-13 merge
+ARCHITECTURES = architectures.ARCHITECTURES  # alias until the issue-13 merge
 
 
 NULL_KERNELS = ("linear", "rbf")
@@ -187,11 +148,9 @@ class BlockedKernel:
         self.config = None
         if self.directory is not None:
             self.config = {**(config or {}), "get": get, "shape": list(self.shape), "block_size": block_size,
-                           "symmetric": self.symmetric, "x1_sha256": _fingerprint(self.x1),
-                           "x2_sha256": _fingerprint(self.x2)}
-            # As it reads back from JSON (tuples become lists), and fail now, not after hours of
-            # compute, if it cannot be saved.
-            self.config = json.loads(json.dumps(self.config, sort_keys=True))
+                           "symmetric": self.symmetric, "x1_sha256": checkpoints.digest({"x": self.x1}),
+                           "x2_sha256": checkpoints.digest({"x": self.x2})}
+            self.config = checkpoints.canonical(self.config)  # as it reads back; fails now if unsavable
 
     @property
     def blocks(self) -> list[tuple[int, int]]:
@@ -207,23 +166,23 @@ class BlockedKernel:
         return self.directory / f"block-{i:05d}-{j:05d}.npz"
 
     def load(self, i: int, j: int) -> np.ndarray | None:
-        """The saved block (i, j), or None if it is absent or unreadable."""
+        """The saved block (i, j), or None if it is absent or unreadable (``checkpoints``:
+        truncated, garbage, checksum mismatch; a warning says so); a block saved under
+        another configuration raises ValueError."""
         if self.directory is None or not self.path(i, j).exists():
             return None
         try:
-            with np.load(self.path(i, j), allow_pickle=False) as saved:
-                config, block = json.loads(str(saved["config"])), saved["kernel"]
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
-            warnings.warn(f"{self.path(i, j)} is unreadable ({error}); computing that block again", stacklevel=2)
-            return None
+            arrays, config = checkpoints.read_npz(self.path(i, j))
+        except checkpoints.UnreadableCheckpoint as error:
+            return checkpoints.distrust(self.path(i, j), str(error))
         if config != self.config:
-            changed = sorted(k for k in set(config) | set(self.config) if config.get(k) != self.config.get(k))
             raise ValueError(f"{self.path(i, j)} was computed under another configuration (differs in "
-                             f"{', '.join(changed)}); use another directory or delete it")
+                             f"{', '.join(checkpoints.changed_keys(self.config, config))}); use another "
+                             "directory or delete it")
         rows, cols = self._slices(i, j)
-        if block.shape != (rows.stop - rows.start, cols.stop - cols.start):
-            warnings.warn(f"{self.path(i, j)} has shape {block.shape}; computing that block again", stacklevel=2)
-            return None
+        block = arrays.get("kernel")
+        if block is None or block.shape != (rows.stop - rows.start, cols.stop - cols.start):
+            return checkpoints.distrust(self.path(i, j), "holds a block of another shape")
         return block
 
     def compute(self, i: int, j: int) -> np.ndarray:
@@ -233,12 +192,8 @@ class BlockedKernel:
                              + (" with j >= i (symmetric kernel)" if self.symmetric else ""))
         rows, cols = self._slices(i, j)
         block = kernel_block(self.kernel_fn, self.x1[rows], self.x2[cols], self.batch_size, self.get)
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            # A private temporary name: two processes computing the same block never share a file.
-            partial = self.path(i, j).with_suffix(f".{os.getpid()}.partial.npz")
-            np.savez(partial, kernel=block, config=np.array(json.dumps(self.config, sort_keys=True)))
-            os.replace(partial, self.path(i, j))  # never leave a half-written block under the real name
+        if self.directory is not None:  # atomic, private temporary name: see checkpoints.save_npz
+            checkpoints.save_npz(self.path(i, j), {"kernel": block}, self.config)
         return block
 
     def missing(self) -> list[tuple[int, int]]:
@@ -273,11 +228,6 @@ class BlockedKernel:
             if self.symmetric and j > i:
                 out[cols, rows] = block.T
         return out
-
-
-def _fingerprint(x) -> str:
-    x = np.ascontiguousarray(np.asarray(x))
-    return hashlib.sha256(f"{x.dtype}{x.shape}".encode() + x.tobytes()).hexdigest()
 
 
 def kernel_matrix(kernel_fn, x1, x2=None, batch_size: int = 256, block_size: int | None = None,

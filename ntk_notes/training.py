@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from jax.tree_util import Partial
 
+from ntk_notes import kernel_metrics
 from ntk_notes.attacks import as_model, default_loss, per_example_loss
 from ntk_notes.progress import progress
 
@@ -41,12 +42,32 @@ class TrainedNet(NamedTuple):
     def logits_fn(self) -> Partial:
         """The trained network as a jit-compiled function x -> outputs (for attacks): a
         ``jax.tree_util.Partial`` whose leaves are the parameters."""
-        return Partial(_call_model, as_model(self.apply_fn), self.params)
+        return Partial(call_model, as_model(self.apply_fn), self.params)
 
 
 @jax.jit
-def _call_model(model, params, x):
+def call_model(model, params, x):
+    """``model(params, x)``, compiled once per model structure and input shape: with
+    ``Partial(call_model, model, params)`` a trained model becomes a function x -> outputs
+    whose parameters are leaves (arguments), not constants folded into the compiled code."""
     return model(params, x)
+
+
+_call_model = call_model  # alias until the issue-13 merge
+
+
+def check_labels(model, params, x, labels) -> np.ndarray:
+    """``labels`` as an array, checked to be integer class indices (n,) of ``x`` that the
+    model's outputs can score (0..C−1 for C outputs, 0..1 for one); ValueError otherwise."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(x) or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integer class indices of shape ({len(x)},), got {labels.dtype} "
+                         f"of shape {labels.shape}")
+    n_out = jax.eval_shape(model, params, jnp.asarray(x[:1])).shape[-1]
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= max(n_out, 2):
+        raise ValueError(f"labels must lie in 0..{max(n_out, 2) - 1} for a network with {n_out} output(s); "
+                         f"got {labels.min()}..{labels.max()}")
+    return labels
 
 
 def training_loss(loss: str, apply_fn, params, x, y):
@@ -156,21 +177,4 @@ def stable_learning_rate(k_train_train, n_outputs: int = 1, fraction: float = 1.
     return float(fraction * k.shape[0] * n_outputs / np.linalg.eigvalsh(k)[-1])
 
 
-def relative_change(a, b) -> float:
-    """‖b − a‖ / ‖a‖ over all leaves of two pytrees (parameters, or kernels)."""
-    diff = sum(float(jnp.sum((u - v) ** 2)) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    norm = sum(float(jnp.sum(u ** 2)) for u in jax.tree.leaves(a))
-    return (diff / norm) ** 0.5
-
-
-def empirical_ntk(apply_fn, params, x1, x2=None):
-    """The empirical NTK of a single-output (or traced) network, shape (n1, n2), by an
-    explicit Jacobian contraction."""
-    return np.asarray(_empirical_ntk(as_model(apply_fn), params, x1, x2))
-
-
-@jax.jit
-def _empirical_ntk(model, params, x1, x2):
-    fn = nt.empirical_ntk_fn(model, trace_axes=(-1,), vmap_axes=0,
-                             implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION)
-    return fn(x1, x2, params)
+relative_change = kernel_metrics.relative_change  # alias until the issue-13 merge

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from ntk_notes import attacks, dynamics, training
+from ntk_notes import attacks, empirical, kernel_metrics, training
 
 
 def scaled(apply_fn, params_init, alpha: float) -> Partial:
@@ -96,9 +96,9 @@ def laziness(apply_fn, params_init, params, probe) -> Laziness:
     """The cosine distance and the norm ratio of the network's empirical NTK (of f, not of
     the α-scaled model, whose kernel is α² times it: both measures are scale-free) on
     ``probe`` between θ₀ and θ."""
-    k0 = training.empirical_ntk(apply_fn, params_init, probe)
-    kt = training.empirical_ntk(apply_fn, params, probe)
-    return Laziness(dynamics.kernel_distance(k0, kt), float(np.linalg.norm(kt) / np.linalg.norm(k0)))
+    k0 = empirical.empirical_ntk(apply_fn, params_init, probe, trace=True, implementation="jacobian_contraction")
+    kt = empirical.empirical_ntk(apply_fn, params, probe, trace=True, implementation="jacobian_contraction")
+    return Laziness(kernel_metrics.kernel_distance(k0, kt), float(np.linalg.norm(kt) / np.linalg.norm(k0)))
 
 
 def smoothed(logits_fn, image_shape, sigma: float, samples: int, seed: int = 0) -> Partial:

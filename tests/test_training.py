@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_notes import kernels, training
+from ntk_notes import empirical, kernel_metrics, kernels, training
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,8 @@ def test_empirical_ntk_matches_jacobian_contraction(data):
     _, params = init_fn(jax.random.PRNGKey(1), x.shape)
     jac = jax.jacobian(lambda p: apply_fn(p, x[:6])[:, 0])(params)
     flat = jnp.concatenate([leaf.reshape(6, -1) for leaf in jax.tree.leaves(jac)], axis=1)
-    np.testing.assert_allclose(training.empirical_ntk(apply_fn, params, x[:6]), flat @ flat.T, rtol=1e-4, atol=1e-5)
+    kernel = empirical.empirical_ntk(apply_fn, params, x[:6], trace=True, implementation="jacobian_contraction")
+    np.testing.assert_allclose(kernel, flat @ flat.T, rtol=1e-4, atol=1e-5)
 
 
 def test_gradient_descent_follows_the_kernel_flow_when_wide(data):
@@ -51,7 +52,12 @@ def test_stable_learning_rate_sets_the_top_mode_rate():
 def test_relative_change_of_pytrees():
     a = {"w": jnp.ones(4), "b": jnp.zeros(0)}
     b = {"w": jnp.ones(4) * 1.5, "b": jnp.zeros(0)}
-    assert training.relative_change(a, b) == pytest.approx(0.5)
+    assert kernel_metrics.relative_change(a, b) == pytest.approx(0.5)
+    # Two kernels are pytrees with one leaf each; computed in float64 whatever the input.
+    k = np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32)
+    assert kernel_metrics.relative_change(k, 3 * k) == pytest.approx(2.0, rel=1e-7)
+    assert kernel_metrics.relative_change(k, k) == 0.0
+    assert training.relative_change is kernel_metrics.relative_change  # one definition
 
 
 def test_bad_training_arguments(data):
@@ -68,11 +74,12 @@ def test_linearised_net_is_kernel_regression_with_its_empirical_ntk(data):
     x_test = jax.random.uniform(jax.random.PRNGKey(7), (9, 5, 5, 1))
     init_fn, apply_fn, kernel_fn = kernels.architecture("fc", 1, width=64)
     _, params = init_fn(jax.random.PRNGKey(3), x.shape)
-    k_train = training.empirical_ntk(apply_fn, params, x)
+    k_train = empirical.empirical_ntk(apply_fn, params, x, trace=True, implementation="jacobian_contraction")
     predictor = kernels.KernelPredictor(kernel_fn, x, y, k_train_train=k_train)
     rate = training.stable_learning_rate(k_train, fraction=0.05)  # small steps: GD ≈ gradient flow
     net = training.train(training.linearised(apply_fn, params), params, x, y, rate, steps=400)
-    expected = predictor.predict(x_test, net.time, k_test_train=training.empirical_ntk(apply_fn, params, x_test, x),
+    expected = predictor.predict(x_test, net.time, k_test_train=empirical.empirical_ntk(
+                                     apply_fn, params, x_test, x, trace=True, implementation="jacobian_contraction"),
                                  f0_train=apply_fn(params, x), f0_test=apply_fn(params, x_test))
     ours = net.logits_fn()(x_test)
     assert float(jnp.max(jnp.abs(ours - apply_fn(params, x_test)))) > 0.1  # it did move
@@ -99,7 +106,7 @@ def test_sgd_is_seeded_and_reduces_the_loss(data, loss):
     assert runs[0].losses[-1] < 0.7 * training.training_loss(loss, apply_fn, params, x, y)
     same = jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params)
     assert all(bool(jnp.array_equal(a, b)) for a, b in zip(*same))
-    assert training.relative_change(runs[0].params, runs[2].params) > 1e-4  # another data order
+    assert kernel_metrics.relative_change(runs[0].params, runs[2].params) > 1e-4  # another data order
 
 
 def test_cross_entropy_losses_are_the_textbook_formulas():

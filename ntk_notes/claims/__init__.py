@@ -35,11 +35,30 @@ The package gathers one module per idea; chapters and tests use the names below 
 """
 
 from ntk_notes.claims.consistency import claim4
-from ntk_notes.claims.features import (SignificantFeatures, claim3_features, claim3_tradeoff, claim5, claim6,
-                                       significant_features, useful_non_robust_p, useful_robust_p)
+from ntk_notes.claims.features import (
+    SignificantFeatures,
+    claim3_features,
+    claim3_tradeoff,
+    claim5,
+    claim6,
+    significant_features,
+    useful_non_robust_p,
+    useful_robust_p,
+)
 from ntk_notes.claims.lazy_transfer import CLEAN_TOLERANCE, claim2, laziness_correlation
-from ntk_notes.claims.parts import (ALPHA, DROP, NON_ROBUST, ClaimResult, Part, across_seeds, all_of, assemble,
-                                    check_rate, interval_part, merge)
+from ntk_notes.claims.parts import (
+    ALPHA,
+    DROP,
+    NON_ROBUST,
+    ClaimResult,
+    Part,
+    across_seeds,
+    all_of,
+    assemble,
+    check_rate,
+    interval_part,
+    merge,
+)
 from ntk_notes.claims.settling import SETTLING_TESTS, RunOutcomes, claim7, earlier_part
 from ntk_notes.claims.without_training import AttackOutcomes, claim1
 

@@ -8,8 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ntk_notes import stats
-from ntk_notes.claims.parts import (ALPHA, NON_ROBUST, ClaimResult, Part, all_of, assemble, check_rate,
-                                    interval_part)
+from ntk_notes.claims.parts import ALPHA, NON_ROBUST, ClaimResult, Part, all_of, assemble, check_rate, interval_part
 
 
 def _check_matrix(name: str, value, n: int | None = None) -> np.ndarray:

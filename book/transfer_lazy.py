@@ -71,39 +71,15 @@ width_sweep = None
 # %% tags=["remove-input"]
 import time
 
-import jax.numpy as jnp
-import matplotlib
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import (attacks, claims, data, kernels, plotting, report, stats,
-                       training, transfer)
-from ntk_notes.progress import progress
-from ntk_notes.profiles import settings
+from ntk_notes import chapter, claims, data, report
+from ntk_notes import transfer_figures as figures
+from ntk_notes import transfer_tables as tables
+from ntk_notes.transfer_sweep import Experiment, Sweep, describe
 
-cfg = settings("transfer_lazy", profile, dataset=dataset, classes=classes,
-               n_train=n_train, n_test=n_test, image_size=image_size, seed=seed,
-               width=width, depth=depth,
-               alphas=alphas, seeds=seeds, target_loss=target_loss, max_steps=max_steps,
-               epsilon=epsilon, pgd_steps=pgd_steps, smooth_sigma=smooth_sigma,
-               smooth_samples=smooth_samples, probe_size=probe_size,
-               surrogate_seed=surrogate_seed, matched_epsilons=matched_epsilons,
-               matched_accuracy=matched_accuracy, deep=deep, width_sweep=width_sweep)
-plotting.use_style()
-chapter_start = time.perf_counter()
-print(report.glue_setting(
-    "transfer", cfg.profile,
-    f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}, "
-    f"{cfg.image_size}² images, {cfg.n_train} train / {cfg.n_test} test; "
-    f"FC depth {cfg.depth}, width {cfg.width}, "
-    f"α from {max(cfg.alphas):g} to {min(cfg.alphas):g}, {len(cfg.seeds)} seeds; "
-    f"depth {cfg.deep['depth']} with {len(cfg.deep['alphas'])} values of α; "
-    f"widths {', '.join(map(str, cfg.width_sweep['widths']))} at "
-    f"α = {cfg.width_sweep['alpha']:g}"))
+cfg = chapter.begin("transfer_lazy", globals(), "transfer", describe)
 
 # %% [markdown]
 # ## The surrogates and their adversarial examples
@@ -128,53 +104,15 @@ print(report.glue_setting(
 # %%
 task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train,
                       n_test=cfg.n_test, seed=cfg.seed, image_size=cfg.image_size,
-                      data_dir=data_dir)
-x_train, y_train = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
-x_test, labels = jnp.asarray(task.x_test), task.labels_test
-probe = x_train[:cfg.probe_size]  # where the empirical kernel's movement is measured
-
-
-def surrogates_for(depth, width=cfg.width):
-    """The architecture of ``depth`` hidden layers, its kernel predictors, and the base
-    learning rate η = N / λ₁ of the infinite-width kernel."""
-    init_fn, apply_fn, kernel_fn = kernels.architecture("fc", depth=depth, width=width)
-    predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
-    rate = training.stable_learning_rate(predictor.k_train_train)
-    t_matched = transfer.time_to_loss(predictor, cfg.target_loss)
-    kernel_models = {"f_∞": predictor.logits_fn(),
-                     "f_t": predictor.logits_fn(t_matched)}
-    return init_fn, apply_fn, kernel_models, rate, t_matched
-
-
-init_fn, apply_fn, sources, base_rate, t_matched = surrogates_for(cfg.depth)
-sources["logistic regression"] = transfer.linear_surrogate(task.x_train,
-                                                           task.labels_train)
-rich_surrogate = transfer.train_scaled(init_fn, apply_fn, x_train, y_train,
-                                       min(cfg.alphas), cfg.surrogate_seed, base_rate,
-                                       cfg.target_loss, cfg.max_steps, probe)
-sources["rich net"] = rich_surrogate.net.logits_fn()
-
-
-def attack_images(models, eps):
-    """Each model's PGD adversarial test images at ``eps``."""
-    return {name: attacks.attack(fn, x_test, labels, eps, "pgd",
-                                 steps=cfg.pgd_steps).x_adv
-            for name, fn in models.items()}
-
-
-adversarial = attack_images(sources, cfg.epsilon)
-noise_images = attacks.attack(sources["f_∞"], x_test, labels, cfg.epsilon, "noise",
-                              seed=cfg.seed).x_adv
-surrogate_rows = []
-for name, fn in sources.items():
-    row = {"surrogate": name}
-    for column, images in [("clean", x_test), ("own PGD", adversarial[name]),
-                           ("noise", noise_images)]:
-        row[column] = str(stats.accuracy(transfer.correct_on(fn, images, labels)))
-    surrogate_rows.append(row)
-print(f"η = N / λ₁ = {base_rate:.3g}; f_t at t = {t_matched:.3g}; the rich surrogate "
-      f"(α = {min(cfg.alphas):g}) trained {rich_surrogate.net.steps} steps")
-pd.DataFrame(surrogate_rows).set_index("surrogate")
+                      data_dir=cfg.data_dir)
+exp = Experiment.of(task, cfg)
+main, rich_surrogate = exp.surrogates(min(cfg.alphas), cfg.surrogate_seed)
+sources = main.models
+adversarial = exp.attack_images(sources)
+noise_images = exp.noise_images(sources["f_∞"], cfg.seed)
+print(f"η = N / λ₁ = {main.rate:.3g}; f_t at t = {main.t_matched:.3g}; the rich "
+      f"surrogate (α = {min(cfg.alphas):g}) trained {rich_surrogate.net.steps} steps")
+tables.surrogate_table(sources, exp.x_test, exp.labels, adversarial, noise_images)
 
 # %% [markdown]
 # Accuracies with their 95% Wilson intervals over the test images. A surrogate must
@@ -199,27 +137,11 @@ pd.DataFrame(surrogate_rows).set_index("surrogate")
 # ‖K_T‖ / ‖K₀‖ (how much it grew): a kernel can grow a lot without turning.
 
 # %%
-def sweep(init_fn, apply_fn, alphas_, seeds_, rate):
-    """Every (seed, α) run, and the linearised control of every seed."""
-    jobs = [(s, a) for s in seeds_ for a in alphas_] + [(s, None) for s in seeds_]
-    return [transfer.train_scaled(init_fn, apply_fn, x_train, y_train, a, s, rate,
-                                  cfg.target_loss, cfg.max_steps, probe)
-            for s, a in progress(jobs, desc="training")]
-
-
 start = time.perf_counter()
-trained = sweep(init_fn, apply_fn, cfg.alphas, cfg.seeds, base_rate)
-train_seconds = time.perf_counter() - start
-training_table = pd.DataFrame([{
-    "seed": r.seed, "α": "linearised" if np.isnan(r.alpha) else f"{r.alpha:g}",
-    "learning rate": r.net.learning_rate, "steps": r.net.steps,
-    "final loss": r.net.losses[-1], "reached target": r.reached,
-    "cosine distance": r.laziness.cosine_distance, "norm ratio": r.laziness.norm_ratio}
-    for r in trained])
-print(f"{len(trained)} networks trained in {train_seconds:.0f} s; "
-      f"{int((~training_table['reached target']).sum())} did not reach the target loss")
-training_table.groupby("α", sort=False)[["steps", "final loss", "cosine distance",
-                                        "norm ratio"]].agg(["mean", "std"]).round(4)
+trained = exp.sweep(main.init_fn, main.apply_fn, cfg.alphas, cfg.seeds, main.rate)
+line, table = tables.training_summary(trained, time.perf_counter() - start)
+print(line)
+table
 
 # %% [markdown]
 # Means and standard deviations over the seeds. If the cosine distance does not rise
@@ -242,51 +164,15 @@ training_table.groupby("α", sort=False)[["steps", "final loss", "cosine distanc
 # then raw transfer accuracy rises even if the kernel's examples are as good as ever.
 
 # %%
-def evaluate_all(runs, images):
-    """Per-example evaluations of every run against the surrogates' ``images``."""
-    return [transfer.evaluate(r.net.logits_fn(), x_test, labels, cfg.epsilon, images,
-                              noise_images, cfg.pgd_steps, cfg.smooth_sigma,
-                              cfg.smooth_samples, seed=r.seed)
-            for r in progress(runs, desc="evaluating")]
-
-
-evaluations = evaluate_all(trained, adversarial)
-results = pd.DataFrame([{"seed": r.seed, "alpha": r.alpha,
-                         "cosine distance": r.laziness.cosine_distance,
-                         "norm ratio": r.laziness.norm_ratio, **e.row()}
-                        for r, e in zip(trained, evaluations)])
-results["α"] = results.alpha.map(lambda a: "linearised" if np.isnan(a) else f"{a:g}")
-ACCURACIES = ["clean", "white-box", "PGD", "FGSM", "FGSM, smoothed gradient",
-              "noise"] + [f"transfer from {name}" for name in sources]
-RATIOS = [f"ratio, {name}" for name in sources]
-results.groupby("α", sort=False)[ACCURACIES + RATIOS].mean().round(3)
+evaluations = exp.evaluate_all(trained, adversarial, noise_images)
+results = tables.results_table(trained, evaluations)
+tables.mean_table(results, sources)
 
 # %% [markdown]
 # Means over the seeds. The next figure shows every network separately.
 
 # %%
-scaled_runs = results[results.alpha.notna()]
-controls = results[results.alpha.isna()]
-floor = scaled_runs["cosine distance"].min() / 3  # where the linearised nets are drawn
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
-sns.scatterplot(scaled_runs, x="cosine distance", y="ratio, f_∞", hue="α", style="seed",
-                s=70, ax=axes[0], palette="viridis")
-axes[0].scatter(np.full(len(controls), floor), controls["ratio, f_∞"], marker="*",
-                s=160, color="crimson", label="linearised")
-axes[0].legend(fontsize=8, ncols=2)
-axes[0].set_title("f_∞'s examples, one point per network")
-by_source = scaled_runs.melt(id_vars=["cosine distance", "seed"], value_vars=RATIOS,
-                             var_name="surrogate", value_name="transfer ratio")
-by_source["surrogate"] = by_source.surrogate.str.removeprefix("ratio, ")
-sns.scatterplot(by_source, x="cosine distance", y="transfer ratio", hue="surrogate",
-                s=50, ax=axes[1])
-axes[1].set_title("every surrogate")
-for ax in axes:
-    ax.set_xscale("log")
-    ax.set_xlabel("cosine distance S(K₀, K_T) of the empirical NTK")
-    ax.axhline(0, color="grey", lw=0.8)
-axes[0].set_ylabel("transfer ratio (clean − transfer) / (clean − white-box)")
-glue("transfer_figure", fig, display=False)  # pasted into the reproduction report
+ratio_figure = figures.transfer_ratios(results, sources)
 
 # %% [markdown]
 # Left: the transfer ratio of f_∞'s examples against how far each network's kernel
@@ -305,24 +191,11 @@ glue("transfer_figure", fig, display=False)  # pasted into the reproduction repo
 # network and the linearised one.
 
 # %%
-beats = [transfer.white_box_beats_transfer(e) for e in evaluations]
-checks_passed = sum(all(b.values()) for b in beats)
-glue("transfer_whitebox_checks_passed", checks_passed, display=False)
-glue("transfer_whitebox_checks_total", len(beats), display=False)
-failing = [f"{r.seed}/{'linearised' if np.isnan(r.alpha) else f'α = {r.alpha:g}'}: "
-           + ", ".join(name for name, ok in b.items() if not ok)
-           for r, b in zip(trained, beats) if not all(b.values())]
+checks_passed, checks_total, failing = tables.white_box_checks(trained, evaluations)
 print(f"white-box at least as strong as every transfer on {checks_passed} of "
-      f"{len(beats)} networks")
-print("; ".join(failing) if failing else "")
-checked = {"f_∞": sources["f_∞"]}
-for r in trained:
-    if np.isnan(r.alpha) or r.alpha in (max(cfg.alphas), min(cfg.alphas)):
-        name = "linearised" if np.isnan(r.alpha) else f"α = {r.alpha:g}"
-        checked[f"seed {r.seed}, {name}"] = r.net.logits_fn()
-sanity = pd.concat([attacks.sanity_checks(fn, x_test, labels, cfg.epsilon,
-                                          steps=cfg.pgd_steps).assign(model=name)
-                    for name, fn in checked.items()], ignore_index=True)
+      f"{checks_total} networks")
+print("; ".join(failing))
+sanity = exp.sanity_checks(sources["f_∞"], trained, cfg.alphas)
 print(f"{sanity.passed.sum()} of {len(sanity)} attack sanity checks passed")
 sanity[~sanity.passed].set_index(["model", "check"]) if (~sanity.passed).any() else None
 
@@ -348,30 +221,8 @@ sanity[~sanity.passed].set_index(["model", "check"]) if (~sanity.passed).any() e
 # networks).
 
 # %%
-def ratio_of(seed, alpha, column="ratio, f_∞"):
-    """One network's value from ``results``: NaN α is the linearised network."""
-    rows = results[(results.seed == seed)
-                   & (results.alpha.isna() if alpha is None else results.alpha == alpha)]
-    return rows[column].iloc[0]
-
-
-control_table = pd.DataFrame([{
-    "seed": s,
-    "linearised: ratio, f_∞": ratio_of(s, None),
-    "linearised: ratio, logistic regression": ratio_of(
-        s, None, "ratio, logistic regression"),
-    "laziest net (largest α): ratio": ratio_of(s, max(cfg.alphas)),
-    "best trained net: ratio":
-        scaled_runs.loc[scaled_runs.seed == s, "ratio, f_∞"].max(),
-    "linearised: noise − transfer accuracy [95%]": str(stats.paired_difference(
-        *[(e.noise, e.transfer["f_∞"]) for r, e in zip(trained, evaluations)
-          if r.seed == s and np.isnan(r.alpha)][0]))}
-    for s in cfg.seeds])
-control_table["linearised at least as good"] = (
-    control_table["linearised: ratio, f_∞"]
-    >= control_table["best trained net: ratio"] - 1e-9)
-glue("transfer_control_table", control_table.round(3).set_index("seed"),
-     display=False)
+control_table = tables.control_table(results, trained, evaluations, cfg.seeds,
+                                     cfg.alphas)
 control_table.round(3)
 
 # %% [markdown]
@@ -385,45 +236,11 @@ control_table.round(3)
 # (clean − transfer at ε*) / (clean − `matched_accuracy`).
 
 # %%
-grid = np.asarray(cfg.matched_epsilons, np.float64)
-
-
-def matched_ratios(runs, source):
-    """Per network: the ε* at which its own PGD accuracy falls to ``matched_accuracy``
-    and the transfer ratio of ``source``'s PGD examples made at ε*."""
-    source_grid = [attacks.attack(source, x_test, labels, float(e), "pgd",
-                                  steps=cfg.pgd_steps).x_adv for e in grid]
-    rows = []
-    for r in progress(runs, desc="matched ε"):
-        fn = r.net.logits_fn()
-        own = attacks.sweep(fn, x_test, labels, grid, "pgd", keep_inputs=False,
-                            steps=cfg.pgd_steps).accuracy
-        moved = [transfer.correct_on(fn, images, labels).mean()
-                 for images in source_grid]
-        eps_star = transfer.matched_epsilon(grid, own, cfg.matched_accuracy)
-        clean = transfer.correct_on(fn, x_test, labels).mean()
-        rows.append({
-            "seed": r.seed, "alpha": r.alpha,
-            "α": "linearised" if np.isnan(r.alpha) else f"{r.alpha:g}",
-            "cosine distance": r.laziness.cosine_distance, "matched ε": eps_star,
-            "matched ratio": transfer.transfer_ratio(
-                clean, transfer.at_epsilon(grid, moved, eps_star),
-                cfg.matched_accuracy)})
-    return pd.DataFrame(rows)
-
-
-matched = matched_ratios(trained, sources["f_∞"])
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-shown = matched[matched.alpha.notna()]
-sns.scatterplot(shown, x="cosine distance", y="matched ε", hue="seed", ax=axes[0])
-sns.scatterplot(shown, x="cosine distance", y="matched ratio", hue="seed", ax=axes[1],
-                legend=False)
-for ax in axes:
-    ax.set_xscale("log")
-print(f"{int(matched['matched ε'].isna().sum())} nets never fell to the matched "
-      "accuracy")
-matched.groupby("α", sort=False)[["matched ε", "matched ratio"]].agg(
-    ["mean", "std"]).round(3)
+matched = exp.matched_ratios(trained, sources["f_∞"])
+figures.matched_robustness(matched)
+line, table = tables.matched_summary(matched)
+print(line)
+table
 
 # %% [markdown]
 # Left: the ε each network needs before its own PGD brings it down to the common
@@ -437,22 +254,9 @@ matched.groupby("α", sort=False)[["matched ε", "matched ratio"]].agg(
 # transfer changes more where features can change more.
 
 # %%
-deep_init, deep_apply, deep_sources, deep_rate, _ = surrogates_for(cfg.deep["depth"])
-deep_trained = sweep(deep_init, deep_apply, cfg.deep["alphas"], cfg.deep["seeds"],
-                     deep_rate)
-deep_images = attack_images({"f_∞": deep_sources["f_∞"], "logistic regression":
-                              sources["logistic regression"]}, cfg.epsilon)
-deep_evaluations = evaluate_all(deep_trained, deep_images)
-deep_matched = matched_ratios(deep_trained, deep_sources["f_∞"])
-deep_results = pd.DataFrame([{
-    "seed": r.seed, "α": "linearised" if np.isnan(r.alpha) else f"{r.alpha:g}",
-    "cosine distance": r.laziness.cosine_distance, "norm ratio": r.laziness.norm_ratio,
-    "reached target": r.reached, **e.row()}
-    for r, e in zip(deep_trained, deep_evaluations)])
-deep_results["matched ratio"] = deep_matched["matched ratio"].to_numpy()
-DEEP_COLUMNS = ["cosine distance", "norm ratio", "clean", "white-box",
-                "transfer from f_∞", "noise", "ratio, f_∞", "matched ratio"]
-deep_results.groupby("α", sort=False)[DEEP_COLUMNS].agg(["mean", "std"]).round(3)
+deep = exp.deep_sweep(cfg.deep["depth"], cfg.deep["alphas"], cfg.deep["seeds"],
+                      sources["logistic regression"], noise_images)
+tables.deep_table(deep)
 
 # %% [markdown]
 # Means and standard deviations over the seeds. The deep sweep is judged by the same
@@ -469,42 +273,13 @@ deep_results.groupby("α", sort=False)[DEEP_COLUMNS].agg(["mean", "std"]).round(
 # not used for the verdict.
 
 # %%
-width_jobs = [(w, s) for w in cfg.width_sweep["widths"] for s in cfg.seeds]
-width_runs = []
-for w, s in progress(width_jobs, desc="width sweep"):
-    w_init, w_apply, *_ = kernels.architecture("fc", depth=cfg.depth, width=w)
-    run = transfer.train_scaled(w_init, w_apply, x_train, y_train,
-                                cfg.width_sweep["alpha"], s, base_rate,
-                                cfg.target_loss, cfg.max_steps, probe)
-    e = transfer.evaluate(run.net.logits_fn(), x_test, labels, cfg.epsilon,
-                          {"f_∞": adversarial["f_∞"]}, noise_images, cfg.pgd_steps,
-                          cfg.smooth_sigma, cfg.smooth_samples, seed=s)
-    width_runs.append((w, run, e))
-by_width = pd.DataFrame([{"width": w, "seed": r.seed,
-                          "cosine distance": r.laziness.cosine_distance,
-                          "norm ratio": r.laziness.norm_ratio, **e.row()}
-                         for w, r, e in width_runs])
-width_measured = [e.run(r.seed, r.laziness.cosine_distance, "f_∞")
-                  for _, r, e in width_runs]
-if len(cfg.width_sweep["widths"]) >= 4:
-    width_rho, width_low, width_high, width_p, _ = claims.laziness_correlation(
-        width_measured)
-    width_text = (f"within-seed Spearman ρ of cosine distance and transfer ratio "
-                  f"{width_rho:+.2f} [{width_low:+.2f}, {width_high:+.2f}], one-sided "
-                  f"p = {width_p:.3g} for ρ < 0")
-else:
-    width_text = "too few widths for a rank correlation"
-fig, ax = plt.subplots(figsize=(6, 4))
-sns.scatterplot(by_width, x="cosine distance", y="ratio, f_∞", hue="width",
-                style="seed", palette="viridis", s=70, ax=ax,
-                hue_norm=matplotlib.colors.LogNorm())
-ax.set_xscale("log")
-ax.set_xlabel("cosine distance S(K₀, K_T)")
-ax.set_ylabel("transfer ratio of f_∞'s examples")
+width_runs = exp.width_sweep(cfg.width_sweep["widths"], cfg.width_sweep["alpha"],
+                             cfg.seeds, main.rate, adversarial["f_∞"], noise_images)
+by_width = tables.width_frame(width_runs)
+width_text = tables.width_text(width_runs)
+figures.width_sweep(by_width)
 print(f"Width sweep at α = {cfg.width_sweep['alpha']:g}: {width_text}")
-by_width.groupby("width")[["cosine distance", "norm ratio", "clean", "white-box",
-                           "transfer from f_∞", "ratio, f_∞"]].agg(
-    ["mean", "std"]).round(3)
+tables.width_summary(by_width)
 
 # %% [markdown]
 # One point per network, coloured by width. Read it with the α sweep: if the ratio
@@ -525,102 +300,33 @@ by_width.groupby("width")[["cosine distance", "norm ratio", "clean", "white-box"
 # whose clean accuracy differs from their seed's linearised network by more than 0.05
 # are not compared.
 
-# %% tags=["remove-input"]
-def claim_runs(runs, evals, matched_frame):
-    """The rule's inputs: the α runs and the linearised controls, f_∞ as surrogate,
-    logistic regression as the baseline, each with its matched ratio."""
-    measured_ = [e.run(r.seed, r.laziness.cosine_distance, "f_∞", "logistic regression",
-                       m)
-                 for r, e, m in zip(runs, evals, matched_frame["matched ratio"])]
-    is_control = [np.isnan(r.alpha) for r in runs]
-    return ([m for m, c in zip(measured_, is_control) if not c],
-            [m for m, c in zip(measured_, is_control) if c])
-
-
-main_runs, main_controls = claim_runs(trained, evaluations, matched)
-result = claims.claim2(main_runs, main_controls, checks_passed, len(beats))
-deep_beats = [all(transfer.white_box_beats_transfer(e).values())
-              for e in deep_evaluations]
-deep_result = claims.claim2(*claim_runs(deep_trained, deep_evaluations, deep_matched),
-                            sum(deep_beats), len(deep_beats))
-
-
-def seed_spread(column, frame=scaled_runs):
-    """Mean and sd over seeds of a column, at the largest and the smallest α."""
-    text = []
-    for a in (max(cfg.alphas), min(cfg.alphas)):
-        values = frame.loc[frame.alpha == a, column]
-        text.append(f"{values.mean():.3f} ± {values.std():.3f} at α = {a:g}")
-    return " and ".join(text)
-
-
-def rho_text(found):
-    return f"{found['rho']:+.2f} (one-sided p = {found['p_below']:.3g} for ρ < 0)"
-
-
-lazy_part = result.parts[4]
-lines = [
-    f"- Kernel cosine distance: {seed_spread('cosine distance')}; norm ratio "
-    f"{seed_spread('norm ratio')} (mean ± sd over {len(cfg.seeds)} seeds).",
-    f"- Clean accuracy {seed_spread('clean')}; white-box accuracy "
-    f"{seed_spread('white-box')}; {result.details['excluded']} nets left out for "
-    "their clean accuracy.",
-    f"- Accuracy on f_∞'s examples {seed_spread('transfer from f_∞')}; under noise "
-    f"{seed_spread('noise')}.",
-    f"- Transfer ratio of f_∞'s examples {seed_spread('ratio, f_∞')}; of logistic "
-    f"regression's {seed_spread('ratio, logistic regression')}.",
-    f"- Linearised networks: ratio {controls['ratio, f_∞'].mean():.3f} ± "
-    f"{controls['ratio, f_∞'].std():.3f}; the laziest trained nets' "
-    f"{control_table['laziest net (largest α): ratio'].mean():.3f}; the largest "
-    f"excess of a trained net over its lazy limit {lazy_part.estimate:+.3f} "
-    f"[{lazy_part.low:+.3f}, {lazy_part.high:+.3f}] ({lazy_part.weakest}).",
-    f"- Within-seed Spearman ρ of cosine distance and f_∞'s transfer ratio "
-    f"{rho_text(result.details)}; of cosine distance and the matched-robustness ratio "
-    f"{rho_text(result.details['matched'])}.",
-    f"- Depth {cfg.deep['depth']}: ρ {rho_text(deep_result.details)}, matched "
-    f"{rho_text(deep_result.details['matched'])}; the rule on the deep sweep alone: "
-    f"**{deep_result.verdict}**.",
-    f"- Width sweep at α = {cfg.width_sweep['alpha']:g}: {width_text}.",
-]
-for key, text in [("distance", seed_spread("cosine distance")),
-                  ("ratio", seed_spread("ratio, f_∞")),
-                  ("logistic_ratio", seed_spread("ratio, logistic regression")),
-                  ("rich_net_ratio", seed_spread("ratio, rich net")),
-                  ("matched_rho", rho_text(result.details["matched"])),
-                  ("rho", rho_text(result.details)),
-                  ("deep_rho", rho_text(deep_result.details)),
-                  ("deep_outcome", deep_result.verdict),
-                  ("width_rho", width_text)]:
+# %% tags=["remove-cell"]
+# The rule on the main and the deep sweep, and what the reproduction report pastes.
+main_runs, main_controls = tables.claim_runs(Sweep(trained, evaluations, matched))
+result = claims.claim2(main_runs, main_controls, checks_passed, checks_total)
+deep_passed, deep_total, _ = tables.white_box_checks(deep.runs, deep.evaluations)
+deep_result = claims.claim2(*tables.claim_runs(deep), deep_passed, deep_total)
+lines, glued = tables.summary(results, control_table, result, deep_result, width_text,
+                              cfg)
+glue("transfer_figure", ratio_figure, display=False)
+glue("transfer_whitebox_checks_passed", checks_passed, display=False)
+glue("transfer_whitebox_checks_total", checks_total, display=False)
+glue("transfer_control_table", control_table.round(3).set_index("seed"),
+     display=False)
+for key, text in glued.items():
     glue(f"transfer_{key}", text, display=False)
+
+# %% tags=["remove-input"]
 Markdown("\n".join(lines) + "\n\n" + report.glue_claim("claim2", result))
 
 # %% tags=["remove-cell"]
 # The report's table: accuracies pooled over the seeds' nets at the two ends of the
 # sweep, with Wilson intervals over all their test outcomes.
-def pooled(frame_runs, attribute):
-    outcomes = np.concatenate([getattr(m, attribute) for m in frame_runs])
-    return str(stats.accuracy(outcomes))
-
-
-ends = {f"α = {max(cfg.alphas):g} (lazy)": [m for m, r in zip(main_runs, trained)
-                                           if r.alpha == max(cfg.alphas)],
-        f"α = {min(cfg.alphas):g} (rich)": [m for m, r in zip(main_runs, trained)
-                                           if r.alpha == min(cfg.alphas)],
-        "linearised": main_controls}
-report_table = pd.DataFrame([{
-    "networks": name,
-    "cosine distance": f"{np.mean([m.distance for m in ms]):.3g}",
-    "clean": pooled(ms, "clean"), "white-box": pooled(ms, "white_box"),
-    "on f_∞'s examples": pooled(ms, "transfer"), "noise": pooled(ms, "noise"),
-    "transfer ratio (mean ± sd)": f"{np.mean([m.ratio for m in ms]):.2f} ± "
-                                  f"{np.std([m.ratio for m in ms], ddof=1):.2f}"}
-    for name, ms in ends.items()]).set_index("networks")
-glue("transfer_table", report_table, display=False)
+glue("transfer_table", tables.report_table(main_runs, main_controls, trained,
+                                           cfg.alphas), display=False)
 
 # %% tags=["remove-input"]
-glue("transfer_chapter_seconds", round(time.perf_counter() - chapter_start, 1),
-     display=False)
-print(f"chapter ran in {time.perf_counter() - chapter_start:.0f} s")
+_ = chapter.end(cfg, "transfer")  # the page shows its printed line, not the number
 
 # %% [markdown]
 # ## Exercises

@@ -49,31 +49,17 @@ epsilons = None
 check_epsilon = None
 pgd_steps = None
 seeds = None  # draws of the images on which the claim's rule runs (the first is `seed`)
-authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train, n_test); paper profile only
+authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
+#   n_test); paper profile only
 
-# %%
-import time
-
-import jax.numpy as jnp
-import numpy as np
-import pandas as pd
-import seaborn as sns
+# %% tags=["remove-input"]
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from ntk_notes import attacks, claims, data, kernels, plotting, report, stats
-from ntk_notes.profiles import settings
+from ntk_notes import chapter, claims, kernel_attacks, report
 
-cfg = settings("adversarial_without_training", profile, dataset=dataset, binary_classes=binary_classes,
-               seed=seed, fc=fc, conv=conv, epsilons=epsilons, check_epsilon=check_epsilon,
-               pgd_steps=pgd_steps, seeds=seeds, authors_setting=authors_setting)
-plotting.use_style()
-chapter_start = time.perf_counter()
-print(report.glue_setting(
-    "awt", cfg.profile,
-    f"{cfg.dataset}, digits {cfg.binary_classes[0]} vs {cfg.binary_classes[1]} and all ten digits; "
-    + "; ".join(f"{arch} kernel on {s['image_size']}² images, {s['n_train']} train / {s['n_test']} test"
-                for arch, s in [("FC", cfg.fc), ("Conv", cfg.conv)])))
+cfg = chapter.begin("adversarial_without_training", globals(), "awt",
+                    kernel_attacks.describe)
 
 # %% [markdown]
 # ## Four kernel predictors
@@ -90,23 +76,18 @@ print(report.glue_setting(
 # network is trained anywhere in this chapter.
 
 # %%
-tasks = {"3 vs 5": cfg.binary_classes, "10 classes": None}
-models = {}  # (task, architecture) -> (task data, predictor)
-rows = []
-for task_name, classes in tasks.items():
-    for arch, sizes in [("FC", cfg.fc), ("Conv", cfg.conv)]:
-        task = data.make_task(cfg.dataset, classes=classes, n_train=sizes["n_train"], n_test=sizes["n_test"],
-                              seed=cfg.seed, image_size=sizes["image_size"],
-                              data_dir=data_dir)
-        _, _, kernel_fn = kernels.architecture(arch.lower(), depth=1, n_out=task.y_train.shape[1])
-        start = time.perf_counter()
-        predictor = kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train)
-        models[task_name, arch] = (task, predictor)
-        rows.append({"task": task_name, "kernel": arch, "images": f"{sizes['image_size']}²",
-                     "train / test": f"{len(task.x_train)} / {len(task.x_test)}",
-                     "fit (s)": round(time.perf_counter() - start, 2),
-                     "clean test accuracy": kernels.accuracy(predictor.predict(task.x_test), task.labels_test)})
-pd.DataFrame(rows).set_index(["task", "kernel"])
+TASKS = {"3 vs 5": cfg.binary_classes, "10 classes": None}  # name: classes (None: all)
+SIZES = {"FC": cfg.fc, "Conv": cfg.conv}  # architecture: image_size, n_train, n_test
+
+
+def draw_models(draw_seed):
+    """The four kernel predictors on one draw of the images."""
+    return kernel_attacks.draw_models(cfg.dataset, TASKS, SIZES, draw_seed,
+                                      cfg.data_dir)
+
+
+models = draw_models(cfg.seed)  # (task, architecture) -> (task, predictor, fit seconds)
+kernel_attacks.fit_table(models)
 
 # %% [markdown]
 # ## Attacking the kernel predictor
@@ -127,46 +108,19 @@ pd.DataFrame(rows).set_index(["task", "kernel"])
 # depend on the test input. `KernelPredictor.logits_fn()` is that function.
 
 # %%
-curves = []
-for (task_name, arch), (task, predictor) in models.items():
-    curve = attacks.accuracy_vs_epsilon(predictor.logits_fn(), task.x_test, task.labels_test, cfg.epsilons,
-                                        steps=cfg.pgd_steps)
-    curves.append(curve.assign(task=task_name, kernel=arch))
-curves = pd.concat(curves, ignore_index=True)
-grid = sns.relplot(curves, x="epsilon", y="accuracy", hue="method", style="kernel", col="task", kind="line",
-                   markers=True, height=3.6, aspect=1.2)
-grid.set_axis_labels("ε (ℓ∞)", "test accuracy")
-grid.set(ylim=(-0.02, 1.02))
-glue("awt_figure", grid.figure, display=False)  # pasted into the reproduction report
+curves = kernel_attacks.epsilon_curves(models, cfg.epsilons, cfg.pgd_steps)
+fig = kernel_attacks.curves_figure(curves)
+
+# %% tags=["remove-cell"]
+glue("awt_figure", fig, display=False)  # pasted into the reproduction report
 
 # %%
-curves["accuracy [95% interval]"] = [
-    stats.accuracy_text(a, len(models[t, k][0].labels_test))
-    for a, t, k in zip(curves.accuracy, curves.task, curves.kernel)]
-table = curves.pivot_table(index=["task", "kernel", "method"], columns="epsilon",
-                           values="accuracy [95% interval]", aggfunc="first")
-table.columns = [f"ε={e:g}" for e in table.columns]
-table
-
-# %%
-def accuracy_at(task_name, arch, method, epsilon):
-    rows = curves[(curves.task == task_name) & (curves.kernel == arch) & (curves.method == method)]
-    return float(rows.loc[np.isclose(rows.epsilon, epsilon), "accuracy"].iloc[0])
-
-
-e = cfg.check_epsilon
-glue("awt_epsilon", e, display=False)
+kernel_attacks.curve_table(curves, models)
 
 # %% tags=["remove-input"]
-def sentence(task_name, arch):
-    clean, pgd, fgsm, noise = (accuracy_at(task_name, arch, m, eps) for m, eps in
-                               [("pgd", 0.0), ("pgd", e), ("fgsm", e), ("noise", e)])
-    return (f"{arch} kernel, {task_name}: clean {clean:.3f}, PGD {pgd:.3f}, FGSM {fgsm:.3f}, "
-            f"noise {noise:.3f}")
-
-
-Markdown(f"In this build, at ε = {e:g}: " + "; ".join(sentence(t, a) for t, a in models)
-         + ". Compare PGD with noise: the same size of perturbation, in a random direction.")
+e = cfg.check_epsilon
+glue("awt_epsilon", e, display=False)
+Markdown(kernel_attacks.curves_text(curves, e))
 
 # %% [markdown]
 # If PGD gains little over FGSM on these kernels (compare their rows in the table), that
@@ -186,13 +140,13 @@ Markdown(f"In this build, at ε = {e:g}: " + "; ".join(sentence(t, a) for t, a i
 # all.
 
 # %%
-checks = pd.concat([attacks.sanity_checks(predictor.logits_fn(), task.x_test, task.labels_test, cfg.check_epsilon,
-                                          steps=cfg.pgd_steps).assign(task=task_name, kernel=arch)
-                    for (task_name, arch), (task, predictor) in models.items()], ignore_index=True)
-glue("awt_checks_passed", int(checks.passed.sum()), display=False)
-glue("awt_checks_total", len(checks), display=False)
+checks = kernel_attacks.sanity_table(models, cfg.check_epsilon, cfg.pgd_steps)
 print(f"{checks.passed.sum()} of {len(checks)} checks passed")
 checks.set_index(["task", "kernel", "check"])
+
+# %% tags=["remove-cell"]
+glue("awt_checks_passed", int(checks.passed.sum()), display=False)
+glue("awt_checks_total", len(checks), display=False)
 
 # %% [markdown]
 # ## What the perturbations look like
@@ -202,22 +156,12 @@ checks.set_index(["task", "kernel", "check"])
 # predictor's output: the digit it predicts.
 
 # %%
-def show_attack(task_name, arch, n=8):
-    task, predictor = models[task_name, arch]
-    x, labels = task.x_test[:n], task.labels_test[:n]
-    result = attacks.attack(predictor.logits_fn(), x, labels, cfg.check_epsilon, "pgd", steps=cfg.pgd_steps)
-    names = lambda outputs: [task.class_names[c] for c in  # noqa: E731
-                             (outputs[:, 0] > 0 if outputs.shape[1] == 1 else outputs.argmax(1)).astype(int)]
-    clean_names, adversarial_names = names(predictor.predict(x)), names(predictor.predict(result.x_adv))
-    fig = plotting.adversarial_grid(x, result.x_adv, [f"→ {c}" for c in clean_names],
-                                    [f"→ {a}" for a in adversarial_names])
-    fig.suptitle(f"{arch} kernel, {task_name}, PGD ε = {cfg.check_epsilon:g}", y=1.02)
-
-
-show_attack("3 vs 5", "FC")
+fig = kernel_attacks.attack_figure(models, ("3 vs 5", "FC"), cfg.check_epsilon,
+                                   cfg.pgd_steps)
 
 # %%
-show_attack("10 classes", "FC")
+fig = kernel_attacks.attack_figure(models, ("10 classes", "FC"), cfg.check_epsilon,
+                                   cfg.pgd_steps)
 
 # %% [markdown]
 # What to look for: whether the perturbations concentrate on and around the strokes,
@@ -237,27 +181,20 @@ show_attack("10 classes", "FC")
 
 # %%
 if cfg.authors_setting:
-    authors_task = data.make_task(cfg.authors_setting["dataset"], classes=tuple(cfg.authors_setting["classes"]),
-                                  n_train=cfg.authors_setting["n_train"], n_test=cfg.authors_setting["n_test"],
-                                  seed=cfg.seed)
-    _, _, kernel_fn = kernels.architecture("fc", depth=1)
-    authors_logits = kernels.KernelPredictor(kernel_fn, authors_task.x_train, authors_task.y_train).logits_fn()
-    x, y = authors_task.x_test, authors_task.labels_test
-    ours = [kernels.accuracy(authors_logits(jnp.asarray(x)), y),
-            attacks.attack(authors_logits, x, y, 8 / 255, "fgsm").accuracy,
-            attacks.attack(authors_logits, x, y, 8 / 255, "pgd", steps=10, step_size=0.01).accuracy]
-    authors = pd.DataFrame({"authors (CIFAR-10)": [0.81, 0.02, 0.02], f"ours ({authors_task.dataset})": ours},
-                           index=["clean", "FGSM ε=8/255", "PGD-10 ε=8/255"])
-    glue("awt_authors_ours_clean", round(ours[0], 3), display=False)
-    glue("awt_authors_ours_pgd", round(ours[2], 3), display=False)
-    display(authors.round(3))
-    print(authors_task.class_names, f"{len(authors_task.x_train)} / {len(x)} images, {authors_task.x_train.shape[1:]}")
+    authors = kernel_attacks.authors_comparison(cfg.authors_setting, cfg.seed)
+    display(authors.table.round(3))
+    print(authors.task.class_names, f"{len(authors.task.x_train)} / "
+          f"{len(authors.task.x_test)} images, {authors.task.x_train.shape[1:]}")
 else:
-    not_run = f"not run under {cfg.profile} (needs CIFAR-10: paper profile)"
-    glue("awt_authors_ours_clean", not_run, display=False)
-    glue("awt_authors_ours_pgd", not_run, display=False)
-    display(Markdown(f"*Not run under the `{cfg.profile}` profile: this comparison needs CIFAR-10, which "
-                     "the `paper` profile downloads.*"))
+    display(Markdown(f"*Not run under the `{cfg.profile}` profile: this comparison "
+                     "needs CIFAR-10, which the `paper` profile downloads.*"))
+
+# %% tags=["remove-cell"]
+not_run = f"not run under {cfg.profile} (needs CIFAR-10: paper profile)"
+glue("awt_authors_ours_clean",
+     round(authors.ours[0], 3) if cfg.authors_setting else not_run, display=False)
+glue("awt_authors_ours_pgd",
+     round(authors.ours[2], 3) if cfg.authors_setting else not_run, display=False)
 
 # %% [markdown]
 # ## What we measured
@@ -271,55 +208,28 @@ else:
 # the claim: if one fails, the attack is unsound and the claim is *not tested*.
 
 # %%
-def outcomes_of(task_name, arch, task, predictor):
-    found = attacks.outcomes(predictor.logits_fn(), task.x_test, task.labels_test, e,
-                             "pgd", steps=cfg.pgd_steps)
-    majority = np.bincount(task.labels_test).max() / len(task.labels_test)
-    return f"{arch}, {task_name}", claims.AttackOutcomes(*found, majority)
-
-
-def draw_models(draw_seed):
-    """The four kernel predictors on another draw of the images."""
-    drawn = {}
-    for task_name, classes in tasks.items():
-        for arch, sizes in [("FC", cfg.fc), ("Conv", cfg.conv)]:
-            task = data.make_task(cfg.dataset, classes=classes, n_train=sizes["n_train"],
-                                  n_test=sizes["n_test"], seed=draw_seed,
-                                  image_size=sizes["image_size"], data_dir=data_dir)
-            kernel_fn = kernels.architecture(arch.lower(), depth=1,
-                                             n_out=task.y_train.shape[1])[2]
-            drawn[task_name, arch] = (task, kernels.KernelPredictor(
-                kernel_fn, task.x_train, task.y_train))
-    return drawn
-
-
 results = []
 for draw_seed in cfg.seeds:
     drawn = models if draw_seed == cfg.seed else draw_models(draw_seed)
-    found = dict(outcomes_of(t, a, *drawn[t, a]) for t, a in drawn)
+    found = kernel_attacks.attack_outcomes(drawn, cfg.check_epsilon, cfg.pgd_steps)
     results.append(claims.claim1(found, int(checks.passed.sum()), len(checks)))
     if draw_seed == cfg.seed:
         shown = found
 claim1 = claims.across_seeds(results)
-for task_name, key in [("3 vs 5", "binary"), ("10 classes", "multiclass")]:
-    for part, outcome in zip(["clean", "pgd", "noise"], shown[f"FC, {task_name}"][:3]):
-        glue(f"awt_fc_{key}_{part}", str(stats.accuracy(outcome)), display=False)
-pd.DataFrame([{"predictor": name, "clean": str(stats.accuracy(o.clean)),
-               "PGD": str(stats.accuracy(o.attacked)), "noise": str(stats.accuracy(o.noise)),
-               "removed by PGD": str(stats.paired_difference(o.clean, o.attacked))}
-              for name, o in shown.items()]).set_index("predictor")
-
-# %% tags=["remove-input"]
-smallest = min(len(o.clean) for o in shown.values())
-Markdown(report.glue_claim("claim1", claim1)
-         + f"\n\nThe smallest test set here has {smallest} images: on it an accuracy is told "
-         f"apart from 0.5 (80% power) once it differs by "
-         f"{stats.detectable_difference(smallest, 0.5):.3f}, and the parts' thresholds "
-         f"are {claims.DROP:g} away.")
+kernel_attacks.outcome_table(shown)
 
 # %% tags=["remove-cell"]
-glue("awt_chapter_seconds", round(time.perf_counter() - chapter_start, 1), display=False)
-print(f"chapter ran in {time.perf_counter() - chapter_start:.0f} s")
+glued = kernel_attacks.fc_summary(shown, {"3 vs 5": "binary",
+                                          "10 classes": "multiclass"})
+for key, value in glued.items():
+    glue(key, value, display=False)
+
+# %% tags=["remove-input"]
+Markdown(report.glue_claim("claim1", claim1) + "\n\n"
+         + kernel_attacks.resolution_text(shown))
+
+# %% tags=["remove-input"]
+chapter.end(cfg, "awt");
 
 # %% [markdown]
 # ## Exercises

@@ -44,33 +44,18 @@ seed = None
 epsilon = None
 top_k = None  # the k of the eigenspace overlap and of the output correlation
 scored = None  # data of the scored comparison: image_size, n_train, n_test
-myrtle = None  # data on which Myrtle-5 joins: image_size, n_train, n_test, robustness (scored or not)
+myrtle = None  # data on which Myrtle-5 joins: image_size, n_train, n_test, robustness
+#   (scored or not)
 seeds = None  # draws of the images on which the scored comparison runs
 
-# %%
-import time
-
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import seaborn as sns
+# %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
-import scipy.stats
 
-from ntk_notes import attacks, claims, data, kernels, plotting, report, spectral, stats
-from ntk_notes.profiles import settings
+from ntk_notes import chapter, claims, consistency, report
 
-cfg = settings("architecture_consistency", profile, dataset=dataset, classes=classes,
-               seed=seed, epsilon=epsilon, top_k=top_k, scored=scored, myrtle=myrtle,
-               seeds=seeds)
-plotting.use_style()
-chapter_start = time.perf_counter()
-print(report.glue_setting(
-    "consistency", cfg.profile,
-    f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}; FC-1/2/3, Conv and null kernels on {cfg.scored['image_size']}² "
-    f"images, {cfg.scored['n_train']} train / {cfg.scored['n_test']} test; Myrtle-5 on {cfg.myrtle['image_size']}² "
-    f"images, {cfg.myrtle['n_train']} / {cfg.myrtle['n_test']}{'' if cfg.myrtle['robustness'] else ' (eigenspaces only)'}"))
+cfg = chapter.begin("architecture_consistency", globals(), "consistency",
+                    consistency.describe)
 
 # %% [markdown]
 # ## Five kernels, and two that are not neural tangent kernels
@@ -94,46 +79,16 @@ print(report.glue_setting(
 # larger, its fit gets a ridge of 10⁻⁶ times its mean diagonal.
 
 # %%
-ARCHITECTURES = {"FC-1": ("fc", 1), "FC-2": ("fc", 2), "FC-3": ("fc", 3),
-                 "Conv": ("conv", 1), "Myrtle-5": ("myrtle", 5)}
-NULLS = ("linear", "RBF")
-
-
-def kernels_for(task, names):
-    """The kernel functions of the named NTKs and of the two null kernels on this task."""
-    chosen = {name: kernels.architecture(*ARCHITECTURES[name])[2] for name in names}
-    chosen["linear"] = kernels.null_kernel("linear")
-    chosen["RBF"] = kernels.null_kernel("rbf", kernels.median_bandwidth(task.x_train))
-    return chosen
-
-
-def comparison(sizes, names, robustness, draw_seed):
-    task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=sizes["n_train"],
-                          n_test=sizes["n_test"], seed=draw_seed,
-                          image_size=sizes["image_size"], data_dir=data_dir)
-    ridge = {"linear": 1e-6} if len(task.x_train) >= task.x_train[0].size else {}
-    runs = spectral.kernel_features(kernels_for(task, names), task,
-                                    cfg.epsilon if robustness else None, ridge=ridge)
-    return task, runs
-
-
-with_myrtle_scored = cfg.myrtle["robustness"]
-scored_names = [n for n in ARCHITECTURES if with_myrtle_scored or n != "Myrtle-5"]
-draws = {s: comparison(cfg.scored, scored_names, True, s) for s in cfg.seeds}
+ARCHITECTURES = dict(consistency.ARCHITECTURES)  # name: (architecture, depth)
+scored_names = [n for n in ARCHITECTURES if cfg.myrtle["robustness"] or n != "Myrtle-5"]
+draws = {s: consistency.comparison(cfg, cfg.scored, scored_names, True, s,
+                                   ARCHITECTURES)
+         for s in cfg.seeds}
 task, scored_runs = draws[cfg.seeds[0]]
-if with_myrtle_scored and cfg.myrtle == {**cfg.scored, "robustness": True}:
-    small_task, small_runs = task, scored_runs
-else:
-    small_task, small_runs = comparison(cfg.myrtle, list(ARCHITECTURES),
-                                        cfg.myrtle["robustness"], cfg.seeds[0])
-pd.DataFrame([{"comparison": title, "kernel": name, "images": f"{t.x_train.shape[1]}²",
-               "train / test": f"{len(t.x_train)} / {len(t.x_test)}",
-               "seconds": round(run.seconds, 1),
-               "test accuracy f_∞": str(stats.accuracy(
-                   attacks.is_correct(run.scores.clean_outputs.sum(0), t.labels_test)))}
-              for title, t, runs in [("scored", task, scored_runs),
-                                     ("with Myrtle", small_task, small_runs)]
-              for name, run in runs.items()]).set_index(["comparison", "kernel"])
+small_task, small_runs = consistency.with_myrtle(cfg, draws[cfg.seeds[0]],
+                                                 ARCHITECTURES)
+consistency.kernel_table({"scored": (task, scored_runs),
+                          "with Myrtle": (small_task, small_runs)})
 
 # %% [markdown]
 # ## The curves, overlaid
@@ -143,19 +98,8 @@ pd.DataFrame([{"comparison": title, "kernel": name, "images": f"{t.x_train.shape
 # dashed.
 
 # %%
-window = max(3, len(task.x_train) // 30)
-fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-for name, run in scored_runs.items():
-    index = np.arange(1, len(run.scores.usefulness) + 1)
-    style = "--" if name in NULLS else "-"
-    for ax, score in zip(axes, [run.scores.usefulness, run.scores.robustness]):
-        ax.plot(index, pd.Series(score).rolling(window, center=True, min_periods=1).mean(),
-                ls=style, label=name)
-axes[0].set(xscale="log", xlabel="eigen-index i", ylabel="test accuracy", title="usefulness")
-axes[1].set(xscale="log", xlabel="eigen-index i",
-            title=f"robustness (FGSM, ε = {cfg.epsilon:g})")
-axes[1].legend(fontsize="small")
-fig.tight_layout()
+fig = consistency.curves_figure(scored_runs, cfg.epsilon,
+                                window=max(3, len(task.x_train) // 30))
 
 # %% [markdown]
 # ## How similar are the features?
@@ -171,36 +115,11 @@ fig.tight_layout()
 # The last rows and columns of each matrix are the null kernels.
 
 # %%
-def measures(k, with_robustness=True):
-    """The similarity measures, as functions of two kernels' features on the same images."""
-    chosen = {}
-    if with_robustness:
-        chosen["robustness rank correlation"] = lambda a, b: scipy.stats.spearmanr(
-            a.scores.robustness, b.scores.robustness)[0]
-    chosen[f"top-{k} eigenspace overlap"] = lambda a, b: spectral.eigenspace_overlap(
-        a.predictor.eigen[1], b.predictor.eigen[1], k)
-    chosen[f"output correlation, top {k}"] = lambda a, b: float(np.nanmean(
-        spectral.output_correlation(a.scores.clean_outputs[:k], b.scores.clean_outputs[:k])))
-    return chosen
-
-
-def heatmaps(runs, chosen, axes):
-    """One annotated similarity matrix per measure, on one colour scale; returns them."""
-    names = list(runs)
-    matrices = {title: pd.DataFrame([[measure(runs[a], runs[b]) for b in names]
-                                     for a in names], index=names, columns=names)
-                for title, measure in chosen.items()}
-    for ax, (title, matrix) in zip(axes, matrices.items()):
-        sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis",
-                    cbar=False, ax=ax, square=True)
-        ax.set_title(title)
-    return matrices
-
-
 k = min(cfg.top_k, len(task.x_train) - 1)
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-matrices = heatmaps(scored_runs, measures(k), axes)
-fig.tight_layout()
+matrices = consistency.similarity(scored_runs, consistency.measures(k))
+fig = consistency.heatmaps(matrices)
+
+# %% tags=["remove-cell"]
 glue("consistency_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% [markdown]
@@ -211,9 +130,9 @@ glue("consistency_figure", fig, display=False)  # pasted into the reproduction r
 
 # %%
 k_small = min(cfg.top_k, len(small_task.x_train) - 1)
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-small_matrices = heatmaps(small_runs, measures(k_small, with_robustness=False), axes)
-fig.tight_layout()
+small_matrices = consistency.similarity(
+    small_runs, consistency.measures(k_small, with_robustness=False))
+fig = consistency.heatmaps(small_matrices)
 
 # %% [markdown]
 # ## What we measured
@@ -227,42 +146,26 @@ fig.tight_layout()
 # if it held on every draw); the comparison with Myrtle-5 on the first.
 
 # %%
-def rule(runs, names, with_robustness):
-    ntks = {n: runs[n].predictor.k_train_train for n in names}
-    nulls = {n: runs[n].predictor.k_train_train for n in NULLS}
-    robust = {n: runs[n].scores.robustness for n in runs} if with_robustness else None
-    return claims.claim4(ntks, nulls, min(cfg.top_k, len(next(iter(ntks.values()))) - 1),
-                         robustness=robust, seed=cfg.seed)
-
-
-scored_rule = claims.across_seeds([rule(runs, scored_names, True)
-                                   for _, runs in draws.values()])
-myrtle_rule = rule(small_runs, list(ARCHITECTURES), False)
-myrtle_rule = myrtle_rule._replace(parts=tuple(
-    p._replace(name=f"with Myrtle-5, {small_task.x_train.shape[1]}² images: {p.name}")
-    for p in myrtle_rule.parts))
-consistency = claims.merge("4", [scored_rule, myrtle_rule])
-ntk_pairs = ~np.eye(len(scored_names), dtype=bool)
-for key, (title, matrix) in zip(["rank_correlation", "eigenspace_overlap", "output_correlation"],
-                                matrices.items()):
-    within = matrix.loc[scored_names, scored_names].to_numpy()[ntk_pairs].mean()
-    glue(f"consistency_{key}", round(float(within), 2), display=False)
-    glue(f"consistency_{key}_null", round(float(
-        max(matrix.loc[scored_names, z].mean() for z in NULLS)), 2), display=False)
-glue("consistency_top_k", k, display=False)
-glue("consistency_chance_overlap", round(k / len(task.x_train), 2), display=False)
-
-# %% tags=["remove-input"]
-widths = [(p.high - p.low) / 2 for p in consistency.parts]
-Markdown(report.glue_claim("claim4", consistency)
-         + "\n\nWhat this size can resolve: the parts' intervals are "
-         + ", ".join(f"±{w:.3f}" for w in widths)
-         + " wide around their estimates; an excess smaller than that cannot be told from 0.")
+scored_rule = claims.across_seeds(
+    [consistency.rule(runs, scored_names, cfg.top_k, cfg.seed)
+     for _, runs in draws.values()])
+myrtle_rule = consistency.prefixed(
+    consistency.rule(small_runs, list(ARCHITECTURES), cfg.top_k, cfg.seed,
+                     with_robustness=False),
+    f"with Myrtle-5, {small_task.x_train.shape[1]}² images: ")
+consistency_result = claims.merge("4", [scored_rule, myrtle_rule])
 
 # %% tags=["remove-cell"]
-glue("consistency_chapter_seconds", round(time.perf_counter() - chapter_start, 1),
-     display=False)
-print(f"chapter ran in {time.perf_counter() - chapter_start:.0f} s")
+glued = consistency.summary(matrices, scored_names, k, len(task.x_train))
+for key, value in glued.items():
+    glue(key, value, display=False)
+
+# %% tags=["remove-input"]
+Markdown(report.glue_claim("claim4", consistency_result) + "\n\n"
+         + consistency.resolution_text(consistency_result))
+
+# %% tags=["remove-input"]
+chapter.end(cfg, "consistency");
 
 # %% [markdown]
 # ## Exercises

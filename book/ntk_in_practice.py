@@ -51,31 +51,15 @@ seeds = None
 train_steps = None
 probe_size = None
 
-# %%
-import time
-
-import jax
+# %% tags=["remove-input"]
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import data, empirical, kernels, plotting, report, spectral, training
-from ntk_notes.profiles import settings
+from ntk_notes import chapter, convergence, data, plotting, training
 
-cfg = settings("ntk_in_practice", profile, dataset=dataset, classes=classes, n_train=n_train, n_test=n_test,
-               image_size=image_size, depths=depths, widths=widths, seeds=seeds, train_steps=train_steps,
-               probe_size=probe_size)
-plotting.use_style()
-chapter_start = time.perf_counter()
-print(report.glue_setting(
-    "ntk", cfg.profile,
-    f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}, {cfg.image_size}² images, {cfg.n_train} train / "
-    f"{cfg.n_test} test; FC depths {', '.join(map(str, cfg.depths))}, widths {min(cfg.widths)} to {max(cfg.widths)}, "
-    f"seeds {', '.join(map(str, cfg.seeds))}"))
+cfg = chapter.begin("ntk_in_practice", globals(), "ntk", convergence.describe)
 
 # %% [markdown]
 # ## The task
@@ -87,11 +71,13 @@ print(report.glue_setting(
 # antialiasing when the profile says so, which keeps the wide networks below cheap on a CPU.
 
 # %%
-task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test, seed=0,
-                      image_size=cfg.image_size, data_dir=data_dir)
+task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train,
+                      n_test=cfg.n_test, seed=0, image_size=cfg.image_size,
+                      data_dir=cfg.data_dir)
 x_train, y_train = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
-x_test, y_test = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
-fig = plotting.image_grid(task.x_train[:16], [f"digit {task.class_names[c]}" for c in task.labels_train[:16]])
+x_test = jnp.asarray(task.x_test)
+fig = plotting.image_grid(task.x_train[:16], [f"digit {task.class_names[c]}"
+                                              for c in task.labels_train[:16]])
 
 # %% [markdown]
 # ## The infinite-width kernel as a predictor
@@ -114,29 +100,11 @@ fig = plotting.image_grid(task.x_train[:16], [f"digit {task.class_names[c]}" for
 # %%
 architectures = {f"FC depth {d}": ("fc", d) for d in cfg.depths}
 architectures["Conv depth 1"] = ("conv", 1)
-predictors, rows = {}, []
-for label, (name, depth) in architectures.items():
-    _, _, kernel_fn = kernels.architecture(name, depth)
-    start = time.perf_counter()
-    predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
-    k_test = kernels.kernel_matrix(kernel_fn, x_test, x_train)
-    seconds = time.perf_counter() - start
-    predictors[label] = (predictor, k_test)
-    rows.append({"architecture": label, "kernel + solve (s)": round(seconds, 2),
-                 "train accuracy f_∞": kernels.accuracy(predictor.predict(x_train, k_test_train=predictor.k_train_train), task.labels_train),
-                 "test accuracy f_∞": kernels.accuracy(predictor.predict(x_test, k_test_train=k_test), task.labels_test)})
-accuracy_table = pd.DataFrame(rows).set_index("architecture")
+predictors, accuracy_table = convergence.fit_predictors(architectures, task)
 accuracy_table
 
 # %% tags=["remove-input"]
-train_accuracy = accuracy_table["train accuracy f_∞"]
-test_accuracy = accuracy_table["test accuracy f_∞"]
-train_range = f"{train_accuracy.min():.3f}" + (
-    f" to {train_accuracy.max():.3f}" if train_accuracy.min() < train_accuracy.max()
-    else " for every kernel")
-Markdown(f"In this build f_∞ has train accuracy {train_range} and test accuracy "
-         f"{test_accuracy.min():.3f} ({test_accuracy.idxmin()}) to "
-         f"{test_accuracy.max():.3f} ({test_accuracy.idxmax()}).")
+Markdown(convergence.accuracy_text(accuracy_table))
 
 # %% [markdown]
 # Kernel regression interpolates: f_∞(X) = Θ Θ⁻¹ Y = Y, so one expects train accuracy 1;
@@ -147,24 +115,8 @@ Markdown(f"In this build f_∞ has train accuracy {train_range} and test accurac
 
 # %%
 taus = np.logspace(-2, 5, 29)
-curves = []
-for label, (predictor, k_test) in predictors.items():
-    top = predictor.eigen[0][0]
-    for tau in taus:
-        t = tau * predictor.y_train.size / top
-        curves.append({"architecture": label, "τ = λ₁t/N": tau,
-                       "test accuracy": kernels.accuracy(predictor.predict(x_test, t, k_test_train=k_test), task.labels_test),
-                       "train loss": 0.5 * float(np.mean((predictor.predict(x_train, t, k_test_train=predictor.k_train_train) - task.y_train) ** 2))})
-curves = pd.DataFrame(curves)
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-sns.lineplot(curves, x="τ = λ₁t/N", y="test accuracy", hue="architecture", ax=axes[0])
-sns.lineplot(curves, x="τ = λ₁t/N", y="train loss", hue="architecture", ax=axes[1], legend=False)
-for ax in axes:
-    ax.set_xscale("log")
-axes[1].set_yscale("log")
-axes[0].set_title("test accuracy of f_t")
-axes[1].set_title("training loss of f_t")
-fig.tight_layout()
+curves = convergence.flow_curves(predictors, task, taus)
+fig = convergence.flow_figure(curves)
 
 # %% [markdown]
 # Look for test accuracy to rise long before the training loss is small: if the first
@@ -172,19 +124,7 @@ fig.tight_layout()
 # accurate early. We return to this in the section on the spectrum.
 
 # %% tags=["remove-input"]
-def early_accuracy(curve):
-    """τ at which test accuracy first comes within 0.01 of its best, and the training
-    loss there as a share of its value at the first τ."""
-    first = curve[curve["test accuracy"] >= curve["test accuracy"].max() - 0.01].iloc[0]
-    return first["τ = λ₁t/N"], first["train loss"] / curve["train loss"].iloc[0]
-
-
-early = {label: early_accuracy(curve)
-         for label, curve in curves.groupby("architecture", sort=False)}
-Markdown("In this build test accuracy comes within 0.01 of its best at "
-         + "; ".join(f"τ = {tau:.3g} for {label}, where the training loss is still "
-                     f"{share:.2g} of its value at τ = {taus[0]:g}"
-                     for label, (tau, share) in early.items()) + ".")
+Markdown(convergence.early_text(curves))
 
 # %% [markdown]
 # ## Finite networks and the lazy regime
@@ -207,58 +147,23 @@ Markdown("In this build test accuracy comes within 0.01 of its best at "
 # images.
 
 # %%
-init_fn, apply_fn, kernel_fn = kernels.architecture("fc", 1)
 reference, k_test = predictors["FC depth 1"]
 learning_rate = training.stable_learning_rate(reference.k_train_train)
 t_train = learning_rate * cfg.train_steps
 mean_prediction = reference.predict(x_test, t_train, k_test_train=k_test)
-probe = x_train[: cfg.probe_size]
-runs = []
-for width in cfg.widths:
-    init_fn, apply_fn, _ = kernels.architecture("fc", 1, width=width)
-    for seed in cfg.seeds:
-        _, params = init_fn(jax.random.PRNGKey(seed), x_train.shape)
-        start = time.perf_counter()
-        net = training.train(apply_fn, params, x_train, y_train, learning_rate, cfg.train_steps)
-        outputs = np.asarray(apply_fn(net.params, x_test))
-        own_limit = reference.predict(x_test, t_train, k_test_train=k_test,
-                                      f0_train=apply_fn(params, x_train), f0_test=apply_fn(params, x_test))
-        kernel_0 = empirical.empirical_ntk(apply_fn, net.params_init, probe, trace=True,
-                                           implementation="jacobian_contraction")
-        kernel_t = empirical.empirical_ntk(apply_fn, net.params, probe, trace=True,
-                                           implementation="jacobian_contraction")
-        runs.append({"width": width, "seed": seed, "seconds": time.perf_counter() - start,
-                     "train loss": net.losses[-1],
-                     "test accuracy": kernels.accuracy(outputs, task.labels_test),
-                     "distance to own limit": float(np.sqrt(np.mean((outputs - own_limit) ** 2))),
-                     "distance to f_t": float(np.sqrt(np.mean((outputs - mean_prediction) ** 2))),
-                     "parameter change": training.relative_change(net.params_init, net.params),
-                     "kernel change": training.relative_change(kernel_0, kernel_t)})
-runs = pd.DataFrame(runs)
+runs = convergence.width_sweep(reference, k_test, task, cfg.widths, cfg.seeds,
+                               learning_rate, cfg.train_steps, cfg.probe_size,
+                               mean_prediction=mean_prediction)
 runs.groupby("width").mean(numeric_only=True).drop(columns="seed").round(4)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-long = runs.melt(id_vars=["width", "seed"], value_vars=["distance to own limit", "distance to f_t"],
-                 var_name="compared with", value_name="RMS distance of test outputs")
-sns.lineplot(long, x="width", y="RMS distance of test outputs", hue="compared with", marker="o",
-             errorbar="sd", ax=axes[0])
-moves = runs.melt(id_vars=["width", "seed"], value_vars=["parameter change", "kernel change"],
-                  var_name="relative change during training", value_name="‖after − before‖ / ‖before‖")
-sns.lineplot(moves, x="width", y="‖after − before‖ / ‖before‖", hue="relative change during training",
-             marker="o", errorbar="sd", ax=axes[1])
-for ax in axes:
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-axes[0].set_title("finite network vs infinite-width prediction")
-axes[1].set_title("how far training moves the network")
-fig.tight_layout()
-means = runs.groupby("width").mean(numeric_only=True)
-slopes = {column: plotting.loglog_slope(means.index, means[column])
-          for column in ["distance to own limit", "parameter change", "kernel change"]}
+fig = convergence.width_figure(runs)
+slopes = convergence.width_slopes(runs)
+print("log-log slopes against width:", {k: round(v, 2) for k, v in slopes.items()})
+
+# %% tags=["remove-cell"]
 for column, slope in slopes.items():
     glue(f"slope_{column.replace(' ', '_')}", round(slope, 2), display=False)
-print("log-log slopes against width:", {k: round(v, 2) for k, v in slopes.items()})
 
 # %% [markdown]
 # What this run measured, as power-law exponents against width (log-log slopes over the
@@ -278,13 +183,7 @@ print("log-log slopes against width:", {k: round(v, 2) for k, v in slopes.items(
 # ensembles.
 
 # %% tags=["remove-input"]
-to_mean, to_own = means["distance to f_t"], means["distance to own limit"]
-slope_to_mean = plotting.loglog_slope(means.index, to_mean)
-Markdown(f"In this build the distance to f_t has log-log slope {slope_to_mean:.2f} "
-         f"against width and goes from {to_mean.iloc[0]:.3g} at width {means.index[0]} "
-         f"to {to_mean.iloc[-1]:.3g} at width {means.index[-1]}; the distance to the "
-         f"network's own limit goes from {to_own.iloc[0]:.3g} to "
-         f"{to_own.iloc[-1]:.3g}.")
+Markdown(convergence.distance_text(runs))
 
 # %% [markdown]
 # ## The spectrum of the kernel, and where the labels live
@@ -294,21 +193,8 @@ Markdown(f"In this build the distance to f_t has log-log slope {slope_to_mean:.2
 # E_k = Σ_{i≤k} (vᵢᵀY)² / ‖Y‖², tells how much of the task is learned early.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-energy_rows = []
-for label, (predictor, _) in predictors.items():
-    values, vectors = predictor.eigen
-    index = np.arange(1, len(values) + 1)
-    axes[0].loglog(index, values / values[0], label=label)
-    energy = spectral.label_energy(vectors, task.y_train)
-    axes[1].semilogx(index, energy, label=label)
-    energy_rows.append({"architecture": label, **{f"E_{k}": round(float(energy[k - 1]), 3)
-                                                  for k in (1, 10, 50) if k <= len(energy)}})
-axes[0].set(xlabel="index i", ylabel="λᵢ / λ₁", title="eigenvalues of Θ(X, X)")
-axes[1].set(xlabel="k", ylabel="E_k", title="share of the labels in the top-k eigenvectors")
-axes[0].legend()
-fig.tight_layout()
-pd.DataFrame(energy_rows).set_index("architecture")
+fig = convergence.spectrum_figure(predictors, task.y_train)
+convergence.energy_table(predictors, task.y_train)
 
 # %% [markdown]
 # What to look for: a ReLU kernel on images of non-negative pixels has positive entries,
@@ -321,22 +207,10 @@ pd.DataFrame(energy_rows).set_index("architecture")
 # sit at the top of the spectrum.
 
 # %% tags=["remove-input"]
-def spectrum_summary(label, predictor):
-    values, vectors = predictor.eigen
-    energy = spectral.label_energy(vectors, task.y_train)
-    constant = abs(vectors[:, 0].sum()) / np.sqrt(len(vectors))
-    return (f"{label}: λ₁/λ₂ = {values[0] / values[1]:.3g}, cosine of v₁ with the "
-            f"constant vector {constant:.3f}, E_1 = {energy[0]:.3f}, "
-            f"E_10 = {energy[min(9, len(energy) - 1)]:.3f}")
+Markdown(convergence.spectrum_text(predictors, task.y_train))
 
-
-Markdown("In this build: " + "; ".join(spectrum_summary(label, predictor)
-                                       for label, (predictor, _) in predictors.items())
-         + ".")
-
-# %%
-glue("chapter_seconds", round(time.perf_counter() - chapter_start, 1), display=False)
-print(f"chapter executed in {time.perf_counter() - chapter_start:.1f} s under the {cfg.profile!r} profile")
+# %% tags=["remove-input"]
+chapter.end(cfg, "ntk");
 
 # %% [markdown]
 # ## Exercises

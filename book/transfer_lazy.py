@@ -363,7 +363,7 @@ _ = chapter.end(cfg, "transfer")  # the page shows its printed line, not the num
 # ```{admonition} Solution 3
 # :class: dropdown
 # Compare the "cosine distance" and "norm ratio" columns of the training table per α,
-# and compute `training.relative_change` of the two kernels if you keep them (the probe
+# and compute `kernel_metrics.relative_change` of the two kernels if you keep them (the probe
 # kernels are recomputed by `transfer.laziness`). What to look for: runs whose norm
 # ratio is far from 1 while their cosine distance stays small. For them the relative
 # change ‖K_T − K₀‖ / ‖K₀‖ is about |norm ratio − 1|, so it would call them far from

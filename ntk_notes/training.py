@@ -18,7 +18,6 @@ import numpy as np
 import optax
 from jax.tree_util import Partial
 
-from ntk_notes import kernel_metrics
 from ntk_notes.attacks import as_model, default_loss, per_example_loss
 from ntk_notes.progress import progress
 
@@ -177,4 +176,3 @@ def stable_learning_rate(k_train_train, n_outputs: int = 1, fraction: float = 1.
     return float(fraction * k.shape[0] * n_outputs / np.linalg.eigvalsh(k)[-1])
 
 
-relative_change = kernel_metrics.relative_change  # alias until the issue-13 merge

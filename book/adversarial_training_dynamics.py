@@ -263,7 +263,7 @@ experiment.glue_report_values(settling, final, cfg);  # the report's claim-7 tab
 Markdown(experiment.turned_text(settling))
 
 # %% tags=["remove-input"]
-chapter.end(cfg, "dynamics");
+chapter.end(cfg, "dynamics")
 
 # %% [markdown]
 # ## Exercises

@@ -229,7 +229,7 @@ Markdown(report.glue_claim("claim1", claim1) + "\n\n"
          + kernel_attacks.resolution_text(shown))
 
 # %% tags=["remove-input"]
-chapter.end(cfg, "awt");
+chapter.end(cfg, "awt")
 
 # %% [markdown]
 # ## Exercises

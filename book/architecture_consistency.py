@@ -165,7 +165,7 @@ Markdown(report.glue_claim("claim4", consistency_result) + "\n\n"
          + consistency.resolution_text(consistency_result))
 
 # %% tags=["remove-input"]
-chapter.end(cfg, "consistency");
+chapter.end(cfg, "consistency")
 
 # %% [markdown]
 # ## Exercises

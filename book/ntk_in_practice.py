@@ -210,7 +210,7 @@ convergence.energy_table(predictors, task.y_train)
 Markdown(convergence.spectrum_text(predictors, task.y_train))
 
 # %% tags=["remove-input"]
-chapter.end(cfg, "ntk");
+chapter.end(cfg, "ntk")
 
 # %% [markdown]
 # ## Exercises

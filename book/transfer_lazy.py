@@ -326,7 +326,7 @@ glue("transfer_table", tables.report_table(main_runs, main_controls, trained,
                                            cfg.alphas), display=False)
 
 # %% tags=["remove-input"]
-_ = chapter.end(cfg, "transfer")  # the page shows its printed line, not the number
+chapter.end(cfg, "transfer")
 
 # %% [markdown]
 # ## Exercises

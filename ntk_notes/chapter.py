@@ -37,12 +37,11 @@ def begin(notebook: str, namespace: Mapping, key: str,
     return cfg
 
 
-def end(cfg: SimpleNamespace, key: str) -> float:
+def end(cfg: SimpleNamespace, key: str) -> None:
     """Glue ``<key>_chapter_seconds`` (hidden) and print the chapter's running time since
-    ``begin``; returns it in seconds."""
+    ``begin``. Returns nothing, so that a chapter's last line shows no bare number."""
     from myst_nb import glue
 
     seconds = time.perf_counter() - cfg.started
     glue(f"{key}_chapter_seconds", round(seconds, 1), display=False)
     print(f"chapter ran in {seconds:.0f} s under the {cfg.profile!r} profile")
-    return seconds

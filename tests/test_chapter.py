@@ -1,0 +1,41 @@
+"""The chapters' opening and closing (``ntk_notes.chapter``)."""
+
+import myst_nb
+import pytest
+
+from ntk_notes import chapter
+from ntk_notes.profiles import SIZES
+
+
+@pytest.fixture
+def glued(monkeypatch):
+    """Every glue call, as {key: value}, instead of a notebook's display."""
+    calls = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: calls.__setitem__(key, value))
+    return calls
+
+
+def test_begin_takes_the_profile_and_the_parameters_cell(glued):
+    namespace = {"profile": "smoke", "data_dir": "/data", "n_train": 10, "n_test": None, "unrelated": 3}
+    cfg = chapter.begin("transfer_lazy", namespace, "transfer", lambda c: f"{c.n_train} / {c.n_test}")
+    smoke = SIZES["transfer_lazy"]["smoke"]
+    assert cfg.profile == "smoke" and cfg.n_train == 10 and cfg.n_test == smoke["n_test"]
+    assert cfg.width == smoke["width"] and cfg.data_dir == "/data" and not hasattr(cfg, "unrelated")
+    assert glued["transfer_setting"] == f"smoke profile: 10 / {smoke['n_test']}"
+
+
+def test_end_glues_the_running_time(glued, capsys):
+    cfg = chapter.begin("transfer_lazy", {"profile": "smoke"}, "transfer", lambda c: "x")
+    assert cfg.data_dir is None
+    assert chapter.end(cfg, "transfer") is None
+    assert glued["transfer_chapter_seconds"] >= 0
+    assert "under the 'smoke' profile" in capsys.readouterr().out
+
+
+def test_begin_names_what_is_wrong(glued):
+    with pytest.raises(ValueError, match="sets no 'profile'"):
+        chapter.begin("transfer_lazy", {}, "transfer", str)
+    with pytest.raises(ValueError, match="unknown profile 'fast'; allowed: smoke, default, paper"):
+        chapter.begin("transfer_lazy", {"profile": "fast"}, "transfer", str)
+    with pytest.raises(ValueError, match="no profiles for notebook 'nope'"):
+        chapter.begin("nope", {"profile": "smoke"}, "nope", str)

@@ -350,3 +350,55 @@ def test_inputs_of_another_shape_are_refused(problem, fc_kernel_fn):
     assert predictor.check_inputs(x_test).shape == x_test.shape
     with pytest.raises(ValueError, match="39"):
         predictor.predict(None, k_test_train=np.zeros((13, 39)))
+
+
+# ---------------------------------------------------------------------------- spectrum, gain, null kernels
+
+
+def test_eigendecomposition_is_descending_and_reconstructs_the_kernel():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(7, 7))
+    kernel = a @ a.T
+    values, vectors = kernels.eigendecomposition(kernel.astype(np.float32))
+    assert values.dtype == np.float64 and np.all(np.diff(values) <= 0)
+    np.testing.assert_allclose(vectors @ np.diag(values) @ vectors.T, kernel, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"square matrix, got shape \(2, 3\)"):
+        kernels.eigendecomposition(np.zeros((2, 3)))
+
+
+def test_fitted_fraction_is_the_gain_of_gradient_flow():
+    values = np.array([4.0, 1.0, 0.0, -1e-9])  # N = 4; a negative eigenvalue counts as 0
+    np.testing.assert_allclose(kernels.fitted_fraction(values, 2.0, n_outputs=2),
+                               1 - np.exp(-np.array([4.0, 1.0, 0.0, 0.0]) * 2.0 / 8))
+    np.testing.assert_array_equal(kernels.fitted_fraction(values, 0.0), 0.0)
+    assert kernels.fitted_fraction([1e-20, 5.0], 1.0)[0] == pytest.approx(0.5e-20, rel=1e-12)  # no cancellation
+
+
+def test_predictor_weights_at_t_use_the_same_gain(problem):
+    x_train, y_train, _ = problem
+    predictor = kernels.KernelPredictor(kernels.null_kernel("rbf", 1.0), x_train, y_train)
+    values, vectors = predictor.eigen
+    t = 3.0
+    gain = kernels.fitted_fraction(values, t, predictor.n_outputs) / values
+    np.testing.assert_allclose(predictor.weights(t), vectors @ (gain[:, None] * (vectors.T @ predictor.y_train)),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_null_kernels():
+    from ntk_notes import null_kernels
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.uniform(size=(5, 2, 2, 1)), jnp.float32)
+    flat = np.asarray(x, np.float64).reshape(5, -1)
+    np.testing.assert_allclose(null_kernels.null_kernel("linear")(x, x), flat @ flat.T / 4, rtol=1e-5)
+    bandwidth = null_kernels.median_bandwidth(x)
+    distances = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    # the root of the median squared distance (with an even number of pairs, the two middle ones' mean)
+    assert bandwidth == pytest.approx(np.sqrt(np.median(distances[np.triu_indices(5, 1)] ** 2)), rel=1e-6)
+    rbf = np.asarray(null_kernels.null_kernel("rbf", bandwidth)(x, x, "ntk"))
+    np.testing.assert_allclose(rbf, np.exp(-distances ** 2 / (2 * bandwidth ** 2)), rtol=1e-4, atol=1e-6)
+    assert kernels.null_kernel is null_kernels.null_kernel  # still reachable as kernels.null_kernel
+    for args, message in [(("cosine",), "unknown null kernel 'cosine'"), (("linear", 1.0), "takes no bandwidth"),
+                          (("rbf",), "positive bandwidth, got None"), (("rbf", -1.0), "positive bandwidth")]:
+        with pytest.raises(ValueError, match=message):
+            null_kernels.null_kernel(*args)

@@ -120,7 +120,7 @@ def test_fitted_fractions_of_the_features_give_f_t(float64, fc_kernel_fn, n_outp
     k_test = direct(fc_kernel_fn, x_test, predictor.x_train)
     partly_fitted = False
     for t in (0.0, 0.5, 20.0, 1e3, 1e7):
-        fraction = spectral.fitted_fraction(values, t, n_outputs)
+        fraction = kernels.fitted_fraction(values, t, n_outputs)
         assert fraction.shape == (N_TRAIN,)
         # Large-λ features are fitted first.
         assert np.all(np.diff(fraction) <= 1e-15)
@@ -133,7 +133,7 @@ def test_fitted_fractions_of_the_features_give_f_t(float64, fc_kernel_fn, n_outp
         np.testing.assert_allclose(k_test @ w_t, expected, rtol=1e-7, atol=1e-9)
     # Some t leaves features half-learned, so a wrong N or C in the exponent would show.
     assert partly_fitted
-    np.testing.assert_array_equal(spectral.fitted_fraction(values, 0.0, n_outputs), 0.0)
+    np.testing.assert_array_equal(kernels.fitted_fraction(values, 0.0, n_outputs), 0.0)
 
 
 # ---------------------------------------------------------------------------- 3. top-k

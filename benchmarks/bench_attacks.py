@@ -22,10 +22,10 @@ The test batch is B = 100 images disjoint from every training set; ℓ∞ PGD, �
    ``kernel_fn(x, X, "ntk")``, the ratio asked about (target <= 2x). Two more forward passes
    explain that ratio: ``kernel_fn`` compiled with X as a constant ("X folded": XLA then
    precomputes the work on the training images alone), and ``logits_fn`` inside a
-   ``lax.scan`` as in ``attacks._pgd`` ("in-scan", per pass as above), where that work is
+   ``lax.scan`` as in ``attacks.pgd`` ("in-scan", per pass as above), where that work is
    hoisted out of the loop just as it is for the attack's steps. One step is also timed as a
    single jitted call ("single": grad of the summed loss through ``logits_fn``, with the
-   package's ``per_example_loss``, ``attacks._direction`` and ``attacks._project``, X and the
+   package's ``per_example_loss``, ``attacks.direction`` and ``attacks.project``, X and the
    weights passed as arguments as ``attacks.attack`` does): the like-for-like unit for 2. and
    3., whose baselines are single jitted steps too.
 2. Our step against a naive step that, at every step, recomputes the training kernel
@@ -81,7 +81,7 @@ BATCH = 100
 EPSILON = 0.1
 NORM = "linf"
 STEPS = (10, 20)  # per-step cost = (time at 20 steps - time at 10 steps) / 10
-STEP_SIZE = 2.5 * EPSILON / max(STEPS)  # the same step size for every step function timed
+STEP_SIZE = attacks.default_step_size(EPSILON, max(STEPS))  # the same step size for every step function timed
 CHECK_LOGITS_RTOL = 1e-2  # float32 predictors solved three ways (float64 Cholesky, float32 LU, float32 Cholesky)
 CHECK_GRAD_RTOL = 5e-2
 
@@ -113,7 +113,7 @@ class PerStep:
 def forward_chain(model, x, steps: int):
     """``steps`` forward passes of ``model`` in a scan, each input depending on the previous
     output (so no pass can be skipped), with the model's arrays as arguments, as in
-    ``attacks._pgd``: the forward pass under the same conditions as an attack step, where
+    ``attacks.pgd``: the forward pass under the same conditions as an attack step, where
     work on the training images alone is hoisted out of the loop."""
     def body(z, _):
         return z + 1e-6 * jnp.mean(model(z)), None
@@ -126,7 +126,7 @@ def ms(seconds: float) -> str:
 
 def pgd_update(x0, x_adv, grad):
     """One ℓ∞ PGD update from a gradient, with the package's own direction and projection."""
-    return attacks._project(x0, x_adv + STEP_SIZE * attacks._direction(grad, NORM), EPSILON, NORM)
+    return attacks.project(x0, x_adv + STEP_SIZE * attacks.direction(grad, NORM), EPSILON, NORM)
 
 
 def baseline_logits(kernel_fn) -> dict:
@@ -284,7 +284,7 @@ def main() -> int:
           f"median over {ROUNDS} back-to-back pairs; forward = predictor.logits_fn()(x), one call;")
     print("   kernel = jitted kernel_fn(x, X, 'ntk') with X an argument, 'X folded' with X a constant of the "
           "compiled call (XLA then precomputes the work on X alone);")
-    print(f"   in-scan forward = logits_fn in a lax.scan as in attacks._pgd, (S={max(STEPS)} - S={min(STEPS)}) / "
+    print(f"   in-scan forward = logits_fn in a lax.scan as in attacks.pgd, (S={max(STEPS)} - S={min(STEPS)}) / "
           f"{max(STEPS) - min(STEPS)}; single = one step as one jitted call (grad of the summed loss through "
           "logits_fn, sign, project)")
     rows = [(f"{n}", ms(t["forward"]), ms(t["kernel"]), ms(t["kernel_folded"]), ms(t["scan_forward"]),

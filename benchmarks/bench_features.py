@@ -12,14 +12,14 @@ aimed at φ_i itself. The kernel is the FC NTK of depth 1 (``architecture("fc", 
 on 28 x 28 images; n = 100 test images.
 
 What is measured is the package as it is: ``spectral.feature_scores`` with method "fgsm" scores
-a chunk of F features in one jitted call, ``spectral._fgsm_chunk(kernel_fn, loss, norm)``. Every
+a chunk of F features in one jitted call, ``spectral.fgsm_chunk(kernel_fn, loss, norm)``. Every
 feature's attack starts from the same clean images, so Θ(x, X) and its pullback are taken once
 on the n clean images (``spectral._shared_pullback``) and applied to the F features' cotangents
 at once, one (F·n x N) @ (N x d) GEMM; the F·n perturbed images then go through one kernel call
 against the training set (a Gram GEMM (F·n x d) @ (d x N) and the elementwise arc-cosine pass).
 The clean outputs of all features are one BLAS product Θ(x, X) @ W. How many features go in a
 chunk, the package decides from XLA's memory analysis of the compiled chunk
-(``spectral._chunk_within`` at ``feature_scores``' default ``memory_budget``, 2 GiB); the script
+(``spectral.chunk_within`` at ``feature_scores``' default ``memory_budget``, 2 GiB); the script
 asks the same function for the chunk, to count FLOPs and time a chunk on the same shapes. Nothing
 of this is re-implemented here: the script calls the package's functions.
 
@@ -39,14 +39,14 @@ of this is re-implemented here: the script calls the package's functions.
    (exact match expected, as in tests/test_spectral.py) before their times are printed.
 2. The achieved FLOP rate, as a fraction of a jitted 4096 x 4096 @ 4096 x 4096 float32
    ``jnp.dot`` timed in the same rounds. The package's FLOPs are XLA's own count of its jitted
-   chunk, ``spectral._fgsm_chunk(kernel_fn, loss, "linf").lower(x_train, w, x, labels, ε)
+   chunk, ``spectral.fgsm_chunk(kernel_fn, loss, "linf").lower(x_train, w, x, labels, ε)
    .compile().cost_analysis()["flops"]`` for each chunk's shape, summed over the chunks, plus a
    hand count of the clean part (2·n·N·d for the Gram of Θ(x, X), 2·n·N·F·C for the outputs).
-   The loop's: XLA's count of ``attacks._pgd`` (what ``attacks.attack`` runs) on one feature,
+   The loop's: XLA's count of ``attacks.pgd`` (what ``attacks.attack`` runs) on one feature,
    times F, plus the same clean part. The hand count of a chunk's two big GEMMs (the pullback
    product and the Gram at the perturbed images, each 2·F·n·N·d) is printed beside XLA's count.
    A GEMM of the chunk's own shape, (F·n x d) @ (d x N), is timed as a second reference. Where
-   the package's time goes: one chunk's jitted ``_fgsm_chunk`` call alone, the clean part alone
+   the package's time goes: one chunk's jitted ``fgsm_chunk`` call alone, the clean part alone
    (``feature_scores`` with ``epsilon=None``), and one forward ``kernel_fn`` call on a chunk's
    F·n inputs vs its Gram GEMM alone (the rest is the elementwise arc-cosine pass, which XLA
    counts as few FLOPs).
@@ -98,7 +98,7 @@ import neural_tangents
 import numpy as np
 from jax.tree_util import Partial
 
-from ntk_notes import attacks, spectral
+from ntk_notes import attacks, kernels, spectral
 from ntk_notes.data import make_task
 from ntk_notes.kernels import KernelPredictor, architecture, kernel_block, kernel_matrix
 from timing import interleaved_seconds  # benchmarks/timing.py, beside this script
@@ -195,15 +195,15 @@ def loop_feature_scores(predictor, weights, x, labels, epsilon: float) -> spectr
 # --- FLOP counts ------------------------------------------------------------------------------
 
 def package_chunk_args(predictor, weights, x, labels, start: int, chunk: int) -> tuple:
-    """The arguments with which ``feature_scores`` calls its jitted ``spectral._fgsm_chunk`` on
+    """The arguments with which ``feature_scores`` calls its jitted ``spectral.fgsm_chunk`` on
     the chunk of features starting at ``start``: (x_train, w (N, F, C), x, labels, ε)."""
     w = jnp.asarray(np.asarray(weights)[:, start:start + chunk], predictor.dtype)
     return predictor.x_train, w, jnp.asarray(x, predictor.dtype), jnp.asarray(np.asarray(labels)), EPSILON
 
 
 def package_chunk_fn(predictor, n_out: int):
-    """The package's own jitted chunk (cached by ``spectral._fgsm_chunk``), for this loss."""
-    return spectral._fgsm_chunk(predictor.kernel_fn, attacks.default_loss(n_out), NORM)
+    """The package's own jitted chunk (cached by ``spectral.fgsm_chunk``), for this loss."""
+    return spectral.fgsm_chunk(predictor.kernel_fn, attacks.default_loss(n_out), NORM)
 
 
 def stand_in_weights(predictor, n_features: int, n_out: int) -> np.ndarray:
@@ -213,11 +213,11 @@ def stand_in_weights(predictor, n_features: int, n_out: int) -> np.ndarray:
 
 def package_chunk(predictor, n_out: int, x, labels) -> int:
     """How many features ``feature_scores`` puts in one chunk by default: the package's own
-    sizing, ``spectral._chunk_within`` at ``feature_scores``' default ``memory_budget``, applied to
-    the package's jitted chunk ``spectral._fgsm_chunk`` (compiled for 1 and 2 features)."""
+    sizing, ``spectral.chunk_within`` at ``feature_scores``' default ``memory_budget``, applied to
+    the package's jitted chunk ``spectral.fgsm_chunk`` (compiled for 1 and 2 features)."""
     budget = inspect.signature(spectral.feature_scores).parameters["memory_budget"].default
     run = package_chunk_fn(predictor, n_out)
-    return spectral._chunk_within(budget, lambda f: (run, package_chunk_args(
+    return spectral.chunk_within(budget, lambda f: (run, package_chunk_args(
         predictor, stand_in_weights(predictor, f, n_out), x, labels, 0, f), {}))
 
 
@@ -248,14 +248,15 @@ def package_flops(predictor, n_features: int, n_out: int, x, labels, chunk: int)
 
 
 def loop_flops(predictor, weights, x, labels) -> float:
-    """XLA count of ``attacks._pgd`` (one FGSM step) on one feature, times F, + the clean part."""
+    """XLA count of ``attacks.pgd`` (one FGSM step) on one feature, times F, + the clean part."""
     n, dim = len(x), int(np.prod(x.shape[1:]))
     n_train, n_features, n_out = weights.shape
     single = Partial(single_feature_logits(predictor.kernel_fn), predictor.x_train,
                      jnp.asarray(np.asarray(weights)[:, 0], predictor.dtype))
-    per_feature = xla_flops(attacks._pgd, single, jnp.asarray(x, predictor.dtype), jnp.asarray(np.asarray(labels)),
-                            EPSILON, EPSILON, jax.random.PRNGKey(0), loss=attacks.default_loss(n_out), norm=NORM,
-                            steps=1, random_start=False)
+    steps, step_size, random_start = attacks.step_plan("fgsm", EPSILON, 1)
+    per_feature = xla_flops(attacks.pgd, single, jnp.asarray(x, predictor.dtype), jnp.asarray(np.asarray(labels)),
+                            EPSILON, step_size, jax.random.PRNGKey(0), loss=attacks.default_loss(n_out), norm=NORM,
+                            steps=steps, random_start=random_start)
     return n_features * per_feature + clean_flops(n, n_train, dim, n_features, n_out)
 
 
@@ -318,7 +319,7 @@ def main() -> int:
           f"device {device.platform}:{device.device_kind}, {os.cpu_count()} CPU cores; {load()}")
     print(f"eigen-features of the FC NTK (depth 1), float32, 28 x 28 images, n = {N_TEST} test images, "
           f"{METHOD.upper()} ℓ∞ ε = {EPSILON}; median of {ROUNDS} interleaved timed calls after a warm-up call")
-    print("package: spectral.feature_scores, FGSM by spectral._fgsm_chunk (one shared pullback of Θ(x, X) per "
+    print("package: spectral.feature_scores, FGSM by spectral.fgsm_chunk (one shared pullback of Θ(x, X) per "
           "chunk, one kernel call at the chunk's perturbed images), clean outputs by one BLAS product\n")
     _, _, kernel_fn = architecture("fc", 1)
     key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
@@ -395,7 +396,7 @@ def main() -> int:
     rows = [
         rate_row("loop: attacks.attack per feature", times["loop"], flops_loop),
         rate_row("package: spectral.feature_scores", times["package"], flops_package),
-        rate_row(f"  its jitted chunks ({full_chunks} x _fgsm_chunk)", full_chunks * times["package chunk"],
+        rate_row(f"  its jitted chunks ({full_chunks} x fgsm_chunk)", full_chunks * times["package chunk"],
                  full_chunks * flops_chunk, vs_loop=False),
         rate_row("  its clean part (epsilon=None)", times["package clean"], flops_clean, vs_loop=False),
         rate_row(f"reference: {MATMUL}² @ {MATMUL}² jnp.dot", times["matmul"], matmul_flops, vs_loop=False),
@@ -452,7 +453,7 @@ def main() -> int:
         for m in EIGEN_SIZES:
             block = np.ascontiguousarray(big.k_train_train[:m, :m])
             start = time.perf_counter()
-            spectral.eigendecomposition(block)
+            kernels.eigendecomposition(block)
             eigen_times[m] = time.perf_counter() - start
             del block
         small_m, large_m = EIGEN_SIZES

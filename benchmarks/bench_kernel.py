@@ -37,7 +37,7 @@ CONV_BLOCKS = (64, 128)
 CONV_IMAGE_SIZES = (28, 14)
 CHECK_IMAGES = 50
 CHECK_RTOL = 1e-4
-W_VAR = 2.0  # W_std ** 2 of ntk_notes.kernels.architecture
+W_VAR = 2.0  # W_std ** 2 of ntk_notes.architectures.architecture
 B_VAR = 0.1 ** 2  # b_std ** 2
 
 

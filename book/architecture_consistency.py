@@ -196,7 +196,7 @@ chapter.end(cfg, "consistency")
 #
 # ```{admonition} Solution 3
 # :class: dropdown
-# Build `kernels.null_kernel("rbf", s * kernels.median_bandwidth(task.x_train))` for
+# Build `null_kernels.null_kernel("rbf", s * null_kernels.median_bandwidth(task.x_train))` for
 # s = 0.1 and 10 and rerun `claims.claim4` with it as the null. A very narrow RBF kernel is
 # nearly the identity (its eigenspaces are arbitrary), a very wide one nearly linear; see
 # which end the NTKs resemble, and whether the claim's verdict depends on the null chosen.

@@ -55,30 +55,23 @@ pgd_steps = None
 top_k = None  # the split of f_∞ into a top part φ_1..k and a deep part
 seeds = None  # draws of the training and test sets on which the two-part rule runs
 multiclass = None  # sizes of the 10-class run: n_train, n_test
-authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train, n_test); paper profile only
+authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
+#   n_test); paper profile only
 
-# %%
-import time
-
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import seaborn as sns
+# %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import attacks, claims, data, kernels, plotting, report, spectral, stats
-from ntk_notes.profiles import settings
+from ntk_notes import chapter, claims, features, report, spectral, stats
 
-cfg = settings("eigen_features", profile, dataset=dataset, classes=classes,
-               n_train=n_train, n_test=n_test, image_size=image_size, seed=seed,
-               epsilon=epsilon, pgd_steps=pgd_steps, top_k=top_k, seeds=seeds,
-               multiclass=multiclass, authors_setting=authors_setting)
-plotting.use_style()
-chapter_start = time.perf_counter()
-print(report.glue_setting("features", cfg.profile,
-                          f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}, {cfg.image_size}² images, "
-                          f"{cfg.n_train} train / {cfg.n_test} test; FC kernel; ε = {cfg.epsilon:g}"))
+
+def describe(c):
+    return (f"{c.dataset}, digits {c.classes[0]} vs {c.classes[1]}, "
+            f"{c.image_size}² images, {c.n_train} train / {c.n_test} test; "
+            f"FC kernel; ε = {c.epsilon:g}")
+
+
+cfg = chapter.begin("eigen_features", globals(), "features", describe)
 
 # %% [markdown]
 # ## Eigen-features of the FC kernel
@@ -89,14 +82,11 @@ print(report.glue_setting("features", cfg.profile,
 # eigendecomposes Θ⁻¹, so its index 0 is our index 1.)
 
 # %%
-task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
-                      image_size=cfg.image_size, data_dir=data_dir)
-_, _, kernel_fn = kernels.architecture("fc", depth=1)
-predictor = kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train)
-values, vectors = predictor.eigen
+task, predictor = features.fc_predictor(cfg)
 weights = spectral.feature_weights(predictor)  # (N, N, 1): every feature
-majority = max(np.mean(task.labels_test), 1 - np.mean(task.labels_test))
-print(f"{weights.shape[1]} features; majority-class rate on the test set {majority:.3f}")
+majority = features.majority_rate(task.labels_test)
+print(f"{weights.shape[1]} features; majority-class rate on the test set "
+      f"{majority:.3f}")
 
 # %% [markdown]
 # ## Usefulness and robustness of every feature
@@ -113,51 +103,34 @@ print(f"{weights.shape[1]} features; majority-class rate on the test set {majori
 
 # %%
 x_test, labels = task.x_test, task.labels_test
-start = time.perf_counter()
-fgsm = spectral.feature_scores(predictor, weights, x_test, labels, cfg.epsilon, "fgsm")
-fgsm_seconds = time.perf_counter() - start
-start = time.perf_counter()
-pgd = spectral.feature_scores(predictor, weights, x_test, labels, cfg.epsilon, "pgd",
-                              steps=cfg.pgd_steps)
-pgd_seconds = time.perf_counter() - start
-gap = np.abs(fgsm.clean_outputs.sum(0) - predictor.predict(x_test)).max()
+scored = features.score_every_feature(predictor, weights, x_test, labels, cfg.epsilon,
+                                      cfg.pgd_steps)
+fgsm, pgd, table = scored.fgsm, scored.pgd, scored.table
+gap = abs(fgsm.clean_outputs.sum(0) - predictor.predict(x_test)).max()
 print(f"Σᵢ φᵢ = f_∞ on the test set: largest difference {gap:.1e}")
-print(f"all {weights.shape[1]} features scored: FGSM in {fgsm_seconds:.1f} s, "
-      f"PGD-{cfg.pgd_steps} in {pgd_seconds:.1f} s")
-features = pd.DataFrame({"index": np.arange(1, len(values) + 1), "eigenvalue": values,
-                         "usefulness": fgsm.usefulness,
-                         "robustness (FGSM)": fgsm.robustness,
-                         "robustness (PGD)": pgd.robustness}).set_index("index")
+print(f"all {weights.shape[1]} features scored: "
+      f"FGSM in {scored.seconds['FGSM']:.1f} s, "
+      f"PGD-{cfg.pgd_steps} in {scored.seconds['PGD']:.1f} s")
 
 # %%
-fig, ax = plt.subplots(figsize=(9, 4.2))
-plotting.feature_curves(features[["usefulness", "robustness (FGSM)", "robustness (PGD)"]],
-                        ax=ax, reference=majority, reference_label="majority-class rate")
-ax.set(ylabel="test accuracy of sign φᵢ",
-       title=f"every eigen-feature of the FC NTK, ε = {cfg.epsilon:g}")
+columns = ["usefulness", "robustness (FGSM)", "robustness (PGD)"]
+fig = features.curves_figure(table[columns], majority, "majority-class rate",
+                             "test accuracy of sign φᵢ",
+                             f"every eigen-feature of the FC NTK, ε = {cfg.epsilon:g}")
 glue("features_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% tags=["remove-input"]
-bands = plotting.index_bands(len(features))
-by_band = features.groupby(pd.cut(features.index, bands, right=False), observed=True)[
-    ["usefulness", "robustness (PGD)"]].mean()
-Markdown("Mean usefulness and PGD robustness of the features in bands of the index, in this "
-         "build: " + "; ".join(f"i in [{b.left}, {b.right}): {row.usefulness:.2f} / "
-                               f"{row['robustness (PGD)']:.2f}"
-                               for b, row in by_band.iterrows()) + ".")
+Markdown(features.band_summary(table))
 
 # %% [markdown]
 # A few features in detail, with 95% Wilson intervals over the n test images: an accuracy
 # measured on n images is uncertain by about ±1/√n.
 
 # %%
-picked = [i for i in (1, 2, 3, 4, 11, 16, 26, 51, 101) if i <= len(features)]
-table = pd.DataFrame({
-    "usefulness": [str(stats.accuracy(pgd.clean_correct[i - 1])) for i in picked],
-    "robustness (FGSM)": [str(stats.accuracy(fgsm.robust_correct[i - 1])) for i in picked],
-    "robustness (PGD)": [str(stats.accuracy(pgd.robust_correct[i - 1])) for i in picked]},
-    index=pd.Index(picked, name="index"))
-table
+picked = [i for i in (1, 2, 3, 4, 11, 16, 26, 51, 101) if i <= len(table)]
+features.interval_table(picked, {"usefulness": pgd.clean_correct,
+                                 "robustness (FGSM)": fgsm.robust_correct,
+                                 "robustness (PGD)": pgd.robust_correct})
 
 # %% [markdown]
 # ## Two parts of the predictor
@@ -171,43 +144,17 @@ table
 # training and test sets, and a part holds only if it held on every draw.
 
 # %%
-draws = []
-for draw_seed in cfg.seeds:
-    draw = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train,
-                          n_test=cfg.n_test, seed=draw_seed, image_size=cfg.image_size,
-                          data_dir=data_dir)
-    fit = kernels.KernelPredictor(kernel_fn, draw.x_train, draw.y_train)
-    two = spectral.feature_scores(fit, spectral.split_at(fit, cfg.top_k), draw.x_test,
-                                  draw.labels_test, cfg.epsilon, "pgd", steps=cfg.pgd_steps)
-    full_clean = np.asarray(attacks.is_correct(two.clean_outputs.sum(0), draw.labels_test))
-    rate = max(np.mean(draw.labels_test), 1 - np.mean(draw.labels_test))
-    draws.append(dict(seed=draw_seed, scores=two, full_clean=full_clean, majority=rate))
-claim3 = claims.across_seeds([
-    claims.claim3_features(d["scores"].clean_correct[0], d["scores"].robust_correct[0],
-                           d["scores"].clean_correct[1], d["scores"].robust_correct[1],
-                           d["full_clean"], d["majority"])
-    for d in draws])
+parts = features.draws(cfg, lambda draw, fit: features.two_parts(
+    draw, fit, cfg.top_k, cfg.epsilon, cfg.pgd_steps))
+# each draw's outcomes are claim3_features' arguments, in order
+claim3 = claims.across_seeds([claims.claim3_features(*p) for p in parts.values()])
 
 # %%
-rows = []
-for d in draws:
-    s = d["scores"]
-    for name, clean, attacked in [(f"top φ_1..{cfg.top_k}", s.clean_correct[0],
-                                   s.robust_correct[0]),
-                                  ("deep part", s.clean_correct[1], s.robust_correct[1]),
-                                  ("f_∞", d["full_clean"], None)]:
-        for condition, outcome in [("clean", clean), ("PGD", attacked)]:
-            if outcome is not None:
-                rows.append({"seed": d["seed"], "predictor": name, "condition": condition,
-                             **stats.accuracy(outcome)._asdict()})
-parts = pd.DataFrame(rows)
-fig, ax = plt.subplots(figsize=(8, 3.6))
-plotting.interval_bars(parts[parts.seed == cfg.seeds[0]], x="predictor", hue="condition",
-                       ax=ax, reference=draws[0]["majority"],
-                       reference_label="majority-class rate")
-ax.set(title=f"the two parts of f_∞ (first draw, ε = {cfg.epsilon:g}, 95% intervals)")
+parts_table = features.parts_table(parts, cfg.top_k)
+fig = features.parts_figure(parts_table, cfg.seeds[0], parts[cfg.seeds[0]].majority,
+                            cfg.epsilon)
 glue("features_parts_figure", fig, display=False)
-parts.round(3).set_index(["seed", "predictor", "condition"])
+parts_table.round(3).set_index(["seed", "predictor", "condition"])
 
 # %% [markdown]
 # ## Single features, with the multiple testing corrected
@@ -223,19 +170,21 @@ parts.round(3).set_index(["seed", "predictor", "condition"])
 #   set, and check it on the other half, which played no part in choosing it.
 
 # %%
-top_family = np.arange(min(50, len(features)))
-deep_family = np.arange(cfg.top_k, len(features))
+top_family = range(min(50, len(table)))
+deep_family = range(cfg.top_k, len(table))
 robust_useful = claims.significant_features(
     claims.useful_robust_p(pgd.clean_correct, pgd.robust_correct, majority), top_family)
 fragile_useful = claims.significant_features(
-    claims.useful_non_robust_p(pgd.clean_correct, pgd.robust_correct, majority), deep_family)
+    claims.useful_non_robust_p(pgd.clean_correct, pgd.robust_correct, majority),
+    deep_family)
 claim6 = claims.claim6(pgd.clean_correct, pgd.robust_correct, majority, seed=cfg.seed,
                        candidates=deep_family)
 identified = claim6.details["feature"]
 glue("features_robust_useful", len(robust_useful.indices), display=False)
 glue("features_useful_nonrobust", len(fragile_useful.indices), display=False)
 n_half = cfg.n_test - cfg.n_test // 2
-glue("features_detectable", stats.detectable_difference(n_half, majority), display=False)
+glue("features_detectable", stats.detectable_difference(n_half, majority),
+     display=False)
 
 # %% tags=["remove-input"]
 def feature_list(found):
@@ -245,12 +194,12 @@ def feature_list(found):
 Markdown(
     f"After Holm's correction, {len(robust_useful.indices)} of the top "
     f"{len(top_family)} features are useful and robust ({feature_list(robust_useful)}) "
-    f"and {len(fragile_useful.indices)} of the {len(deep_family)} features beyond the top "
-    f"{cfg.top_k} are useful and non-robust ({feature_list(fragile_useful)}). "
+    f"and {len(fragile_useful.indices)} of the {len(deep_family)} features beyond "
+    f"the top {cfg.top_k} are useful and non-robust ({feature_list(fragile_useful)}). "
     + ("No feature beyond the top k was non-robust on the selection half."
        if identified is None else
-       f"The feature chosen on one half of the test set is φ_{identified + 1}; on the other "
-       f"half its usefulness is {claim6.details['clean']} and its PGD robustness "
+       f"The feature chosen on one half of the test set is φ_{identified + 1}; on the "
+       f"other half its usefulness is {claim6.details['clean']} and its PGD robustness "
        f"{claim6.details['attacked']} (95% intervals).")
     + f" On a half of {n_half} images, the test detects (with 80% power) a usefulness "
     f"{stats.detectable_difference(n_half, majority):.3f} above the majority rate.")
@@ -268,17 +217,8 @@ Markdown(
 # digit 5 (y = +1) one is the negative of the other.
 
 # %%
-shown = [1, 2, 3, len(features) // 2, len(features)]
-if identified is not None:
-    shown.insert(4, identified + 1)
-shown = list(dict.fromkeys(i for i in shown if 1 <= i <= len(features)))
-n_images = 6
-grads = spectral.feature_gradients(predictor, weights[:, [i - 1 for i in shown]],
-                                   x_test[:n_images], labels[:n_images])
-labels_shown = [f"φ_{i}\nuseful {features.usefulness[i]:.2f}\n"
-                f"robust {features['robustness (PGD)'][i]:.2f}" for i in shown]
-titles = [f"digit {task.class_names[c]}" for c in labels[:n_images]]
-plotting.gradient_grid(grads, labels_shown, titles);
+features.gradient_figure(predictor, weights, table, x_test, labels, task.class_names,
+                         identified);
 
 # %% [markdown]
 # ## Ten classes
@@ -290,18 +230,8 @@ plotting.gradient_grid(grads, labels_shown, titles);
 # about 0.1.
 
 # %%
-task10 = data.make_task(cfg.dataset, classes=None, n_train=cfg.multiclass["n_train"],
-                        n_test=cfg.multiclass["n_test"], seed=cfg.seed,
-                        image_size=cfg.image_size, data_dir=data_dir)
-_, _, kernel_fn10 = kernels.architecture("fc", depth=1, n_out=10)
-predictor10 = kernels.KernelPredictor(kernel_fn10, task10.x_train, task10.y_train)
-scores10 = spectral.feature_scores(predictor10, spectral.feature_weights(predictor10), task10.x_test,
-                                   task10.labels_test, cfg.epsilon, "fgsm")
-features10 = pd.DataFrame({"usefulness": scores10.usefulness, "robustness (FGSM)": scores10.robustness},
-                          index=pd.RangeIndex(1, len(scores10.usefulness) + 1, name="index"))
-fig, ax = plt.subplots(figsize=(9, 3.6))
-plotting.feature_curves(features10, ax=ax, reference=0.1, reference_label="chance")
-ax.set(ylabel="accuracy of argmax φᵢ", title="ten classes");
+features.curves_figure(features.ten_classes(cfg), 0.1, "chance",
+                       "accuracy of argmax φᵢ", "ten classes", figsize=(9, 3.6));
 
 # %% [markdown]
 # ## The authors' CIFAR-10 demo
@@ -313,31 +243,7 @@ ax.set(ylabel="accuracy of argmax φᵢ", title="ten classes");
 # last column is this build's own data, for the trend rather than the digits.
 
 # %%
-reported = {1: (0.50, 0.50), 2: (0.68, 0.49), 3: (0.54, 0.47), 4: (0.61, 0.44), 11: (0.59, 0.25),
-            26: (0.51, 0.07), 1501: (0.47, 0.00), 1988: (0.57, 0.00)}
-comparison = pd.DataFrame({"authors, CIFAR-10 (useful / robust)": [  # on their 100 test images
-    f"{stats.accuracy_text(u, 100, 2)} / {stats.accuracy_text(r, 100, 2)}" for u, r in reported.values()]},
-                          index=pd.Index(list(reported), name="index"))
-if cfg.authors_setting:
-    authors_task = data.make_task(cfg.authors_setting["dataset"], classes=tuple(cfg.authors_setting["classes"]),
-                                  n_train=cfg.authors_setting["n_train"], n_test=cfg.authors_setting["n_test"],
-                                  seed=cfg.seed)
-    _, _, kernel_fn = kernels.architecture("fc", depth=1)
-    authors_predictor = kernels.KernelPredictor(kernel_fn, authors_task.x_train, authors_task.y_train)
-    indices = [i for i in reported if i <= len(authors_task.x_train)]
-    ours = spectral.feature_scores(authors_predictor, spectral.feature_weights(authors_predictor,
-                                                                               [i - 1 for i in indices]),
-                                   authors_task.x_test, authors_task.labels_test, 8 / 255, "fgsm")
-    n_authors = len(authors_task.labels_test)
-    scored = {i: f"{stats.accuracy_text(u, n_authors, 2)} / {stats.accuracy_text(r, n_authors, 2)}"
-              for i, u, r in zip(indices, ours.usefulness, ours.robustness)}
-    comparison[f"ours, {authors_task.dataset} (useful / robust)"] = [scored.get(i, "beyond N") for i in reported]
-else:
-    comparison["ours, CIFAR-10"] = f"not run under {cfg.profile} (paper profile)"
-comparison[f"ours, {cfg.dataset} {cfg.classes[0]} vs {cfg.classes[1]}, ε = {cfg.epsilon:g} (useful / robust)"] = [
-    f"{stats.accuracy_text(features.usefulness[i], len(labels), 2)} / "
-    f"{stats.accuracy_text(features['robustness (FGSM)'][i], len(labels), 2)}"
-    if i <= len(features) else "beyond N" for i in reported]
+comparison = features.authors_comparison(cfg, table, len(labels))
 glue("features_authors_comparison", comparison, display=False)
 comparison
 
@@ -354,10 +260,8 @@ comparison
 Markdown(report.glue_claim("claim3_features", claim3) + "\n\n"
          + report.glue_claim("claim6", claim6))
 
-# %% tags=["remove-cell"]
-glue("features_chapter_seconds", round(time.perf_counter() - chapter_start, 1),
-     display=False)
-print(f"chapter ran in {time.perf_counter() - chapter_start:.0f} s")
+# %% tags=["remove-input"]
+chapter.end(cfg, "features");
 
 # %% [markdown]
 # ## Exercises

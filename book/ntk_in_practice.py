@@ -236,7 +236,7 @@ chapter.end(cfg, "ntk")
 #
 # ```{admonition} Solution 2
 # :class: dropdown
-# With `init_fn, apply_fn, _ = kernels.architecture("fc", 1, width=1024)`, train
+# With `init_fn, apply_fn, _ = architectures.architecture("fc", 1, width=1024)`, train
 # `training.train(apply_fn, params, x_train, y_train, rate, cfg.train_steps)` with
 # `rate = training.stable_learning_rate(reference.k_train_train, fraction=1.9)` and with
 # `fraction=2.1`, and plot each run's `losses` on a log scale. Why the kernel predicts a

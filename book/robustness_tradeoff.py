@@ -55,26 +55,21 @@ n_ks = None  # how many values of k (log-spaced from 1 to N)
 n_times = None  # how many training times (log-spaced)
 seeds = None  # draws of the training and test sets on which the rules run
 
-# %%
-import time
-
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
+# %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import claims, data, kernels, plotting, report, spectral, stats
-from ntk_notes.profiles import settings
+from ntk_notes import chapter, claims, features, report, stats
 
-cfg = settings("robustness_tradeoff", profile, dataset=dataset, classes=classes,
-               n_train=n_train, n_test=n_test, image_size=image_size, seed=seed,
-               epsilon=epsilon, pgd_steps=pgd_steps, n_ks=n_ks, n_times=n_times, seeds=seeds)
-plotting.use_style()
-chapter_start = time.perf_counter()
-print(report.glue_setting("tradeoff", cfg.profile,
-                          f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}, {cfg.image_size}² images, "
-                          f"{cfg.n_train} train / {cfg.n_test} test; FC kernel; ε = {cfg.epsilon:g}, PGD-{cfg.pgd_steps}"))
+
+def describe(c):
+    return (f"{c.dataset}, digits {c.classes[0]} vs {c.classes[1]}, "
+            f"{c.image_size}² images, {c.n_train} train / {c.n_test} test; "
+            f"FC kernel; ε = {c.epsilon:g}, "
+            f"PGD-{c.pgd_steps}")
+
+
+cfg = chapter.begin("robustness_tradeoff", globals(), "tradeoff", describe)
 
 # %% [markdown]
 # ## The same kernel as before
@@ -85,13 +80,8 @@ print(report.glue_setting("tradeoff", cfg.profile,
 # {cite:p}`madry2018towards` (2.5 ε / steps per step).
 
 # %%
-task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
-                      image_size=cfg.image_size, data_dir=data_dir)
-_, _, kernel_fn = kernels.architecture("fc", depth=1)
-predictor = kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train)
-values, vectors = predictor.eigen
-n = len(values)
-x_test, labels = task.x_test, task.labels_test
+task, predictor = features.fc_predictor(cfg)
+values = predictor.eigen[0]
 
 # %% [markdown]
 # ## Top-k predictors and early stopping, on several draws
@@ -105,46 +95,14 @@ x_test, labels = task.x_test, task.labels_test
 # carries its interval.
 
 # %%
-ks = np.unique(np.geomspace(1, n, cfg.n_ks).round().astype(int))
-ks = ks[ks < n]  # k = N is f_∞ itself
-taus = np.geomspace(0.3, 10 * values[0] / max(values[-1], values[0] * 1e-7), cfg.n_times)
-runs = {}
-for draw_seed in cfg.seeds:
-    draw = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train,
-                          n_test=cfg.n_test, seed=draw_seed, image_size=cfg.image_size,
-                          data_dir=data_dir)
-    fit = kernels.KernelPredictor(kernel_fn, draw.x_train, draw.y_train)
-    outcomes = spectral.tradeoff_outcomes(fit, draw.x_test, draw.labels_test, cfg.epsilon,
-                                          ks, taus, steps=cfg.pgd_steps)
-    every = spectral.feature_scores(fit, spectral.feature_weights(fit), draw.x_test,
-                                    draw.labels_test, cfg.epsilon, "fgsm")
-    rate = max(np.mean(draw.labels_test), 1 - np.mean(draw.labels_test))
-    runs[draw_seed] = dict(task=draw, predictor=fit, outcomes=outcomes, every=every,
-                           majority=rate)
+ks, taus = features.tradeoff_grid(values, cfg.n_ks, cfg.n_times)
+runs = features.draws(cfg, lambda draw, fit: features.tradeoff_draw(
+    draw, fit, cfg.epsilon, ks, taus, cfg.pgd_steps))
 first = runs[cfg.seeds[0]]
 
 # %%
-def accuracy_table(labels_and_outcomes, **columns):
-    """One row per (name, outcomes (n,)): accuracy and its 95% interval."""
-    return pd.DataFrame([{**columns, "name": name, **stats.accuracy(o)._asdict()}
-                         for name, o in labels_and_outcomes])
-
-
-o = first["outcomes"]
-curve = pd.concat([accuracy_table([(k, o.top_clean[j])], condition="clean")
-                   for j, k in enumerate(o.ks)]
-                  + [accuracy_table([(k, o.top_fgsm[j])], condition="FGSM")
-                     for j, k in enumerate(o.ks)]
-                  + [accuracy_table([(k, o.top_pgd[j])], condition="PGD")
-                     for j, k in enumerate(o.ks)])
-fig, ax = plt.subplots(figsize=(8, 4))
-plotting.interval_lines(curve, x="name", hue="condition", ax=ax,
-                        reference=first["majority"], reference_label="majority-class rate")
-for condition, outcome in [("clean", o.full_clean), ("PGD", o.full_pgd)]:
-    ax.axhline(outcome.mean(), color="black", lw=0.8, ls=":" if condition == "PGD" else "-")
-ax.set(xscale="log", xlabel="k: the predictor uses the top k eigen-features",
-       ylabel="test accuracy",
-       title=f"top-k predictors, ε = {cfg.epsilon:g} (black: f_∞ clean and under PGD)")
+o = first.outcomes
+fig = features.topk_figure(o, first.majority, cfg.epsilon)
 glue("tradeoff_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% [markdown]
@@ -155,8 +113,8 @@ glue("tradeoff_figure", fig, display=False)  # pasted into the reproduction repo
 
 # %%
 tradeoff = claims.across_seeds([
-    claims.claim3_tradeoff(r["outcomes"].top_clean, r["outcomes"].top_pgd,
-                           r["outcomes"].full_clean, r["outcomes"].full_pgd, r["majority"])
+    claims.claim3_tradeoff(r.outcomes.top_clean, r.outcomes.top_pgd,
+                           r.outcomes.full_clean, r.outcomes.full_pgd, r.majority)
     for r in runs.values()])
 picks = {seed: o.ks[d["picks"]] for seed, d in zip(runs, tradeoff.details["details"])}
 
@@ -173,24 +131,7 @@ Markdown("The most robust k, chosen on each half of the test set, per draw: "
 # the same k. The right panel puts the two side by side.
 
 # %%
-over_time = pd.concat([accuracy_table([(tau, outcome[j])], condition=condition)
-                       for condition, outcome in [("clean", o.ft_clean), ("FGSM", o.ft_fgsm),
-                                                  ("PGD", o.ft_pgd)]
-                       for j, tau in enumerate(o.taus)])
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-plotting.interval_lines(over_time, x="name", hue="condition", ax=axes[0],
-                        reference=first["majority"], reference_label="majority-class rate")
-axes[0].set(xscale="log", xlabel="τ = λ₁ t / N", ylabel="test accuracy of f_t",
-            title="f_t through training")
-for condition, top, ft, colour in [("clean", o.top_clean, o.ft_clean, "C0"),
-                                   ("PGD", o.top_pgd, o.ft_pgd, "C2")]:
-    axes[1].plot(o.ks, top.mean(1), color=colour, label=f"top-k, {condition}")
-    axes[1].plot(np.maximum(o.fitted, 1), ft.mean(1), color=colour, ls="--", marker="o",
-                 ms=4, label=f"f_t at k(τ), {condition}")
-axes[1].set(xscale="log", xlabel="k, or k(τ) for f_t", ylabel="test accuracy",
-            title="early stopping vs truncation")
-axes[1].legend(fontsize="small")
-fig.tight_layout()
+fig = features.time_figure(o, first.majority)
 glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% [markdown]
@@ -207,21 +148,14 @@ glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction
 
 # %%
 learned_first = claims.across_seeds([
-    claims.claim5(r["outcomes"].ft_clean, r["outcomes"].ft_pgd, r["outcomes"].full_pgd,
-                  r["majority"], r["predictor"].eigen[0], r["every"].clean_correct,
-                  r["every"].robust_correct)
+    claims.claim5(r.outcomes.ft_clean, r.outcomes.ft_pgd, r.outcomes.full_pgd,
+                  r.majority, r.predictor.eigen[0], r.every.clean_correct,
+                  r.every.robust_correct)
     for r in runs.values()])
-every = first["every"]
-useful = np.flatnonzero(stats.benjamini_hochberg(
-    stats.p_above(every.clean_correct, first["majority"])) < claims.ALPHA)
-fig, ax = plt.subplots(figsize=(7, 3.8))
-ax.scatter(np.arange(1, n + 1), every.robustness, s=6, alpha=0.3, color="grey",
-           label="every feature")
-ax.scatter(useful + 1, every.robustness[useful], s=14, color="C3",
-           label="significantly useful (Benjamini–Hochberg)")
-ax.set(xscale="log", xlabel="eigen-index i", ylabel="FGSM robustness of φᵢ",
-       title="robustness against the index (first draw)")
-ax.legend(fontsize="small");
+every = first.every
+useful = (stats.benjamini_hochberg(stats.p_above(every.clean_correct, first.majority))
+          < claims.ALPHA).nonzero()[0]
+features.index_figure(every.robustness, useful);
 
 # %% [markdown]
 # ## What we measured
@@ -231,17 +165,15 @@ ax.legend(fontsize="small");
 # weakest draw. Each part gives its estimate, its 95% interval and its threshold.
 
 # %% tags=["remove-input"]
-n_test_draw = len(first["task"].labels_test)
+n_test_draw = len(first.task.labels_test)
 Markdown(report.glue_claim("claim3_tradeoff", tradeoff) + "\n\n"
          + report.glue_claim("claim5", learned_first)
-         + f"\n\nWith {n_test_draw} test images, an accuracy is detected above the majority "
-         f"rate (80% power) once it exceeds it by "
-         f"{stats.detectable_difference(n_test_draw, first['majority']):.3f}.")
+         + f"\n\nWith {n_test_draw} test images, an accuracy is detected above the "
+         f"majority rate (80% power) once it exceeds it by "
+         f"{stats.detectable_difference(n_test_draw, first.majority):.3f}.")
 
-# %% tags=["remove-cell"]
-glue("tradeoff_chapter_seconds", round(time.perf_counter() - chapter_start, 1),
-     display=False)
-print(f"chapter ran in {time.perf_counter() - chapter_start:.0f} s")
+# %% tags=["remove-input"]
+chapter.end(cfg, "tradeoff");
 
 # %% [markdown]
 # ## Exercises

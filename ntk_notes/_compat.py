@@ -26,7 +26,8 @@ INSTALL_HINT = (
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _check_jax_version() -> None:
+def check_jax_version() -> None:
+    """Raise an ImportError naming the install command unless jax is the supported version."""
     import jax
 
     if jax.__version__ != SUPPORTED_JAX:
@@ -94,7 +95,7 @@ def _flops(f, optimize: bool, *args, **kwargs) -> float:
 
 def install() -> None:
     """Prepare jax for neural-tangents and import it once."""
-    _check_jax_version()
+    check_jax_version()
     _restore_moved_jax_names()
     _stub_experimental()
     try:

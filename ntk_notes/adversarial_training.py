@@ -110,7 +110,7 @@ def train_step(model, params, x, labels, rows, learning_rate, epsilon, step_size
     loss_name = attacks.default_loss(jax.eval_shape(model, params, xb).shape[-1])
     x_train = xb
     if attack:
-        x_train, _, _ = attacks._pgd(Partial(training.call_model, model, params), xb, yb, epsilon, step_size, key,
+        x_train, _, _ = attacks.pgd(Partial(training.call_model, model, params), xb, yb, epsilon, step_size, key,
                                      loss=loss_name, norm="linf", steps=steps, random_start=random_start)
 
     def loss_fn(p):
@@ -171,21 +171,21 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
         raise ValueError(f"unknown training mode {mode!r}; allowed: {', '.join(MODES)}")
     if not np.isfinite(epsilon) or epsilon < 0:
         raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
-    if not attacks._is_count(steps):
+    if not attacks.is_count(steps):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if mode == "fgsm":
         steps = 1
         if step_size is None or not random_start:
             step_size = (FAST_FGSM_STEP if random_start else 1.0) * float(epsilon)
     elif step_size is None:
-        step_size = 2.5 * epsilon / steps
+        step_size = attacks.default_step_size(epsilon, steps)
     if not np.isfinite(step_size) or step_size < 0:
         raise ValueError(f"step_size must be a finite number >= 0, got {step_size!r}")
     if not (np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
     if not _is_epoch(epochs):
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-    if not (attacks._is_count(batch_size) and batch_size <= len(x)):
+    if not (attacks.is_count(batch_size) and batch_size <= len(x)):
         raise ValueError(f"batch_size must be an integer in 1..{len(x)}, got {batch_size!r}")
     record = list(range(epochs + 1)) if record_epochs is None else list(record_epochs)
     if not all(_is_epoch(e) and e <= epochs for e in record) or any(b <= a for a, b in itertools.pairwise(record)):

@@ -135,9 +135,9 @@ def network(name: str, n_out: int = 1, widths=None, W_std: float = 2 ** 0.5, b_s
     if entry.n_layers is not None and len(widths) != entry.n_layers:
         raise ValueError(f"the {name} network has {entry.n_layers} hidden layers: widths must have "
                          f"{entry.n_layers} entries, got {widths!r}")
-    if not widths or not all(attacks._is_count(w) for w in widths):
+    if not widths or not all(attacks.is_count(w) for w in widths):
         raise ValueError(f"widths must be positive integers, got {widths!r}")
-    if not attacks._is_count(n_out):
+    if not attacks.is_count(n_out):
         raise ValueError(f"n_out must be a positive integer, got {n_out!r}")
     return _network(name, int(n_out), tuple(int(w) for w in widths), float(W_std), float(b_std))
 

@@ -75,10 +75,17 @@ def per_example_loss(loss: str, logits, labels) -> jnp.ndarray:
     raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
 
 
-def is_correct(logits, labels) -> jnp.ndarray:
-    """Whether each prediction is right: logit > 0 means class 1, else the argmax."""
-    predicted = (logits[:, 0] > 0).astype(jnp.int32) if logits.shape[-1] == 1 else jnp.argmax(logits, -1)
-    return predicted == jnp.asarray(labels)
+def predicted_class(logits):
+    """The class each row of ``logits`` (n, C) predicts: 1 where the one logit is > 0 (else 0),
+    or the argmax of C logits. NumPy in, NumPy out (in the input's precision); anything else
+    (jax arrays, tracers) goes through jax.numpy."""
+    xp = np if isinstance(logits, np.ndarray) else jnp
+    return (logits[:, 0] > 0).astype(xp.int32) if logits.shape[-1] == 1 else xp.argmax(logits, -1)
+
+
+def is_correct(logits, labels):
+    """Whether each prediction is right, (n,) bool: ``predicted_class(logits) == labels``."""
+    return predicted_class(logits) == (np if isinstance(logits, np.ndarray) else jnp).asarray(labels)
 
 
 def as_model(logits_fn) -> Partial:
@@ -98,14 +105,15 @@ def _expand(v, like):
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-def _direction(g, norm: str):
-    """The steepest-ascent unit step for gradient g in the given norm."""
+def direction(g, norm: str):
+    """The steepest-ascent unit step for the gradients g (one per example) in the given norm:
+    sign(g) for ℓ∞, g / ‖g‖₂ per example for ℓ2."""
     if norm == "linf":
         return jnp.sign(g)
     return g / _expand(jnp.maximum(_per_example_norm(g, "l2"), 1e-12), g)
 
 
-def _project(x, x_adv, epsilon, norm: str):
+def project(x, x_adv, epsilon, norm: str):
     """x_adv moved into the ε-ball around x, then into [0, 1] (clipping to the box only
     shrinks each coordinate of the perturbation, so it stays in the ball)."""
     delta = x_adv - x
@@ -117,7 +125,7 @@ def _project(x, x_adv, epsilon, norm: str):
     return jnp.clip(x + delta, 0.0, 1.0)
 
 
-def _random_in_ball(key, x, epsilon, norm: str, on_sphere: bool):
+def random_in_ball(key, x, epsilon, norm: str, on_sphere: bool):
     """A random perturbation of x: uniform in the ε-ball, or on its surface (random signs for
     ℓ∞, a uniform direction of length ε for ℓ2), clipped to [0, 1]."""
     if norm == "linf":
@@ -125,25 +133,42 @@ def _random_in_ball(key, x, epsilon, norm: str, on_sphere: bool):
                 else jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0))
         return jnp.clip(x + epsilon * step, 0.0, 1.0)
     key_dir, key_radius = jax.random.split(key)
-    direction = _direction(jax.random.normal(key_dir, x.shape, x.dtype), "l2")
+    unit = direction(jax.random.normal(key_dir, x.shape, x.dtype), "l2")
     if on_sphere:
         radius = jnp.ones((len(x),), x.dtype)
     else:
         dim = x[0].size
         radius = jax.random.uniform(key_radius, (len(x),), x.dtype) ** (1.0 / dim)
-    return _project(x, x + epsilon * _expand(radius, x) * direction, epsilon, norm)
+    return project(x, x + epsilon * _expand(radius, x) * unit, epsilon, norm)
+
+
+def default_step_size(epsilon, steps: int):
+    """PGD's step when none is given: 2.5 ε / steps (Madry et al.), so that the steps
+    together could cross the ball and back."""
+    return 2.5 * epsilon / steps
+
+
+def step_plan(method: str, epsilon, steps: int, step_size=None, random_start: bool = False):
+    """The PGD run an attack ``method`` means, as (steps, step_size, random_start): FGSM is
+    one PGD step of size ε from x; PGD is ``steps`` steps of ``step_size`` (None:
+    ``default_step_size``) with the given ``random_start``."""
+    if method == "fgsm":
+        return 1, epsilon, False
+    return steps, default_step_size(epsilon, steps) if step_size is None else step_size, random_start
 
 
 @partial(jax.jit, static_argnames=("loss", "norm", "steps", "random_start"))
-def _pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, random_start):
-    """One run of PGD (FGSM is one step of size ε from x); returns the adversarial images and
-    their per-example loss and correctness."""
+def pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, random_start):
+    """One run of PGD: ``steps`` steps of ``step_size`` along ``direction`` of the summed
+    ``loss``'s gradient, each followed by ``project``, from a random point of the ball if
+    ``random_start`` (``step_plan`` gives FGSM as one step). ``logits_fn``: a ``Partial``
+    (``as_model``). Returns the adversarial images, their per-example loss and correctness."""
     total_loss = lambda z: jnp.sum(per_example_loss(loss, logits_fn(z), labels))  # noqa: E731
-    x_adv = _random_in_ball(key, x, epsilon, norm, on_sphere=False) if random_start else x
+    x_adv = random_in_ball(key, x, epsilon, norm, on_sphere=False) if random_start else x
 
     def step(x_adv, _):
-        x_adv = x_adv + step_size * _direction(jax.grad(total_loss)(x_adv), norm)
-        return _project(x, x_adv, epsilon, norm), None
+        x_adv = x_adv + step_size * direction(jax.grad(total_loss)(x_adv), norm)
+        return project(x, x_adv, epsilon, norm), None
 
     x_adv, _ = jax.lax.scan(step, x_adv, None, length=steps)
     logits = logits_fn(x_adv)
@@ -152,7 +177,7 @@ def _pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, ra
 
 @partial(jax.jit, static_argnames=("loss", "norm"))
 def _noise(logits_fn, x, labels, epsilon, key, *, loss, norm):
-    x_adv = _random_in_ball(key, x, epsilon, norm, on_sphere=True)
+    x_adv = random_in_ball(key, x, epsilon, norm, on_sphere=True)
     logits = logits_fn(x_adv)
     return x_adv, per_example_loss(loss, logits, labels), is_correct(logits, labels)
 
@@ -167,11 +192,14 @@ class AttackResult(NamedTuple):
         return float(np.mean(self.correct))
 
 
-def _is_count(value) -> bool:
+def is_count(value) -> bool:
+    """Whether ``value`` is a positive integer (a bool is not)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
-def _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts, batch_size):
+def validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts, batch_size):
+    """Check an attack's arguments (a ValueError naming the first bad one); returns the
+    labels as a NumPy array and the loss (None: ``default_loss`` of the model's outputs)."""
     if method not in METHODS:
         raise ValueError(f"unknown attack method {method!r}; allowed: {', '.join(METHODS)}")
     if norm not in NORMS:
@@ -179,7 +207,7 @@ def _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts
     if not np.isfinite(epsilon) or epsilon < 0:
         raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
     for name, value in [("steps", steps), ("restarts", restarts), ("batch_size", batch_size)]:
-        if not _is_count(value):
+        if not is_count(value):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(x):
@@ -212,18 +240,28 @@ def attack(logits_fn, x, labels, epsilon: float, method: str = "pgd", norm: str 
     ``LOSSES`` (default: binary / softmax cross-entropy). ``step_size`` (PGD) defaults to
     2.5 ε / steps. ``restarts`` > 1 runs PGD (with random start) or noise again with new keys
     and keeps each example's worst case. Inputs go through in batches of ``batch_size``
-    (one compilation: the last batch is padded).
+    (one compilation: the last batch is padded). Returns an ``AttackResult``: the
+    adversarial images, whether each is still classified correctly, and its loss.
+
+    A one-logit model whose logit is the pixel sum minus 1, at two images of class 1 and 0:
+    FGSM of size 0.15 lowers every pixel of the first and raises every pixel of the second.
+
+    >>> import jax.numpy as jnp
+    >>> logits_fn = lambda x: x.sum(1, keepdims=True) - 1.0
+    >>> x = jnp.array([[0.6, 0.6], [0.3, 0.2]])
+    >>> result = attack(logits_fn, x, [1, 0], 0.15, "fgsm")
+    >>> [[round(float(p), 2) for p in image] for image in result.x_adv]
+    [[0.45, 0.45], [0.45, 0.35]]
+    >>> result.correct.tolist(), result.accuracy
+    ([False, True], 0.5)
     """
     x, logits_fn = jnp.asarray(x), as_model(logits_fn)
-    labels, loss = _validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts, batch_size)
+    labels, loss = validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts, batch_size)
     steps, restarts, batch_size = int(steps), int(restarts), int(batch_size)
-    if method == "fgsm":
-        steps, step_size, random_start, restarts = 1, epsilon, False, 1
-    elif step_size is None:
-        step_size = 2.5 * epsilon / steps
+    steps, step_size, random_start = step_plan(method, epsilon, steps, step_size, random_start)
     if not np.isfinite(step_size) or step_size < 0:
         raise ValueError(f"step_size must be a finite number >= 0, got {step_size!r}")
-    if method == "pgd" and not random_start:
+    if method != "noise" and not random_start:
         restarts = 1  # without a random start every restart is the same deterministic run
     batch_size = min(batch_size, len(x))
     starts = range(0, len(x), batch_size)
@@ -239,7 +277,7 @@ def attack(logits_fn, x, labels, epsilon: float, method: str = "pgd", norm: str 
         if method == "noise":
             out = _noise(logits_fn, xb, yb, epsilon, key, loss=loss, norm=norm)
         else:
-            out = _pgd(logits_fn, xb, yb, epsilon, step_size, key, loss=loss, norm=norm, steps=steps,
+            out = pgd(logits_fn, xb, yb, epsilon, step_size, key, loss=loss, norm=norm, steps=steps,
                        random_start=random_start)
         n = min(batch_size, len(x) - start)
         x_adv, loss_b, correct_b = (np.asarray(a)[:n] for a in out)
@@ -294,7 +332,8 @@ def outcomes(logits_fn, x, labels, epsilon: float, method: str = "pgd", **attack
     return Outcomes(clean, attacked.correct, noise.correct)
 
 
-def accuracy_vs_epsilon(logits_fn, x, labels, epsilons, methods=("fgsm", "pgd", "noise"), **attack_args) -> pd.DataFrame:
+def accuracy_vs_epsilon(logits_fn, x, labels, epsilons, methods=("fgsm", "pgd", "noise"),
+                        **attack_args) -> pd.DataFrame:
     """Accuracy against each method at each ε, one row per (method, ε): the data of an
     accuracy-vs-ε figure in one call."""
     rows = []
@@ -305,7 +344,8 @@ def accuracy_vs_epsilon(logits_fn, x, labels, epsilons, methods=("fgsm", "pgd", 
 
 
 def sanity_checks(logits_fn, x, labels, epsilon: float, epsilons=None, norm: str = "linf", loss: str | None = None,
-                  steps: int = 10, step_size: float | None = None, tolerance: float = 0.03, seed: int = 0) -> pd.DataFrame:
+                  steps: int = 10, step_size: float | None = None, tolerance: float = 0.03,
+                  seed: int = 0) -> pd.DataFrame:
     """The checks of Carlini et al. (2019) that an attack evaluation is not broken, as a table
     (check, measured, criterion, passed):
 
@@ -353,3 +393,5 @@ def sanity_checks(logits_fn, x, labels, epsilon: float, epsilons=None, norm: str
          f"|change| ≤ {tolerance}", change <= tolerance),
     ]
     return pd.DataFrame(checks, columns=["check", "measured", "criterion", "passed"])
+
+

@@ -17,9 +17,9 @@ import pandas as pd
 import scipy.stats
 import seaborn as sns
 
-from ntk_notes import attacks, claims, data, kernels, spectral, stats
+from ntk_notes import attacks, claims, data, null_kernels, spectral, stats
 
-# The authors' architectures: name -> (``kernels.architecture`` name, depth).
+# The authors' architectures: name -> (``architectures.architecture`` name, depth).
 ARCHITECTURES = {"FC-1": ("fc", 1), "FC-2": ("fc", 2), "FC-3": ("fc", 3),
                  "Conv": ("conv", 1), "Myrtle-5": ("myrtle", 5)}
 NULLS = ("linear", "RBF")  # the null kernels, in the order they join a comparison
@@ -39,9 +39,9 @@ def describe(cfg: SimpleNamespace) -> str:
 def kernels_for(task, names: Sequence[str], architectures: Mapping = ARCHITECTURES) -> dict:
     """The kernel functions of the named NTKs (names of ``architectures``) and of the two
     null kernels (linear; RBF at the median distance between ``task``'s training images)."""
-    chosen = {name: kernels.architecture(*architectures[name])[2] for name in names}
-    chosen["linear"] = kernels.null_kernel("linear")
-    chosen["RBF"] = kernels.null_kernel("rbf", kernels.median_bandwidth(task.x_train))
+    chosen = {name: architectures.architecture(*architectures[name])[2] for name in names}
+    chosen["linear"] = null_kernels.null_kernel("linear")
+    chosen["RBF"] = null_kernels.null_kernel("rbf", null_kernels.median_bandwidth(task.x_train))
     return chosen
 
 

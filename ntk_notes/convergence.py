@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ntk_notes import empirical, kernel_metrics, kernels, plotting, spectral, training
+from ntk_notes import architectures, empirical, kernel_metrics, kernels, plotting, spectral, training
 
 TAU = "τ = λ₁t/N"  # the column of the flow curves' time axis
 SLOPE_COLUMNS = ("distance to own limit", "parameter change", "kernel change")
@@ -33,13 +33,13 @@ def describe(cfg: SimpleNamespace) -> str:
 
 
 def fit_predictors(architectures: Mapping[str, tuple], task) -> tuple[dict, pd.DataFrame]:
-    """The kernel predictor of every architecture (label -> (``kernels.architecture`` name,
+    """The kernel predictor of every architecture (label -> (``architectures.architecture`` name,
     depth)) on ``task``, with its test-train kernel. Returns ({label: (predictor, k_test)},
     a table of the time to compute and solve, and train and test accuracy of f_∞)."""
     x_train, y_train, x_test = jnp.asarray(task.x_train), jnp.asarray(task.y_train), jnp.asarray(task.x_test)
     predictors, rows = {}, []
     for label, (name, depth) in architectures.items():
-        kernel_fn = kernels.architecture(name, depth)[2]
+        kernel_fn = architectures.architecture(name, depth)[2]
         start = time.perf_counter()
         predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
         k_test = kernels.kernel_matrix(kernel_fn, x_test, x_train)
@@ -133,7 +133,7 @@ def width_sweep(reference, k_test, task, widths: Sequence[int], seeds: Sequence[
     probe = x_train[:probe_size]
     runs = []
     for width in widths:
-        init_fn, apply_fn, _ = kernels.architecture("fc", 1, width=width)
+        init_fn, apply_fn, _ = architectures.architecture("fc", 1, width=width)
         for seed in seeds:
             _, params = init_fn(jax.random.PRNGKey(seed), x_train.shape)
             start = time.perf_counter()

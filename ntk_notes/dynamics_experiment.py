@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from ntk_notes import architectures, checkpoints, claims, data, empirical, kernel_metrics, linearisation, stats
+from ntk_notes import architectures, attacks, checkpoints, claims, data, empirical, kernel_metrics, linearisation, stats
 from ntk_notes.adversarial_training import MODES, adversarial_train
 
 CHAPTER = "adversarial_training_dynamics"
@@ -123,7 +123,7 @@ def accuracy_summary(final: pd.DataFrame, chance: float) -> str:
 
 def probe_step(cfg) -> float:
     """The step of the probes' PGD, one for every run: ``step_size``, default 2.5 ε / steps."""
-    return cfg.step_size or 2.5 * cfg.epsilon / cfg.pgd_steps
+    return cfg.step_size or attacks.default_step_size(cfg.epsilon, cfg.pgd_steps)
 
 
 def probe_kernels(runs: dict, task, cfg) -> dict:

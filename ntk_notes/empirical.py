@@ -165,8 +165,9 @@ def kernel_trajectory(run, x_probe, labels_probe, trace: bool = False, epochs=No
     probe_attack = dict(method=method, epsilon=s["epsilon"] if epsilon is None else float(epsilon),
                         step_size=(s["step_size"] if step_size is None else float(step_size)),
                         steps=s["steps"] if steps is None else int(steps))
-    if method == "fgsm":
-        probe_attack.update(step_size=probe_attack["epsilon"], steps=1)
+    if method == "fgsm":  # one step of size ε, as every FGSM of the book
+        steps_, step_size_, _ = attacks.step_plan("fgsm", probe_attack["epsilon"], 1)
+        probe_attack.update(step_size=step_size_, steps=steps_)
     x_probe = jnp.asarray(x_probe)
     labels_probe = training.check_labels(run.model_at(0), run.params[0], x_probe, labels_probe)
     n_out = jax.eval_shape(run.model_at(0), run.params[0], x_probe[:1]).shape[-1]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ntk_notes import attacks, claims, data, kernels, plotting, stats
+from ntk_notes import architectures, attacks, claims, data, kernels, plotting, stats
 
 # The authors' reported numbers on binary CIFAR-10 (clean, FGSM, PGD-10 at ε = 8/255).
 AUTHORS_CIFAR10 = (0.81, 0.02, 0.02)
@@ -44,7 +44,7 @@ def draw_models(dataset: str, tasks: Mapping, sizes: Mapping[str, Mapping], seed
                 data_dir=None) -> dict:
     """The kernel predictors of every task and architecture on the draw ``seed`` of the
     images. ``tasks`` maps a task's name to its classes (None: all ten); ``sizes`` maps an
-    architecture's name ("FC", "Conv": ``kernels.architecture`` of depth 1) to its
+    architecture's name ("FC", "Conv": ``architectures.architecture`` of depth 1) to its
     image_size, n_train, n_test. Returns {(task name, architecture): KernelModel}, tasks
     outermost."""
     drawn = {}
@@ -53,7 +53,7 @@ def draw_models(dataset: str, tasks: Mapping, sizes: Mapping[str, Mapping], seed
             task = data.make_task(dataset, classes=classes, n_train=size["n_train"],
                                   n_test=size["n_test"], seed=seed,
                                   image_size=size["image_size"], data_dir=data_dir)
-            kernel_fn = kernels.architecture(arch.lower(), depth=1, n_out=task.y_train.shape[1])[2]
+            kernel_fn = architectures.architecture(arch.lower(), depth=1, n_out=task.y_train.shape[1])[2]
             start = time.perf_counter()
             predictor = kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train)
             drawn[task_name, arch] = KernelModel(task, predictor, time.perf_counter() - start)
@@ -161,7 +161,7 @@ def authors_comparison(setting: Mapping, seed: int) -> AuthorsComparison:
     10 steps of 0.01 and no random start, beside the authors' reported numbers."""
     task = data.make_task(setting["dataset"], classes=tuple(setting["classes"]),
                           n_train=setting["n_train"], n_test=setting["n_test"], seed=seed)
-    kernel_fn = kernels.architecture("fc", depth=1)[2]
+    kernel_fn = architectures.architecture("fc", depth=1)[2]
     logits = kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train).logits_fn()
     x, y = task.x_test, task.labels_test
     ours = [kernels.accuracy(logits(jnp.asarray(x)), y),

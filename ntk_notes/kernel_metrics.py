@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from ntk_notes import attacks, spectral
+from ntk_notes import attacks, kernels, spectral
 
 def _matrix(kernel) -> np.ndarray:
     k = np.asarray(kernel, dtype=np.float64)
@@ -95,7 +95,7 @@ def truncate(kernel, k: int, eigen=None) -> tuple[np.ndarray, np.ndarray]:
     top-k eigenspace, float64 eigendecomposition) and the rest K − top."""
     kernel = _matrix(kernel)
     _check_k(k, len(kernel))
-    values, vectors = spectral.eigendecomposition(kernel) if eigen is None else eigen
+    values, vectors = kernels.eigendecomposition(kernel) if eigen is None else eigen
     top = (vectors[:, :k] * values[:k]) @ vectors[:, :k].T
     return top, kernel - top
 
@@ -125,7 +125,7 @@ def polar(kernels) -> Polar:
 def polar_trajectory(kernels, k: int = 20, eigen=None) -> PolarTrajectory:
     """``polar`` of the whole kernels, of their rank-k truncations and of the rest, as the
     authors' metrics script (top-20 eigenspace). ``eigen``: precomputed
-    ``spectral.eigendecomposition`` of each kernel."""
+    ``kernels.eigendecomposition`` of each kernel."""
     series = _series(kernels, at_least=2)
     parts = [truncate(kern, k, None if eigen is None else eigen[t]) for t, kern in enumerate(series)]
     return PolarTrajectory(polar(series), polar([p[0] for p in parts]), polar([p[1] for p in parts]))
@@ -136,7 +136,7 @@ def centre(kernel, n_outputs: int = 1) -> np.ndarray:
     examples removed (for each pair of outputs of a full (n·C, n·C) kernel; H = I − 11ᵀ/n
     for one output or a traced kernel). Float64."""
     kernel = _matrix(kernel)
-    if not attacks._is_count(n_outputs) or len(kernel) % n_outputs:
+    if not attacks.is_count(n_outputs) or len(kernel) % n_outputs:
         raise ValueError(f"n_outputs must be a positive integer dividing the kernel's size {len(kernel)}, "
                          f"got {n_outputs!r}")
     n, c = len(kernel) // n_outputs, n_outputs
@@ -147,7 +147,7 @@ def centre(kernel, n_outputs: int = 1) -> np.ndarray:
 
 
 def _check_k(k, size: int):
-    if not (attacks._is_count(k) and k <= size):
+    if not (attacks.is_count(k) and k <= size):
         raise ValueError(f"k must be an integer in 1..{size} (the kernel's size), got {k!r}")
 
 
@@ -215,11 +215,11 @@ def target_alignment(kernels, targets, centred: bool = False, n_outputs: int = 1
 def top_label_energy(kernels, targets, k: int, eigen=None) -> np.ndarray:
     """Share of the targets' energy in each kernel's top-k eigenvectors,
     Σ_{i≤k} ‖v_iᵀ Y‖² / ‖Y‖², (T,) (``spectral.label_energy`` at k; Y as in
-    ``target_alignment``). ``eigen``: precomputed ``spectral.eigendecomposition`` of each kernel."""
+    ``target_alignment``). ``eigen``: precomputed ``kernels.eigendecomposition`` of each kernel."""
     out = []
     for t, kern in enumerate(_series(kernels)):
         _check_k(k, len(kern))
-        _, vectors = spectral.eigendecomposition(kern) if eigen is None else eigen[t]
+        _, vectors = kernels.eigendecomposition(kern) if eigen is None else eigen[t]
         out.append(spectral.label_energy(vectors, _targets(targets, len(kern)))[k - 1])
     return np.array(out)
 
@@ -238,7 +238,7 @@ def kernel_metrics(kernels, targets, ks=(10, 20), n_outputs: int = 1, epochs=Non
     table["velocity"] = np.concatenate([[np.nan], velocity(series)]) if len(series) > 1 else np.nan
     table["alignment"] = target_alignment(series, targets)
     table["alignment_centred"] = target_alignment(series, targets, centred=True, n_outputs=n_outputs)
-    eigen = [spectral.eigendecomposition(k) for k in series]
+    eigen = [kernels.eigendecomposition(k) for k in series]
     centred_values = [np.linalg.eigvalsh(centre(k, n_outputs))[::-1] for k in series]
     for k in ks:
         _check_k(k, len(series[0]) - 1)

@@ -1,8 +1,5 @@
-"""Architectures, their infinite-width kernels, and the kernel predictor.
-
-Architectures follow the paper's authors: ReLU, W_std = sqrt(2), b_std = 0.1, NTK
-parameterization. ``architecture`` returns the neural-tangents triple
-``(init_fn, apply_fn, kernel_fn)``.
+"""Infinite-width kernels as matrices (in batches, or in resumable blocks) and the kernel
+predictor. The architectures and their ``kernel_fn`` come from ``ntk_notes.architectures``.
 
 Training-time convention (the same as ``neural_tangents.predict.gradient_descent_mse``):
 the loss is 0.5 * mean((f(X) - Y)^2) over all N x C entries, and ``t`` is
@@ -24,52 +21,9 @@ import numpy as np
 import scipy.linalg
 from jax.tree_util import Partial
 
-from ntk_notes import architectures, checkpoints
+from ntk_notes import checkpoints
+from ntk_notes.attacks import is_correct
 from ntk_notes.progress import progress
-from ntk_notes.spectral import eigendecomposition
-
-architecture = architectures.architecture  # alias until the issue-13 merge
-ARCHITECTURES = architectures.ARCHITECTURES  # alias until the issue-13 merge
-
-
-NULL_KERNELS = ("linear", "rbf")
-
-
-def _linear_kernel(x1, x2, get="ntk"):
-    a, b = x1.reshape(len(x1), -1), x2.reshape(len(x2), -1)
-    return a @ b.T / a.shape[1]
-
-
-def _rbf_kernel(bandwidth, x1, x2, get="ntk"):
-    a, b = x1.reshape(len(x1), -1), x2.reshape(len(x2), -1)
-    # ‖a − b‖² expanded, clipped at 0 against rounding; its gradient stays finite on the diagonal.
-    squared = jnp.maximum(jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2 * a @ b.T, 0.0)
-    return jnp.exp(-squared / (2 * bandwidth ** 2))
-
-
-@lru_cache(maxsize=16)
-def null_kernel(name: str, bandwidth: float | None = None):
-    """A kernel that is no neural tangent kernel, for baselines, with the signature of a stax
-    ``kernel_fn(x1, x2, get)`` so that every routine taking a kernel takes it (``get`` is
-    ignored): ``linear``, x·x′ / d; ``rbf``, exp(−‖x − x′‖² / 2σ²) with σ = ``bandwidth``
-    (``median_bandwidth`` gives the usual choice)."""
-    if name not in NULL_KERNELS:
-        raise ValueError(f"unknown null kernel {name!r}; allowed: {', '.join(NULL_KERNELS)}")
-    if name == "linear":
-        if bandwidth is not None:
-            raise ValueError("the linear kernel takes no bandwidth")
-        return _linear_kernel
-    if bandwidth is None or not np.isfinite(bandwidth) or bandwidth <= 0:
-        raise ValueError(f"the rbf kernel needs a positive bandwidth, got {bandwidth!r}")
-    return Partial(_rbf_kernel, float(bandwidth))
-
-
-def median_bandwidth(x) -> float:
-    """The median distance between distinct images of ``x``: the usual RBF bandwidth."""
-    flat = np.asarray(x, np.float64).reshape(len(x), -1)
-    squared = np.sum(flat ** 2, 1)[:, None] + np.sum(flat ** 2, 1)[None, :] - 2 * flat @ flat.T
-    return float(np.sqrt(np.median(np.maximum(squared[np.triu_indices(len(flat), 1)], 0.0))))
-
 
 @lru_cache(maxsize=32)
 def _jitted_kernel_fn(kernel_fn):
@@ -244,6 +198,24 @@ def kernel_matrix(kernel_fn, x1, x2=None, batch_size: int = 256, block_size: int
     return job.run(show_progress)
 
 
+def eigendecomposition(kernel) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues in descending order and the matching eigenvectors (columns), float64."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+        raise ValueError(f"kernel must be a square matrix, got shape {kernel.shape}")
+    values, vectors = np.linalg.eigh(kernel)
+    return values[::-1], vectors[:, ::-1]
+
+
+def fitted_fraction(values, t: float, n_outputs: int = 1) -> np.ndarray:
+    """1 − e^{−λ t / (N C)} for each eigenvalue λ of Θ(X, X) (a negative one counts as 0): the
+    share of each eigen-direction of the targets that gradient flow has fitted by time t, in
+    this module's time convention. ``values`` must be all N eigenvalues: N is their number."""
+    values = np.asarray(values, dtype=np.float64)
+    rate = np.maximum(values, 0.0) / (len(values) * n_outputs)
+    return -np.expm1(-rate * t)
+
+
 class KernelPredictor:
     """Kernel regression with a fixed training set: fit once, predict f_∞ or f_t anywhere.
 
@@ -251,6 +223,18 @@ class KernelPredictor:
     starts at zero and grows only if the factorisation fails); the eigendecomposition needed
     by f_t is computed on first use. ``logits_fn(t)`` gives a jax function of the inputs
     alone, whose gradient costs one pass through Θ(x, X): attacks never re-solve anything.
+
+    With the kernel 1 + x·x′ on two points, f_∞ is the line through them; f_t at t = 4 has
+    fitted only part of the targets (the small eigenvalue, 0.38, is barely fitted):
+
+    >>> import numpy as np
+    >>> kernel_fn = lambda x1, x2, get="ntk": 1.0 + x1 @ x2.T  # any kernel_fn(x1, x2, get)
+    >>> predictor = KernelPredictor(kernel_fn, np.array([[0.0], [1.0]]), np.array([[-1.0], [1.0]]))
+    >>> x = np.array([[0.0], [0.75]])
+    >>> predictor.predict(x).round(6).tolist(), predictor.predict(x, t=4.0).round(3).tolist()
+    ([[-1.0], [0.5]], [[-0.456], [0.382]])
+    >>> predictor.eigen[0].round(3).tolist(), predictor.logits_fn()(x).tolist()
+    ([2.618, 0.382], [[-1.0], [0.5]])
     """
 
     def __init__(self, kernel_fn, x_train, y_train, k_train_train=None, batch_size: int = 256,
@@ -322,9 +306,10 @@ class KernelPredictor:
         if t < 0:
             raise ValueError(f"training time t must be >= 0 or None, got {t!r}")
         values, vectors = self.eigen
-        rate = np.maximum(values, 0.0) / self.y_train.size
-        # (1 - e^{-λt/NC}) / λ without cancellation for small λt.
-        gain = np.where(rate > 0, -np.expm1(-rate * t) / np.where(values > 0, values, 1.0), t / self.y_train.size)
+        # (1 - e^{-λt/NC}) / λ without cancellation for small λt; t / NC at λ ≤ 0.
+        positive = values > 0
+        gain = np.where(positive, fitted_fraction(values, t, self.n_outputs) / np.where(positive, values, 1.0),
+                        t / self.y_train.size)
         return vectors @ (gain[:, None] * (vectors.T @ targets))
 
     def logits_fn(self, t: float | None = None) -> Partial:
@@ -384,6 +369,4 @@ def _kernel_logits(kernel_fn, dtype):
 
 def accuracy(outputs, labels) -> float:
     """Accuracy of outputs (n, 1) thresholded at 0, or (n, C) by argmax, against class indices."""
-    outputs = np.asarray(outputs)
-    predicted = (outputs[:, 0] > 0).astype(np.int64) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
-    return float(np.mean(predicted == np.asarray(labels)))
+    return float(np.mean(is_correct(np.asarray(outputs), labels)))

@@ -1,4 +1,4 @@
-"""The spectrum of a kernel matrix, how the labels sit in it, and the eigen-features.
+"""How the labels sit in the spectrum of a kernel matrix, and the eigen-features.
 
 Eigen-features (PAPER.md): with Θ(X, X) = Σ_i λ_i v_i v_iᵀ, λ_1 ≥ λ_2 ≥ …,
 φ_i(x) = λ_i⁻¹ Θ(x, X) v_i (v_iᵀ Y), and Σ_i φ_i = f_∞. Indices in code are 0-based (index 0
@@ -17,16 +17,9 @@ import numpy as np
 from jax.tree_util import Partial
 
 from ntk_notes import attacks
+from ntk_notes.kernels import KernelPredictor, fitted_fraction, kernel_block, kernel_matrix
 from ntk_notes.progress import progress
 
-
-def eigendecomposition(kernel) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues in descending order and the matching eigenvectors (columns), float64."""
-    kernel = np.asarray(kernel, dtype=np.float64)
-    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
-        raise ValueError(f"kernel must be a square matrix, got shape {kernel.shape}")
-    values, vectors = np.linalg.eigh(kernel)
-    return values[::-1], vectors[:, ::-1]
 
 
 def label_energy(vectors, targets) -> np.ndarray:
@@ -70,14 +63,6 @@ def split_at(predictor, k: int) -> np.ndarray:
     return np.stack([every[:, :k].sum(1), every[:, k:].sum(1)], axis=1)
 
 
-def fitted_fraction(values, t: float, n_outputs: int = 1) -> np.ndarray:
-    """How much of each eigen-feature f_t holds: f_t = Σ_i (1 − e^{−λ_i t / (N C)}) φ_i, in the
-    time convention of ``ntk_notes.kernels`` (t = learning rate × steps). ``values`` must be
-    all N eigenvalues: N is taken from their number."""
-    values = np.asarray(values, dtype=np.float64)
-    return -np.expm1(-np.maximum(values, 0.0) * t / (len(values) * n_outputs))
-
-
 class FeatureScores(NamedTuple):
     usefulness: np.ndarray  # (F,) clean accuracy of each feature (sign, or argmax of C outputs)
     robustness: np.ndarray  # (F,) accuracy under the attack aimed at the feature itself
@@ -113,6 +98,21 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
     bytes of XLA's working memory, measured on the compiled chunk for one and two features
     (a convolutional kernel keeps a covariance per pixel: thousands of bytes per entry).
     ``epsilon=None`` skips the attack (robustness is NaN): usefulness costs one kernel block.
+    Returns a ``FeatureScores``.
+
+    With the kernel 1 + x·x′ on two points, φ_1 is positive everywhere (class 1: right on
+    half the inputs, and robust), φ_2 is the useful feature, and FGSM of size 0.3 breaks it
+    at the second input:
+
+    >>> from ntk_notes.kernels import KernelPredictor
+    >>> kernel_fn = lambda x1, x2, get="ntk": 1.0 + x1 @ x2.T
+    >>> predictor = KernelPredictor(kernel_fn, np.array([[0.0], [1.0]]), np.array([[-1.0], [1.0]]))
+    >>> x, labels = np.array([[0.2], [0.9]]), np.array([0, 1])
+    >>> scores = feature_scores(predictor, feature_weights(predictor), x, labels, 0.3)
+    >>> scores.clean_outputs[:, :, 0].round(3).tolist()  # φ_1 and φ_2 at the two inputs
+    [[0.192, 0.266], [-0.792, 0.534]]
+    >>> scores.usefulness.tolist(), scores.robust_correct.tolist()
+    ([0.5, 1.0], [[False, True], [True, False]])
     """
     x = jnp.asarray(x, predictor.dtype)
     weights = np.asarray(weights)
@@ -120,8 +120,6 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
         raise ValueError(f"weights must have shape ({len(predictor.x_train)}, F, C), got {weights.shape}")
     labels = np.asarray(labels)
     n, n_features = len(x), weights.shape[1]
-    from ntk_notes.kernels import kernel_block  # kernels imports this module
-
     k_test = kernel_block(predictor.kernel_fn, x, predictor.x_train, predictor.batch_size).astype(np.float64)
     # A BLAS product, then (F, n, C); np.einsum would not use BLAS here.
     clean_outputs = (k_test @ weights.reshape(len(weights), -1)).reshape(n, n_features, -1).transpose(1, 0, 2)
@@ -133,7 +131,7 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
     outputs = _features_at(predictor.kernel_fn)
     one_feature = Partial(outputs, predictor.x_train, jnp.asarray(weights[:, :1], predictor.dtype))
     norm = attack_args.get("norm", "linf")
-    labels, loss = attacks._validate(one_feature, x, labels, epsilon, method, norm, attack_args.get("loss"), steps, 1, 1)
+    labels, loss = attacks.validate(one_feature, x, labels, epsilon, method, norm, attack_args.get("loss"), steps, 1, 1)
     shared_fgsm = method == "fgsm" and set(attack_args) <= {"norm", "loss"}
 
     def tiled(w):  # feature j of a chunk sees inputs j·n ... (j+1)·n − 1 of the tiled batch
@@ -142,16 +140,16 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
 
     def compiled(w):  # the jitted function a chunk runs, with its arguments, for the memory estimate
         if shared_fgsm:
-            return _fgsm_chunk(predictor.kernel_fn, loss, norm), (predictor.x_train, w, x, jnp.asarray(labels),
+            return fgsm_chunk(predictor.kernel_fn, loss, norm), (predictor.x_train, w, x, jnp.asarray(labels),
                                                                   epsilon), {}
         model, xs, tiled_labels = tiled(w)
-        step_size = attack_args.get("step_size") or 2.5 * epsilon / steps
-        static = dict(loss=loss, norm=norm, steps=1 if method == "fgsm" else steps,
-                      random_start=bool(attack_args.get("random_start")))
-        return attacks._pgd, (model, xs, jnp.asarray(tiled_labels), epsilon, step_size, jax.random.PRNGKey(0)), static
+        n_steps, step_size, random_start = attacks.step_plan(method, epsilon, steps, attack_args.get("step_size"),
+                                                             bool(attack_args.get("random_start")))
+        static = dict(loss=loss, norm=norm, steps=n_steps, random_start=random_start)
+        return attacks.pgd, (model, xs, jnp.asarray(tiled_labels), epsilon, step_size, jax.random.PRNGKey(0)), static
 
     if chunk is None:
-        chunk = _chunk_within(memory_budget, lambda f: compiled(jnp.asarray(weights[:, :f], predictor.dtype)))
+        chunk = chunk_within(memory_budget, lambda f: compiled(jnp.asarray(weights[:, :f], predictor.dtype)))
     robust, starts = [], range(0, n_features, chunk)
     if show_progress is None and len(starts) <= 2:
         show_progress = False
@@ -169,9 +167,11 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
     return FeatureScores(usefulness, robust_correct.mean(1), clean_outputs, clean_correct, robust_correct)
 
 
-def _chunk_within(budget: float, compiled, largest: int = 4096) -> int:
-    """How many features fit ``budget`` bytes: XLA's temporary memory of the compiled chunk
-    for one and for two features gives a fixed part and a part per feature."""
+def chunk_within(budget: float, compiled, largest: int = 4096) -> int:
+    """How many features (an int in 1..``largest``) fit ``budget`` bytes: XLA's temporary
+    memory of the chunk compiled for one and for two features gives a fixed part and a part
+    per feature. ``compiled(f)`` returns the chunk's jitted function for f features, its
+    arguments and its static keyword arguments."""
     def temp_bytes(f):
         fn, args, static = compiled(f)
         return fn.lower(*args, **static).compile().memory_analysis().temp_size_in_bytes
@@ -195,10 +195,12 @@ def _shared_pullback(kernel_fn, x_train, weights, x, output_cotangent):
 
 
 @lru_cache(maxsize=32)
-def _fgsm_chunk(kernel_fn, loss: str, norm: str):
-    """FGSM aimed at each feature of a chunk, from the shared clean pullback: whether each
-    feature still classifies each input correctly, (F, n). Same result as ``attacks.attack``
-    with method "fgsm" on the tiled inputs, at two large products instead of three."""
+def fgsm_chunk(kernel_fn, loss: str, norm: str):
+    """FGSM aimed at each feature of a chunk, from the shared clean pullback, as a jitted
+    ``run(x_train, weights (N, F, C), x (n, ...), labels (n,), epsilon)`` that returns whether
+    each feature still classifies each input correctly, (F, n) bool. Same result as
+    ``attacks.attack`` with method "fgsm" on the tiled inputs, at two large products instead
+    of three. Cached per (kernel_fn, loss, norm)."""
     features_at = _features_at(kernel_fn)
 
     def run(x_train, weights, x, labels, epsilon):
@@ -206,7 +208,7 @@ def _fgsm_chunk(kernel_fn, loss: str, norm: str):
         loss_of = lambda o: jnp.sum(attacks.per_example_loss(loss, o, labels))  # noqa: E731
         grads = _shared_pullback(kernel_fn, x_train, weights, x, jax.vmap(jax.grad(loss_of)))
         xs = jnp.broadcast_to(x, (f,) + x.shape).reshape((f * n,) + x.shape[1:])
-        x_adv = attacks._project(xs, xs + epsilon * attacks._direction(grads.reshape(xs.shape), norm), epsilon, norm)
+        x_adv = attacks.project(xs, xs + epsilon * attacks.direction(grads.reshape(xs.shape), norm), epsilon, norm)
         return attacks.is_correct(features_at(x_train, weights, x_adv), jnp.tile(labels, f)).reshape(f, n)
 
     return jax.jit(run)
@@ -273,8 +275,6 @@ def kernel_features(kernel_fns, task, epsilon: float | None, method: str = "fgsm
     only). ``ridge`` maps a name to a ridge relative to the kernel's mean diagonal, for
     kernels of rank below N (a linear kernel on d < N pixels): kernel ridge regression
     then replaces the ridgeless fit."""
-    from ntk_notes.kernels import KernelPredictor, kernel_matrix  # kernels imports this module
-
     ridge = dict(ridge or {})
     unknown = set(ridge) - set(kernel_fns)
     if unknown:
@@ -311,8 +311,6 @@ def tradeoff_outcomes(predictor, x, labels, epsilon: float, ks, taus, steps: int
     """Score the top-k predictors at every k in ``ks`` and f_t at every time in ``taus``
     (τ = λ_1 t / (N C): after τ the top feature holds 1 − e^{−τ} of its weight), clean and
     under FGSM and PGD (``steps`` steps) aimed at each predictor, and f_∞ clean and under PGD."""
-    from ntk_notes.kernels import kernel_block  # kernels imports this module
-
     values = predictor.eigen[0]
     taus = np.asarray(taus, np.float64)
     if taus.ndim != 1 or len(taus) == 0 or np.any(taus <= 0):

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax.tree_util import Partial
 
-from ntk_notes.attacks import as_model, default_loss, per_example_loss
+from ntk_notes.attacks import as_model, default_loss, per_example_loss, predicted_class
 from ntk_notes.progress import progress
 
 
@@ -52,7 +52,6 @@ def call_model(model, params, x):
     return model(params, x)
 
 
-_call_model = call_model  # alias until the issue-13 merge
 
 
 def check_labels(model, params, x, labels) -> np.ndarray:
@@ -75,7 +74,7 @@ def training_loss(loss: str, apply_fn, params, x, y):
     with y = ±1, softmax cross-entropy against one-hot y for several. The formulas are the
     attacks' per-example losses (``ntk_notes.attacks.per_example_loss``)."""
     outputs = apply_fn(params, x)
-    labels = (y[:, 0] > 0).astype(jnp.int32) if y.shape[-1] == 1 else jnp.argmax(y, axis=-1)
+    labels = predicted_class(y)
     name = "mse" if loss == "mse" else default_loss(y.shape[-1])
     return jnp.mean(per_example_loss(name, outputs, labels))
 

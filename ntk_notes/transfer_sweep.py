@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ntk_notes import attacks, kernels, training, transfer
+from ntk_notes import architectures, attacks, kernels, training, transfer
 from ntk_notes.progress import progress
 
 
@@ -102,7 +102,7 @@ class Experiment:
     def kernel_surrogates(self, depth: int | None = None, width: int | None = None) -> Surrogates:
         """The FC architecture of ``depth`` hidden layers (default: the experiment's), its
         kernel predictors f_∞ and f_t (stopped at the target loss) and its base rate."""
-        init_fn, apply_fn, kernel_fn = kernels.architecture("fc", depth=depth or self.depth,
+        init_fn, apply_fn, kernel_fn = architectures.architecture("fc", depth=depth or self.depth,
                                                             width=width or self.width)
         predictor = kernels.KernelPredictor(kernel_fn, self.x_train, self.y_train)
         rate = training.stable_learning_rate(predictor.k_train_train)
@@ -200,7 +200,7 @@ class Experiment:
         trained at ``alpha`` and the base ``rate``, evaluated against f_∞'s ``images``."""
         out = []
         for w, s in progress([(w, s) for w in widths for s in seeds], desc="width sweep"):
-            init_fn, apply_fn, *_ = kernels.architecture("fc", depth=self.depth, width=w)
+            init_fn, apply_fn, *_ = architectures.architecture("fc", depth=self.depth, width=w)
             run = self.train(init_fn, apply_fn, alpha, s, rate)
             out.append((w, run, self.evaluate(run, {"f_∞": images}, noise_images)))
         return out

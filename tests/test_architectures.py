@@ -6,14 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_notes import architectures, kernels
+from ntk_notes import architectures
 
 
 def test_every_name_is_in_one_registry_with_its_kind():
     assert set(architectures.ARCHITECTURES) == {"fc", "conv", "myrtle"}
     assert set(architectures.NETWORKS) == {"cnn", "mlp", "authors_cnn"}
     assert set(architectures.REGISTRY) == set(architectures.ARCHITECTURES) | set(architectures.NETWORKS)
-    assert kernels.architecture is architectures.architecture  # the alias kept for the merge
     with pytest.raises(ValueError, match="unknown architecture 'mlp'"):
         architectures.architecture("mlp")  # a trainable network is no kernel architecture
     with pytest.raises(ValueError, match="unknown network 'fc'"):

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ntk_notes import attacks, data, kernels
+from ntk_notes import architectures, attacks, data, kernels
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
@@ -76,7 +76,7 @@ def _loss_of(logits_fn, loss, labels):
 
 @pytest.fixture(scope="module")
 def fc_kernel_fn():
-    return kernels.architecture("fc", 1)[2]
+    return architectures.architecture("fc", 1)[2]
 
 
 @pytest.fixture(scope="module")
@@ -483,9 +483,9 @@ def test_attack_refuses_a_batch_size_below_one(toy, batch_size):
 def test_sweep_shapes_and_clean_accuracy_at_zero(toy):
     epsilons = [0.0, 0.05, 0.2]
     n = len(toy.x)
-    before = attacks._pgd._cache_size()
+    before = attacks.pgd._cache_size()
     result = attacks.sweep(toy.logits_fn, toy.x, toy.labels, epsilons, "pgd", steps=3)
-    assert attacks._pgd._cache_size() - before <= 1, "ε must be traced, not recompiled for each value"
+    assert attacks.pgd._cache_size() - before <= 1, "ε must be traced, not recompiled for each value"
     assert result.method == "pgd"
     np.testing.assert_array_equal(result.epsilons, epsilons)
     assert result.accuracy.shape == (3,)
@@ -508,7 +508,74 @@ def test_sweep_shapes_and_clean_accuracy_at_zero(toy):
 def test_attacking_a_predictor_with_images_of_another_shape_names_the_shapes():
     x_train = jax.random.uniform(jax.random.PRNGKey(0), (10, 6, 6, 1))
     y_train = jnp.where(jnp.arange(10) % 2 == 0, 1.0, -1.0)[:, None]
-    predictor = kernels.KernelPredictor(kernels.architecture("fc", 1)[2], x_train, y_train)
+    predictor = kernels.KernelPredictor(architectures.architecture("fc", 1)[2], x_train, y_train)
     wrong = jax.random.uniform(jax.random.PRNGKey(1), (4, 5, 5, 1))
     with pytest.raises(ValueError, match=r"\(5, 5, 1\).*\(6, 6, 1\)"):
         attacks.attack(predictor.logits_fn(), wrong, np.array([0, 1, 0, 1]), 0.1)
+
+
+# ---------------------------------------------------------------------------- the public core
+
+
+def test_predicted_class_and_is_correct_keep_numpy_in_numpy_and_jax_in_jax():
+    one = np.array([[0.3], [0.0], [-2.0], [1e-50]])  # 0 is class 0; 1e-50 is > 0 in float64
+    assert attacks.predicted_class(one).tolist() == [1, 0, 0, 1]
+    assert isinstance(attacks.is_correct(one, [1, 0, 0, 1]), np.ndarray)
+    assert attacks.is_correct(one, np.array([1, 0, 0, 1])).all()
+    many = jnp.array([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3]])
+    assert isinstance(attacks.is_correct(many, [1, 2]), jax.Array)
+    assert attacks.is_correct(many, [1, 2]).tolist() == [True, False]
+    jitted = jax.jit(attacks.is_correct)(jnp.array([[-1.0], [2.0]]), jnp.array([0, 0]))
+    assert jitted.tolist() == [True, False]
+
+
+def test_step_plan_fgsm_is_one_step_of_epsilon_and_pgd_defaults_to_2_5_epsilon_over_steps():
+    assert attacks.default_step_size(0.1, 10) == pytest.approx(0.025)
+    assert attacks.step_plan("fgsm", 0.1, 7, step_size=0.5, random_start=True) == (1, 0.1, False)
+    assert attacks.step_plan("pgd", 0.1, 10) == (10, attacks.default_step_size(0.1, 10), False)
+    assert attacks.step_plan("pgd", 0.1, 10, step_size=0.01, random_start=True) == (10, 0.01, True)
+
+
+def test_attack_fgsm_equals_one_public_pgd_step(toy):
+    epsilon = 0.05
+    model = attacks.as_model(toy.logits_fn)
+    x = jnp.asarray(toy.x)
+    steps, step_size, random_start = attacks.step_plan("fgsm", epsilon, 10)
+    x_adv, _, correct = attacks.pgd(model, x, jnp.asarray(toy.labels), epsilon, step_size, jax.random.PRNGKey(0),
+                                    loss="binary_cross_entropy", norm="linf", steps=steps, random_start=random_start)
+    result = attacks.attack(toy.logits_fn, toy.x, toy.labels, epsilon, "fgsm")
+    np.testing.assert_array_equal(result.x_adv, np.asarray(x_adv))
+    np.testing.assert_array_equal(result.correct, np.asarray(correct))
+
+
+def test_direction_and_project_per_norm():
+    g = jnp.array([[[3.0, -4.0]], [[0.0, 2.0]]])
+    np.testing.assert_array_equal(attacks.direction(g, "linf"), jnp.sign(g))
+    np.testing.assert_allclose(attacks.direction(g, "l2"), [[[0.6, -0.8]], [[0.0, 1.0]]], rtol=1e-6)
+    x = jnp.array([[[0.5, 0.5]], [[0.02, 0.5]]])
+    far = x + jnp.array([[[0.3, -0.4]], [[-0.3, 0.0]]])
+    linf = attacks.project(x, far, 0.1, "linf")
+    np.testing.assert_allclose(linf, [[[0.6, 0.4]], [[0.0, 0.5]]], atol=1e-7)  # clipped to the box too
+    l2 = attacks.project(x, far, 0.1, "l2")
+    np.testing.assert_allclose(l2[0], [[0.56, 0.42]], atol=1e-6)  # scaled onto the sphere of radius 0.1
+    np.testing.assert_allclose(attacks.project(x, l2, 0.1, "l2"), l2, atol=1e-7)  # idempotent
+
+
+@pytest.mark.parametrize("norm", attacks.NORMS)
+def test_random_in_ball_on_the_sphere_and_inside(norm):
+    x = jnp.full((64, 3, 3, 1), 0.5)
+    key = jax.random.PRNGKey(1)
+    linf, l2 = _per_example_norms(attacks.random_in_ball(key, x, 0.1, norm, on_sphere=True), x)
+    np.testing.assert_allclose(linf if norm == "linf" else l2, 0.1, rtol=1e-5)
+    inside = attacks.random_in_ball(key, x, 0.1, norm, on_sphere=False)
+    assert_in_ball_and_box(inside, x, 0.1, norm)
+
+
+def test_is_count_and_validate():
+    assert attacks.is_count(3) and attacks.is_count(np.int64(2))
+    assert not any(attacks.is_count(v) for v in (0, -1, 2.0, True, "3"))
+    x = jnp.full((2, 2, 2, 1), 0.5)
+    labels, loss = attacks.validate(lambda z: z.reshape(2, -1)[:, :1], x, [0, 1], 0.1, "pgd", "linf", None, 3, 1, 2)
+    assert loss == "binary_cross_entropy" and labels.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="unknown attack method 'cw'"):
+        attacks.validate(lambda z: z.reshape(2, -1)[:, :1], x, [0, 1], 0.1, "cw", "linf", None, 3, 1, 2)

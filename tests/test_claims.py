@@ -38,7 +38,7 @@ must not reproduce claims 3 and 6 either.
 import numpy as np
 import pytest
 
-from ntk_notes import attacks, claims, data, kernels, spectral
+from ntk_notes import architectures, attacks, claims, data, kernels, spectral
 
 N_TEST = 200  # test examples, as in the book's smaller profiles
 N_FEATURES = 300  # eigen-features (training points)
@@ -686,7 +686,7 @@ def test_merge_decides_on_every_part_even_when_names_repeat():
 @pytest.fixture(scope="module")
 def mnist():
     """MNIST (the embedded 5000 images), loaded once, and the FC depth-1 kernel function."""
-    return data.load("mnist-5k"), kernels.architecture("fc", depth=1)[2]
+    return data.load("mnist-5k"), architectures.architecture("fc", depth=1)[2]
 
 
 def real_pipeline(dataset, kernel_fn, seed, permute):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_notes import attacks, claims, kernels, training, transfer
+from ntk_notes import architectures, attacks, claims, kernels, training, transfer
 
 N_TEST = 200
 SEEDS_PER_EXPERIMENT = 3
@@ -182,7 +182,7 @@ def test_laziness_correlation_ignores_a_seed_effect():
 def toy():
     x = jax.random.uniform(jax.random.PRNGKey(0), (24, 4, 4, 1))
     y = jnp.where(jnp.mean(x, axis=(1, 2, 3)) > 0.5, 1.0, -1.0)[:, None]
-    init_fn, apply_fn, kernel_fn = kernels.architecture("fc", 1, width=64)
+    init_fn, apply_fn, kernel_fn = architectures.architecture("fc", 1, width=64)
     _, params = init_fn(jax.random.PRNGKey(1), x.shape)
     return x, y, init_fn, apply_fn, kernel_fn, params
 

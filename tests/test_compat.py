@@ -79,4 +79,4 @@ def test_importing_prints_nothing_and_loads_no_tensorflow():
 def test_unsupported_jax_version_is_refused(monkeypatch):
     monkeypatch.setattr(jax, "__version__", "0.10.0")
     with pytest.raises(ImportError, match=r"jax==0\.9\.2 only \(found jax 0\.10\.0\)"):
-        _compat._check_jax_version()
+        _compat.check_jax_version()

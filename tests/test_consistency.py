@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from ntk_notes import claims, consistency, kernels
+from ntk_notes import claims, consistency, kernels, null_kernels
 
 
 def fake_run(vectors, robustness, outputs, usefulness=None):
@@ -136,7 +136,7 @@ def test_a_comparison_on_real_images_adds_the_null_kernels_and_a_ridge_where_nee
     assert list(runs) == ["FC-1", "FC-2", "linear", "RBF"]
     assert len(runs["FC-1"].scores.robustness) == 20
     # 20 training images of 16 pixels: the linear kernel (rank <= 16) gets a ridge.
-    plain = kernels.kernel_matrix(kernels.null_kernel("linear"), task.x_train)
+    plain = kernels.kernel_matrix(null_kernels.null_kernel("linear"), task.x_train)
     ridged = runs["linear"].predictor.k_train_train
     np.testing.assert_allclose(ridged - plain, 1e-6 * np.mean(np.diag(plain)) * np.eye(20), atol=1e-9)
     table = consistency.kernel_table({"scored": (task, runs)})

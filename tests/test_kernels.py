@@ -9,7 +9,7 @@ import neural_tangents as nt
 import numpy as np
 import pytest
 
-from ntk_notes import kernels
+from ntk_notes import architectures, kernels, null_kernels
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def problem():
 def test_kernel_matrix_in_blocks_equals_one_call(problem, float64, name, depth):
     # float64: in float32 the arc-cosine near the diagonal alone differs by ~1e-4 between calls.
     x_train, x_test = (jnp.asarray(x, jnp.float64) for x in (problem[0], problem[2]))
-    _, _, kernel_fn = kernels.architecture(name, depth)
+    _, _, kernel_fn = architectures.architecture(name, depth)
     direct = np.asarray(kernel_fn(x_test, x_train, "ntk"))
     blocked = kernels.kernel_matrix(kernel_fn, x_test, x_train, batch_size=7)
     assert blocked.dtype == np.float64
@@ -39,7 +39,7 @@ def test_architecture_kernel_matches_monte_carlo_of_finite_networks(problem):
     """The stax triple is consistent: the empirical NTK of wide finite nets averages to kernel_fn."""
     x_train, _, _ = problem
     x = x_train[:6]
-    init_fn, apply_fn, kernel_fn = kernels.architecture("fc", 1, width=1024)
+    init_fn, apply_fn, kernel_fn = architectures.architecture("fc", 1, width=1024)
     mc = nt.monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.PRNGKey(3), n_samples=8, trace_axes=(-1,))
     np.testing.assert_allclose(mc(x, None, "ntk"), kernel_fn(x, None, "ntk"), rtol=0.05)
 
@@ -47,7 +47,7 @@ def test_architecture_kernel_matches_monte_carlo_of_finite_networks(problem):
 @pytest.mark.parametrize("t", [0.5, 30.0, 1e4, None])
 def test_predictor_matches_neural_tangents_gradient_descent_mse(problem, t):
     x_train, y_train, x_test = problem
-    _, _, kernel_fn = kernels.architecture("fc", 2)
+    _, _, kernel_fn = architectures.architecture("fc", 2)
     predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
     k_test = np.asarray(kernel_fn(x_test, x_train, "ntk"), np.float64)
     reference = nt.predict.gradient_descent_mse(predictor.k_train_train, np.asarray(y_train, np.float64))
@@ -59,7 +59,7 @@ def test_predictor_matches_neural_tangents_gradient_descent_mse(problem, t):
 
 def test_f_infinity_is_the_kernel_regression_solution_and_interpolates(problem, float64):
     x_train, y_train = jnp.asarray(problem[0], jnp.float64), jnp.asarray(problem[1], jnp.float64)
-    _, _, kernel_fn = kernels.architecture("conv", 1)
+    _, _, kernel_fn = architectures.architecture("conv", 1)
     predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
     k = np.asarray(kernel_fn(x_train, x_train, "ntk"), np.float64)
     np.testing.assert_allclose(predictor.alpha, np.linalg.solve(k, np.asarray(y_train)), rtol=1e-6)  # kernel recomputed: ~1e-9 differences, amplified by conditioning
@@ -69,7 +69,7 @@ def test_f_infinity_is_the_kernel_regression_solution_and_interpolates(problem, 
 
 def test_logits_fn_agrees_with_predict_and_is_differentiable(problem):
     x_train, y_train, x_test = problem
-    _, _, kernel_fn = kernels.architecture("fc", 1)
+    _, _, kernel_fn = architectures.architecture("fc", 1)
     predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
     for t in (10.0, None):
         np.testing.assert_allclose(predictor.logits_fn(t)(x_test), predictor.predict(x_test, t), rtol=1e-4, atol=1e-5)
@@ -81,7 +81,7 @@ def test_initial_function_correction_is_the_linearised_network(problem):
     """With f0 given, the predictor equals gradient flow of the linearised network: at t=0 it
     returns f0 on the test set, and at t=∞ it interpolates the training targets."""
     x_train, y_train, x_test = problem
-    _, _, kernel_fn = kernels.architecture("fc", 1)
+    _, _, kernel_fn = architectures.architecture("fc", 1)
     predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
     f0_train = jax.random.normal(jax.random.PRNGKey(9), (40, 1))
     f0_test = jax.random.normal(jax.random.PRNGKey(10), (13, 1))
@@ -94,7 +94,7 @@ def test_initial_function_correction_is_the_linearised_network(problem):
 
 def test_singular_kernel_gets_a_named_jitter(problem):
     x_train, y_train, _ = problem
-    _, _, kernel_fn = kernels.architecture("fc", 1)
+    _, _, kernel_fn = architectures.architecture("fc", 1)
     duplicated = jnp.concatenate([x_train[:10], x_train[:10]])
     with pytest.warns(UserWarning, match="jitter of"):
         predictor = kernels.KernelPredictor(kernel_fn, duplicated, jnp.ones((20, 1)))
@@ -104,12 +104,12 @@ def test_singular_kernel_gets_a_named_jitter(problem):
 def test_bad_input_names_the_value(problem):
     x_train, y_train, _ = problem
     with pytest.raises(ValueError, match="'mlp'"):
-        kernels.architecture("mlp")
+        architectures.architecture("mlp")
     with pytest.raises(ValueError, match="Myrtle depth 6"):
-        kernels.architecture("myrtle", 6)
+        architectures.architecture("myrtle", 6)
     with pytest.raises(ValueError, match="'mup'"):
-        kernels.architecture("fc", parameterization="mup")
-    _, _, kernel_fn = kernels.architecture("fc", 1)
+        architectures.architecture("fc", parameterization="mup")
+    _, _, kernel_fn = architectures.architecture("fc", 1)
     with pytest.raises(ValueError, match=r"\(40, C\)"):
         kernels.KernelPredictor(kernel_fn, x_train, y_train[:30])
     predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
@@ -134,7 +134,7 @@ def images(n, seed):
 @pytest.fixture(scope="module")
 def fc_kernel_fn():
     # One kernel_fn object for the whole module, so the jit and nt.batch caches are shared.
-    return kernels.architecture("fc", 1)[2]
+    return architectures.architecture("fc", 1)[2]
 
 
 def direct(kernel_fn, x1, x2=None):
@@ -147,7 +147,7 @@ def test_kernel_block_pads_ragged_sizes_and_crops_back(float64, name, n1, n2):
     # 23 and 37 are not multiples of 8: nt.batch only works on padded inputs, and the padding
     # (repeated last rows) must be cropped off exactly; (5, 37) pads the one-batch side only.
     x1, x2 = jnp.asarray(images(n1, 1)), jnp.asarray(images(n2, 2))
-    _, _, kernel_fn = kernels.architecture(name, 1)
+    _, _, kernel_fn = architectures.architecture(name, 1)
     block = kernels.kernel_block(kernel_fn, x1, x2, batch_size=8)
     assert block.shape == (n1, n2) and block.dtype == np.float64
     np.testing.assert_allclose(block, direct(kernel_fn, x1, x2), rtol=1e-7)
@@ -350,3 +350,55 @@ def test_inputs_of_another_shape_are_refused(problem, fc_kernel_fn):
     assert predictor.check_inputs(x_test).shape == x_test.shape
     with pytest.raises(ValueError, match="39"):
         predictor.predict(None, k_test_train=np.zeros((13, 39)))
+
+
+# ---------------------------------------------------------------------------- spectrum, gain, null kernels
+
+
+def test_eigendecomposition_is_descending_and_reconstructs_the_kernel():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(7, 7))
+    kernel = a @ a.T
+    values, vectors = kernels.eigendecomposition(kernel.astype(np.float32))
+    assert values.dtype == np.float64 and np.all(np.diff(values) <= 0)
+    np.testing.assert_allclose(vectors @ np.diag(values) @ vectors.T, kernel, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"square matrix, got shape \(2, 3\)"):
+        kernels.eigendecomposition(np.zeros((2, 3)))
+
+
+def test_fitted_fraction_is_the_gain_of_gradient_flow():
+    values = np.array([4.0, 1.0, 0.0, -1e-9])  # N = 4; a negative eigenvalue counts as 0
+    np.testing.assert_allclose(kernels.fitted_fraction(values, 2.0, n_outputs=2),
+                               1 - np.exp(-np.array([4.0, 1.0, 0.0, 0.0]) * 2.0 / 8))
+    np.testing.assert_array_equal(kernels.fitted_fraction(values, 0.0), 0.0)
+    assert kernels.fitted_fraction([1e-20, 5.0], 1.0)[0] == pytest.approx(0.5e-20, rel=1e-12)  # no cancellation
+
+
+def test_predictor_weights_at_t_use_the_same_gain(problem):
+    x_train, y_train, _ = problem
+    predictor = kernels.KernelPredictor(null_kernels.null_kernel("rbf", 1.0), x_train, y_train)
+    values, vectors = predictor.eigen
+    t = 3.0
+    gain = kernels.fitted_fraction(values, t, predictor.n_outputs) / values
+    np.testing.assert_allclose(predictor.weights(t), vectors @ (gain[:, None] * (vectors.T @ predictor.y_train)),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_null_kernels():
+    from ntk_notes import null_kernels
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.uniform(size=(5, 2, 2, 1)), jnp.float32)
+    flat = np.asarray(x, np.float64).reshape(5, -1)
+    np.testing.assert_allclose(null_kernels.null_kernel("linear")(x, x), flat @ flat.T / 4, rtol=1e-5)
+    bandwidth = null_kernels.median_bandwidth(x)
+    distances = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    # the root of the median squared distance (with an even number of pairs, the two middle ones' mean)
+    assert bandwidth == pytest.approx(np.sqrt(np.median(distances[np.triu_indices(5, 1)] ** 2)), rel=1e-6)
+    rbf = np.asarray(null_kernels.null_kernel("rbf", bandwidth)(x, x, "ntk"))
+    np.testing.assert_allclose(rbf, np.exp(-distances ** 2 / (2 * bandwidth ** 2)), rtol=1e-4, atol=1e-6)
+    assert null_kernels.null_kernel is null_kernels.null_kernel  # still reachable as null_kernels.null_kernel
+    for args, message in [(("cosine",), "unknown null kernel 'cosine'"), (("linear", 1.0), "takes no bandwidth"),
+                          (("rbf",), "positive bandwidth, got None"), (("rbf", -1.0), "positive bandwidth")]:
+        with pytest.raises(ValueError, match=message):
+            null_kernels.null_kernel(*args)

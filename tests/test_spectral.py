@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from jax.tree_util import Partial
 
-from ntk_notes import attacks, data, kernels, spectral
+from ntk_notes import architectures, attacks, data, kernels, spectral
 
 N_TRAIN, N_TEST = 40, 13
 
@@ -73,7 +73,7 @@ def reference_weights(k_train, y_train):
 @pytest.fixture(scope="module")
 def fc_kernel_fn():
     # One kernel_fn object for the whole module, so compiled kernels and attacks are reused.
-    return kernels.architecture("fc", 1)[2]
+    return architectures.architecture("fc", 1)[2]
 
 
 # ---------------------------------------------------------------------------- 1. Σ φ_i = f_∞
@@ -120,7 +120,7 @@ def test_fitted_fractions_of_the_features_give_f_t(float64, fc_kernel_fn, n_outp
     k_test = direct(fc_kernel_fn, x_test, predictor.x_train)
     partly_fitted = False
     for t in (0.0, 0.5, 20.0, 1e3, 1e7):
-        fraction = spectral.fitted_fraction(values, t, n_outputs)
+        fraction = kernels.fitted_fraction(values, t, n_outputs)
         assert fraction.shape == (N_TRAIN,)
         # Large-λ features are fitted first.
         assert np.all(np.diff(fraction) <= 1e-15)
@@ -133,7 +133,7 @@ def test_fitted_fractions_of_the_features_give_f_t(float64, fc_kernel_fn, n_outp
         np.testing.assert_allclose(k_test @ w_t, expected, rtol=1e-7, atol=1e-9)
     # Some t leaves features half-learned, so a wrong N or C in the exponent would show.
     assert partly_fitted
-    np.testing.assert_array_equal(spectral.fitted_fraction(values, 0.0, n_outputs), 0.0)
+    np.testing.assert_array_equal(kernels.fitted_fraction(values, 0.0, n_outputs), 0.0)
 
 
 # ---------------------------------------------------------------------------- 3. top-k
@@ -258,7 +258,7 @@ def mnist_features():
     top-10 and full predictors scored under FGSM at ε = 0.1 (PAPER.md's embedded-data setting,
     halved)."""
     task = data.make_task("mnist-5k", classes=(3, 5), n_train=400, n_test=100, seed=0)
-    predictor = kernels.KernelPredictor(kernels.architecture("fc", 1)[2], task.x_train, task.y_train)
+    predictor = kernels.KernelPredictor(architectures.architecture("fc", 1)[2], task.x_train, task.y_train)
     scores = spectral.feature_scores(predictor, spectral.feature_weights(predictor), task.x_test,
                                      task.labels_test, 0.1, "fgsm")
     top_k = spectral.feature_scores(predictor, spectral.top_k_weights(predictor, [10, 400]), task.x_test,

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_notes import empirical, kernel_metrics, kernels, training
+from ntk_notes import architectures, empirical, kernel_metrics, kernels, training
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def data():
 
 def test_empirical_ntk_matches_jacobian_contraction(data):
     x, _ = data
-    init_fn, apply_fn, _ = kernels.architecture("fc", 2, width=32)
+    init_fn, apply_fn, _ = architectures.architecture("fc", 2, width=32)
     _, params = init_fn(jax.random.PRNGKey(1), x.shape)
     jac = jax.jacobian(lambda p: apply_fn(p, x[:6])[:, 0])(params)
     flat = jnp.concatenate([leaf.reshape(6, -1) for leaf in jax.tree.leaves(jac)], axis=1)
@@ -31,7 +31,7 @@ def test_gradient_descent_follows_the_kernel_flow_when_wide(data):
     x, y = data
     distances = []
     for width in (32, 2048):
-        init_fn, apply_fn, kernel_fn = kernels.architecture("fc", 1, width=width)
+        init_fn, apply_fn, kernel_fn = architectures.architecture("fc", 1, width=width)
         predictor = kernels.KernelPredictor(kernel_fn, x, y)
         rate = training.stable_learning_rate(predictor.k_train_train)
         _, params = init_fn(jax.random.PRNGKey(2), x.shape)
@@ -61,7 +61,7 @@ def test_relative_change_of_pytrees():
 
 def test_bad_training_arguments(data):
     x, y = data
-    init_fn, apply_fn, _ = kernels.architecture("fc", 1, width=8)
+    init_fn, apply_fn, _ = architectures.architecture("fc", 1, width=8)
     _, params = init_fn(jax.random.PRNGKey(0), x.shape)
     with pytest.raises(ValueError, match="-0.1"):
         training.train(apply_fn, params, x, y, -0.1, 10)
@@ -71,7 +71,7 @@ def test_linearised_net_is_kernel_regression_with_its_empirical_ntk(data):
     """Gradient descent on nt.linearize's model is the kernel flow of the empirical NTK at θ₀."""
     x, y = data
     x_test = jax.random.uniform(jax.random.PRNGKey(7), (9, 5, 5, 1))
-    init_fn, apply_fn, kernel_fn = kernels.architecture("fc", 1, width=64)
+    init_fn, apply_fn, kernel_fn = architectures.architecture("fc", 1, width=64)
     _, params = init_fn(jax.random.PRNGKey(3), x.shape)
     k_train = empirical.empirical_ntk(apply_fn, params, x, trace=True, implementation="jacobian_contraction")
     predictor = kernels.KernelPredictor(kernel_fn, x, y, k_train_train=k_train)
@@ -87,7 +87,7 @@ def test_linearised_net_is_kernel_regression_with_its_empirical_ntk(data):
 
 def test_centred_net_starts_at_zero_and_trains(data):
     x, y = data
-    init_fn, apply_fn, kernel_fn = kernels.architecture("fc", 1, width=128)
+    init_fn, apply_fn, kernel_fn = architectures.architecture("fc", 1, width=128)
     _, params = init_fn(jax.random.PRNGKey(4), x.shape)
     model = training.centred(apply_fn, params)
     assert float(jnp.max(jnp.abs(model(params, x)))) == 0.0
@@ -99,7 +99,7 @@ def test_centred_net_starts_at_zero_and_trains(data):
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 def test_sgd_is_seeded_and_reduces_the_loss(data, loss):
     x, y = data
-    init_fn, apply_fn, _ = kernels.architecture("fc", 1, width=64, parameterization="standard")
+    init_fn, apply_fn, _ = architectures.architecture("fc", 1, width=64, parameterization="standard")
     _, params = init_fn(jax.random.PRNGKey(5), x.shape)
     runs = [training.train(apply_fn, params, x, y, 0.05, steps=60, loss=loss, batch_size=8, seed=s) for s in (0, 0, 1)]
     assert runs[0].losses[-1] < 0.7 * training.training_loss(loss, apply_fn, params, x, y)
@@ -122,7 +122,7 @@ def test_cross_entropy_losses_are_the_textbook_formulas():
 
 def test_bad_training_options(data):
     x, y = data
-    init_fn, apply_fn, _ = kernels.architecture("fc", 1, width=8)
+    init_fn, apply_fn, _ = architectures.architecture("fc", 1, width=8)
     _, params = init_fn(jax.random.PRNGKey(0), x.shape)
     with pytest.raises(ValueError, match="hinge"):
         training.train(apply_fn, params, x, y, 0.1, 10, loss="hinge")

@@ -61,17 +61,22 @@ def ensure_browser() -> None:
         return
     skipped = "the browser test (tests/test_site.py) will be skipped, or fail if CI is set"
     if not sys.platform.startswith("linux") or not shutil.which("apt-get"):
-        print(f"chromium and chromedriver are not installed and there is no apt-get to install them: {skipped}",
-              flush=True)
+        print(
+            f"chromium and chromedriver are not installed and there is no apt-get to install them: {skipped}",
+            flush=True,
+        )
         return
     as_root = [] if os.geteuid() == 0 else ["sudo", "-n"]
     if as_root and not shutil.which("sudo"):
-        print(f"chromium and chromedriver are not installed and installing them needs root or sudo: {skipped}",
-              flush=True)
+        print(
+            f"chromium and chromedriver are not installed and installing them needs root or sudo: {skipped}", flush=True
+        )
         return
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"],
-                    ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]):
+    for command in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"],
+    ):
         print("+", " ".join(as_root + command), flush=True)
         if subprocess.run(as_root + command, cwd=ROOT, env=environment).returncode != 0:
             print(f"could not install chromium and chromium-driver with apt-get: {skipped}", flush=True)

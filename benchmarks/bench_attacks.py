@@ -63,16 +63,16 @@ import sys
 import time
 from functools import partial
 
-import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 import jax
 import jax.numpy as jnp
 import neural_tangents
 import numpy as np
+from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
+import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 from ntk_notes import attacks
 from ntk_notes.data import make_task
 from ntk_notes.kernels import KernelPredictor, architecture
-from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
 ROUNDS = 15  # timed rounds of the fast calls (ours, forward passes, attacks, nt cached)
 SLOW_REPEATS = 5  # timed rounds of the slow baselines (naive, nt rebuilt, Θ(X, X)), a phase of their own
@@ -115,8 +115,10 @@ def forward_chain(model, x, steps: int):
     output (so no pass can be skipped), with the model's arrays as arguments, as in
     ``attacks.pgd``: the forward pass under the same conditions as an attack step, where
     work on the training images alone is hoisted out of the loop."""
+
     def body(z, _):
         return z + 1e-6 * jnp.mean(model(z)), None
+
     return jax.lax.scan(body, x, None, length=steps)[0]
 
 
@@ -132,6 +134,7 @@ def pgd_update(x0, x_adv, grad):
 def baseline_logits(kernel_fn) -> dict:
     """The logits ``(z, a, b) -> (n, C)`` of each predictor, in the argument convention of the
     jitted steps (see ``make_steps``)."""
+
     def naive(z, x_train, y_train):
         weights = jnp.linalg.solve(kernel_fn(x_train, x_train, "ntk"), y_train)
         return kernel_fn(z, x_train, "ntk") @ weights
@@ -151,10 +154,14 @@ def make_steps(kernel_fn, loss: str) -> dict:
     system was solved once, outside. ``naive`` (a = X, b = Y): recomputes Θ(X, X) and solves
     for W inside. ``nt_fresh`` (a = X, b = Y): builds neural-tangents' ensemble predictor inside.
     """
+
     def step_from_logits(logits_of):
         def step(x_adv, x0, labels, a, b):
-            total = lambda z: jnp.sum(attacks.per_example_loss(loss, logits_of(z, a, b), labels))
+            def total(z):
+                return jnp.sum(attacks.per_example_loss(loss, logits_of(z, a, b), labels))
+
             return pgd_update(x0, x_adv, jax.grad(total)(x_adv))
+
         return jax.jit(step)
 
     return {name: step_from_logits(logits_of) for name, logits_of in baseline_logits(kernel_fn).items()}
@@ -168,8 +175,9 @@ def nt_cached_step(kernel_fn, x_train, y_train, x_warm, loss: str):
 
     @jax.jit
     def step(x_adv, x0, labels):
-        total = lambda z: jnp.sum(attacks.per_example_loss(
-            loss, predict_fn(t=None, x_test=z, get="ntk"), labels))
+        def total(z):
+            return jnp.sum(attacks.per_example_loss(loss, predict_fn(t=None, x_test=z, get="ntk"), labels))
+
         return pgd_update(x0, x_adv, jax.grad(total)(x_adv))
 
     return step, predict_fn
@@ -191,18 +199,34 @@ def measure(n: int, task, kernel_fn, loss: str, x_test, labels, started: float) 
 
     if n == min(SIZES):  # --- check: the same function and gradient three ways ------------
         # Everything jitted: eager (op-by-op) calls here were seen to slow down the timings that follow.
-        names = {"naive": "naive (solve each step)", "nt_cached": "neural-tangents (cached)",
-                 "nt_fresh": "neural-tangents (fresh)"}
-        logits_of = {**baseline_logits(kernel_fn),
-                     "nt_cached": lambda z, *_: cached_predict(t=None, x_test=z, get="ntk")}
-        operands = {"ours": (model, None), "naive": (x_train, y_train), "nt_fresh": (x_train, y_train),
-                    "nt_cached": (None, None)}
+        names = {
+            "naive": "naive (solve each step)",
+            "nt_cached": "neural-tangents (cached)",
+            "nt_fresh": "neural-tangents (fresh)",
+        }
+        logits_of = {
+            **baseline_logits(kernel_fn),
+            "nt_cached": lambda z, *_: cached_predict(t=None, x_test=z, get="ntk"),
+        }
+        operands = {
+            "ours": (model, None),
+            "naive": (x_train, y_train),
+            "nt_fresh": (x_train, y_train),
+            "nt_cached": (None, None),
+        }
         value = {k: jax.jit(f) for k, f in logits_of.items()}
-        grad = {k: jax.jit(jax.grad(lambda z, a, b, f=f: jnp.sum(attacks.per_example_loss(loss, f(z, a, b), labels))))
-                for k, f in logits_of.items()}
+        grad = {
+            k: jax.jit(jax.grad(lambda z, a, b, f=f: jnp.sum(attacks.per_example_loss(loss, f(z, a, b), labels))))
+            for k, f in logits_of.items()
+        }
         step_of = {**steps, "nt_cached": lambda x_adv, x0, labels, *_: cached_step(x_adv, x0, labels)}
-        out = {k: [np.asarray(fn[k](*xs, *operands[k]), np.float64) for fn, xs in
-                   ((value, (x_test,)), (grad, (x_test,)), (step_of, (x_test, x_test, labels)))] for k in logits_of}
+        out = {
+            k: [
+                np.asarray(fn[k](*xs, *operands[k]), np.float64)
+                for fn, xs in ((value, (x_test,)), (grad, (x_test,)), (step_of, (x_test, x_test, labels)))
+            ]
+            for k in logits_of
+        }
         ours, our_grad, first = out["ours"]
         worst_logits, worst_grad, moved = {}, {}, {}
         scale = np.max(np.abs(ours))
@@ -211,22 +235,31 @@ def measure(n: int, task, kernel_fn, loss: str, x_test, labels, started: float) 
             worst_logits[name] = float(np.max(np.abs(their_logits - ours)) / scale)
             worst_grad[name] = float(np.linalg.norm(their_grad - our_grad) / np.linalg.norm(our_grad))
             moved[name] = float(np.mean(np.abs(their_step - first) > 1e-6))
-        print(f"check at N = {n}, against our logits_fn (Cholesky in float64 once): max |Δ logits| / "
-              f"max |logit| (tolerance {CHECK_LOGITS_RTOL:.0e}), ‖Δ gradient‖ / ‖gradient‖ "
-              f"(tolerance {CHECK_GRAD_RTOL:.0e}), share of pixels where one PGD step differs")
+        print(
+            f"check at N = {n}, against our logits_fn (Cholesky in float64 once): max |Δ logits| / "
+            f"max |logit| (tolerance {CHECK_LOGITS_RTOL:.0e}), ‖Δ gradient‖ / ‖gradient‖ "
+            f"(tolerance {CHECK_GRAD_RTOL:.0e}), share of pixels where one PGD step differs"
+        )
         for name in names.values():
-            print(f"   {name:26s} logits {worst_logits[name]:.1e}, gradient {worst_grad[name]:.1e}, "
-                  f"step differs at {moved[name]:.2%} of pixels")
-        if not all(v <= CHECK_LOGITS_RTOL for v in worst_logits.values()) or \
-                not all(v <= CHECK_GRAD_RTOL for v in worst_grad.values()):
-            print("MISMATCH: the baselines do not compute our predictor's function or gradient; "
-                  "comparing their speed would be meaningless", file=sys.stderr)
+            print(
+                f"   {name:26s} logits {worst_logits[name]:.1e}, gradient {worst_grad[name]:.1e}, "
+                f"step differs at {moved[name]:.2%} of pixels"
+            )
+        if not all(v <= CHECK_LOGITS_RTOL for v in worst_logits.values()) or not all(
+            v <= CHECK_GRAD_RTOL for v in worst_grad.values()
+        ):
+            print(
+                "MISMATCH: the baselines do not compute our predictor's function or gradient; "
+                "comparing their speed would be meaningless",
+                file=sys.stderr,
+            )
             return None
         print()
 
     args = (x_test, x_test, labels, x_train, y_train)
-    attack_pair = PerStep(lambda s: attacks.attack(logits_fn, x_test, labels, EPSILON, "pgd", norm=NORM,
-                                                   steps=s, step_size=STEP_SIZE))
+    attack_pair = PerStep(
+        lambda s: attacks.attack(logits_fn, x_test, labels, EPSILON, "pgd", norm=NORM, steps=s, step_size=STEP_SIZE)
+    )
     forward_pair = PerStep(lambda s: forward_chain(model, x_test, s))
     kernel_folded = jax.jit(lambda a: kernel_fn(a, x_train, "ntk"))  # X a constant of the compiled call
     fast = {
@@ -251,8 +284,11 @@ def measure(n: int, task, kernel_fn, loss: str, x_test, labels, started: float) 
     t["step"] = float(np.median(attack_pair.per_step))
     t["scan_forward"] = float(np.median(forward_pair.per_step))
     t.update({f"attack{s}": float(np.median(v)) for s, v in attack_pair.totals.items()})
-    print(f"   N = {n}: timed ({time.perf_counter() - started:.0f} s so far; building the predictor, "
-          f"Θ(X, X) + float64 Cholesky once, took {setup:.1f} s, not counted below)", flush=True)
+    print(
+        f"   N = {n}: timed ({time.perf_counter() - started:.0f} s so far; building the predictor, "
+        f"Θ(X, X) + float64 Cholesky once, took {setup:.1f} s, not counted below)",
+        flush=True,
+    )
     return t
 
 
@@ -261,16 +297,20 @@ def main() -> int:
     print(machine())
     cores = len(os.sched_getaffinity(0))
     load_start = os.getloadavg()[0]
-    print(f"median of {ROUNDS} interleaved timed rounds after a warm-up ({SLOW_REPEATS} for the slow baselines), "
-          f"float32, all in this process; load average (1 min) {load_start:.1f}")
+    print(
+        f"median of {ROUNDS} interleaved timed rounds after a warm-up ({SLOW_REPEATS} for the slow baselines), "
+        f"float32, all in this process; load average (1 min) {load_start:.1f}"
+    )
 
     _, _, kernel_fn = architecture("fc", depth=1)
     task = make_task("mnist-5k", classes=None, n_train=max(SIZES), n_test=BATCH, seed=0)
     loss = attacks.default_loss(task.y_train.shape[1])
     x_test, labels = jnp.asarray(task.x_test), np.asarray(task.labels_test)
-    print(f"task: mnist-5k, all 10 digits (a class pair has only 1000 images), one-hot targets, "
-          f"{loss} loss; N training images = prefixes of {max(SIZES)} random ones, a disjoint test "
-          f"batch of B = {BATCH}, 28x28; FC NTK depth 1; ℓ∞ PGD, ε = {EPSILON}\n")
+    print(
+        f"task: mnist-5k, all 10 digits (a class pair has only 1000 images), one-hot targets, "
+        f"{loss} loss; N training images = prefixes of {max(SIZES)} random ones, a disjoint test "
+        f"batch of B = {BATCH}, 28x28; FC NTK depth 1; ℓ∞ PGD, ε = {EPSILON}\n"
+    )
 
     results = {}
     for n in SIZES:
@@ -280,62 +320,151 @@ def main() -> int:
         results[n] = t
 
     print(f"\n1. one PGD step of ours vs one forward pass, B = {BATCH} test images against N training images")
-    print(f"   step = (attacks.attack with {max(STEPS)} steps - with {min(STEPS)}) / {max(STEPS) - min(STEPS)}, "
-          f"median over {ROUNDS} back-to-back pairs; forward = predictor.logits_fn()(x), one call;")
-    print("   kernel = jitted kernel_fn(x, X, 'ntk') with X an argument, 'X folded' with X a constant of the "
-          "compiled call (XLA then precomputes the work on X alone);")
-    print(f"   in-scan forward = logits_fn in a lax.scan as in attacks.pgd, (S={max(STEPS)} - S={min(STEPS)}) / "
-          f"{max(STEPS) - min(STEPS)}; single = one step as one jitted call (grad of the summed loss through "
-          "logits_fn, sign, project)")
-    rows = [(f"{n}", ms(t["forward"]), ms(t["kernel"]), ms(t["kernel_folded"]), ms(t["scan_forward"]),
-             ms(t[f"attack{min(STEPS)}"]), ms(t[f"attack{max(STEPS)}"]), ms(t["step"]), ms(t["ours"]))
-            for n, t in results.items()]
-    print_table(("N", "forward", "kernel", "X folded", "in-scan fwd", f"attack {min(STEPS)}", f"attack {max(STEPS)}",
-           "step", "single"), rows)
+    print(
+        f"   step = (attacks.attack with {max(STEPS)} steps - with {min(STEPS)}) / {max(STEPS) - min(STEPS)}, "
+        f"median over {ROUNDS} back-to-back pairs; forward = predictor.logits_fn()(x), one call;"
+    )
+    print(
+        "   kernel = jitted kernel_fn(x, X, 'ntk') with X an argument, 'X folded' with X a constant of the "
+        "compiled call (XLA then precomputes the work on X alone);"
+    )
+    print(
+        f"   in-scan forward = logits_fn in a lax.scan as in attacks.pgd, (S={max(STEPS)} - S={min(STEPS)}) / "
+        f"{max(STEPS) - min(STEPS)}; single = one step as one jitted call (grad of the summed loss through "
+        "logits_fn, sign, project)"
+    )
+    rows = [
+        (
+            f"{n}",
+            ms(t["forward"]),
+            ms(t["kernel"]),
+            ms(t["kernel_folded"]),
+            ms(t["scan_forward"]),
+            ms(t[f"attack{min(STEPS)}"]),
+            ms(t[f"attack{max(STEPS)}"]),
+            ms(t["step"]),
+            ms(t["ours"]),
+        )
+        for n, t in results.items()
+    ]
+    print_table(
+        (
+            "N",
+            "forward",
+            "kernel",
+            "X folded",
+            "in-scan fwd",
+            f"attack {min(STEPS)}",
+            f"attack {max(STEPS)}",
+            "step",
+            "single",
+        ),
+        rows,
+    )
     print()
-    rows = [(f"{n}", f"{t['step'] / t['forward']:.2f}x", f"{t['step'] / t['kernel']:.2f}x",
-             f"{t['step'] / t['scan_forward']:.2f}x", f"{t['ours'] / t['forward']:.2f}x",
-             ms(t["forward"] - t["scan_forward"])) for n, t in results.items()]
-    print_table(("N", "step/forward", "step/kernel", "step/in-scan fwd", "single/forward", "forward - in-scan fwd"), rows)
-    print("   (forward - in-scan forward: work a standalone call repeats that the scan hoists out of its loop, "
-          "i.e. work on the training images alone)")
+    rows = [
+        (
+            f"{n}",
+            f"{t['step'] / t['forward']:.2f}x",
+            f"{t['step'] / t['kernel']:.2f}x",
+            f"{t['step'] / t['scan_forward']:.2f}x",
+            f"{t['ours'] / t['forward']:.2f}x",
+            ms(t["forward"] - t["scan_forward"]),
+        )
+        for n, t in results.items()
+    ]
+    print_table(
+        ("N", "step/forward", "step/kernel", "step/in-scan fwd", "single/forward", "forward - in-scan fwd"), rows
+    )
+    print(
+        "   (forward - in-scan forward: work a standalone call repeats that the scan hoists out of its loop, "
+        "i.e. work on the training images alone)"
+    )
 
-    print("\n2. one step of ours vs a naive step that recomputes Θ(X, X) and jnp.linalg.solve's it every step "
-          "(gradient through Θ(x, X) only), both one jitted call per step (like for like); 'vs in-attack' divides "
-          f"by our per-step cost inside attacks.attack instead; naive median of {SLOW_REPEATS};")
-    print("   'fastest' divides the fastest naive call by our fastest: less sensitive to other processes, which slow "
-          "the LAPACK-heavy baselines far more than our steps")
-    rows = [(f"{n}", ms(t["ours"]), ms(t["naive"]), ms(t["train_kernel"]), f"{t['naive'] / t['ours']:.0f}x",
-             f"{t['naive'] / t['step']:.0f}x", f"{t['min naive'] / t['min ours']:.0f}x") for n, t in results.items()]
+    print(
+        "\n2. one step of ours vs a naive step that recomputes Θ(X, X) and jnp.linalg.solve's it every step "
+        "(gradient through Θ(x, X) only), both one jitted call per step (like for like); 'vs in-attack' divides "
+        f"by our per-step cost inside attacks.attack instead; naive median of {SLOW_REPEATS};"
+    )
+    print(
+        "   'fastest' divides the fastest naive call by our fastest: less sensitive to other processes, which slow "
+        "the LAPACK-heavy baselines far more than our steps"
+    )
+    rows = [
+        (
+            f"{n}",
+            ms(t["ours"]),
+            ms(t["naive"]),
+            ms(t["train_kernel"]),
+            f"{t['naive'] / t['ours']:.0f}x",
+            f"{t['naive'] / t['step']:.0f}x",
+            f"{t['min naive'] / t['min ours']:.0f}x",
+        )
+        for n, t in results.items()
+    ]
     print_table(("N", "ours (single)", "naive step", "Θ(X, X) alone", "speedup", "vs in-attack", "fastest"), rows)
 
-    print("\n3. one step of ours vs one step through nt.predict.gradient_descent_mse_ensemble(kernel_fn, X, Y)"
-          "(t=None, x_test=x, get='ntk'), differentiated w.r.t. x_test (it is differentiable), each one jitted call:")
-    print("   (a) predict_fn built once and called once outside jit, so that its cache holds Θ(X, X), the Cholesky "
-          "factor and Θ⁻¹Y; (b) built inside the step, so Θ(X, X) and its Cholesky factor are recomputed every "
-          f"step (median of {SLOW_REPEATS}); 'fastest' as in 2.")
-    rows = [(f"{n}", ms(t["ours"]), ms(t["nt_cached"]), f"{t['nt_cached'] / t['ours']:.2f}x",
-             f"{t['min nt_cached'] / t['min ours']:.2f}x", ms(t["nt_fresh"]), f"{t['nt_fresh'] / t['ours']:.0f}x",
-             f"{t['min nt_fresh'] / t['min ours']:.0f}x") for n, t in results.items()]
-    print_table(("N", "ours (single)", "(a) nt cached", "speedup (a)", "fastest (a)", "(b) nt rebuilt", "speedup (b)",
-           "fastest (b)"), rows)
+    print(
+        "\n3. one step of ours vs one step through nt.predict.gradient_descent_mse_ensemble(kernel_fn, X, Y)"
+        "(t=None, x_test=x, get='ntk'), differentiated w.r.t. x_test (it is differentiable), each one jitted call:"
+    )
+    print(
+        "   (a) predict_fn built once and called once outside jit, so that its cache holds Θ(X, X), the Cholesky "
+        "factor and Θ⁻¹Y; (b) built inside the step, so Θ(X, X) and its Cholesky factor are recomputed every "
+        f"step (median of {SLOW_REPEATS}); 'fastest' as in 2."
+    )
+    rows = [
+        (
+            f"{n}",
+            ms(t["ours"]),
+            ms(t["nt_cached"]),
+            f"{t['nt_cached'] / t['ours']:.2f}x",
+            f"{t['min nt_cached'] / t['min ours']:.2f}x",
+            ms(t["nt_fresh"]),
+            f"{t['nt_fresh'] / t['ours']:.0f}x",
+            f"{t['min nt_fresh'] / t['min ours']:.0f}x",
+        )
+        for n, t in results.items()
+    ]
+    print_table(
+        (
+            "N",
+            "ours (single)",
+            "(a) nt cached",
+            "speedup (a)",
+            "fastest (a)",
+            "(b) nt rebuilt",
+            "speedup (b)",
+            "fastest (b)",
+        ),
+        rows,
+    )
     cached = [t["nt_cached"] / t["ours"] for t in results.values()]
     if max(cached) < 1.2:
-        print(f"   (a) costs what ours costs or less ({min(cached):.2f}x to {max(cached):.2f}x): both are one pass "
-              "through Θ(x, X); its compiled step also holds X as a constant, so XLA precomputes the work on X "
-              "alone ('X folded' in 1.), while ours receives X as an argument")
+        print(
+            f"   (a) costs what ours costs or less ({min(cached):.2f}x to {max(cached):.2f}x): both are one pass "
+            "through Θ(x, X); its compiled step also holds X as a constant, so XLA precomputes the work on X "
+            "alone ('X folded' in 1.), while ours receives X as an argument"
+        )
 
     def each(numerator: str, denominator: str, digits: int) -> str:
         return " / ".join(f"{results[n][numerator] / results[n][denominator]:.{digits}f}x" for n in SIZES)
 
-    print(f"\nsummary (N = {' / '.join(map(str, SIZES))}): PGD step / forward pass {each('step', 'forward', 2)} "
-          f"({each('step', 'scan_forward', 2)} against a forward pass in a scan); speedup vs naive re-solve "
-          f"{each('naive', 'ours', 0)}; vs neural-tangents predict_fn {each('nt_cached', 'ours', 2)} with its "
-          f"cache, {each('nt_fresh', 'ours', 0)} rebuilt each step")
+    print(
+        f"\nsummary (N = {' / '.join(map(str, SIZES))}): PGD step / forward pass {each('step', 'forward', 2)} "
+        f"({each('step', 'scan_forward', 2)} against a forward pass in a scan); speedup vs naive re-solve "
+        f"{each('naive', 'ours', 0)}; vs neural-tangents predict_fn {each('nt_cached', 'ours', 2)} with its "
+        f"cache, {each('nt_fresh', 'ours', 0)} rebuilt each step"
+    )
     load_end = os.getloadavg()[0]
-    print(f"load average (1 min) {load_start:.1f} at the start, {load_end:.1f} at the end, on {cores} cores"
-          + (": other processes were competing for the CPU, every time is inflated and noisier"
-             if max(load_start, load_end) > cores + 0.5 else ""))
+    print(
+        f"load average (1 min) {load_start:.1f} at the start, {load_end:.1f} at the end, on {cores} cores"
+        + (
+            ": other processes were competing for the CPU, every time is inflated and noisier"
+            if max(load_start, load_end) > cores + 0.5
+            else ""
+        )
+    )
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -91,17 +91,17 @@ from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
-import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 import jax
 import jax.numpy as jnp
 import neural_tangents
 import numpy as np
 from jax.tree_util import Partial
+from timing import interleaved_seconds  # benchmarks/timing.py, beside this script
 
+import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 from ntk_notes import attacks, kernels, spectral
 from ntk_notes.data import make_task
 from ntk_notes.kernels import KernelPredictor, architecture, kernel_block, kernel_matrix
-from timing import interleaved_seconds  # benchmarks/timing.py, beside this script
 
 EPSILON = 0.1
 METHOD = "fgsm"
@@ -123,7 +123,10 @@ TARGET_RATE = 0.5  # feature_scores' FLOP rate as a share of the 4096² matmul's
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
+
+    def line(cells):
+        return "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
+
     print(line(header))
     print(line(tuple("-" * w for w in widths)))
     for row in rows:
@@ -158,6 +161,7 @@ def chunk_sizes(n_features: int, chunk: int) -> list[int]:
 
 # --- the baseline: one small kernel call per feature ---------------------------------------
 
+
 def clean_outputs(predictor, weights, x) -> np.ndarray:
     """The baseline's clean part: every feature at the clean test points, (F, n, C) float64, by
     one BLAS matmul."""
@@ -169,8 +173,11 @@ def clean_outputs(predictor, weights, x) -> np.ndarray:
 
 def usefulness_of(outputs, labels) -> np.ndarray:
     n_features, n, _ = outputs.shape
-    return np.asarray(attacks.is_correct(outputs.reshape(n_features * n, -1),
-                                         np.tile(labels, n_features))).reshape(n_features, n).mean(1)
+    return (
+        np.asarray(attacks.is_correct(outputs.reshape(n_features * n, -1), np.tile(labels, n_features)))
+        .reshape(n_features, n)
+        .mean(1)
+    )
 
 
 @lru_cache(maxsize=8)
@@ -194,10 +201,11 @@ def loop_feature_scores(predictor, weights, x, labels, epsilon: float) -> spectr
 
 # --- FLOP counts ------------------------------------------------------------------------------
 
+
 def package_chunk_args(predictor, weights, x, labels, start: int, chunk: int) -> tuple:
     """The arguments with which ``feature_scores`` calls its jitted ``spectral.fgsm_chunk`` on
     the chunk of features starting at ``start``: (x_train, w (N, F, C), x, labels, ε)."""
-    w = jnp.asarray(np.asarray(weights)[:, start:start + chunk], predictor.dtype)
+    w = jnp.asarray(np.asarray(weights)[:, start : start + chunk], predictor.dtype)
     return predictor.x_train, w, jnp.asarray(x, predictor.dtype), jnp.asarray(np.asarray(labels)), EPSILON
 
 
@@ -217,8 +225,10 @@ def package_chunk(predictor, n_out: int, x, labels) -> int:
     the package's jitted chunk ``spectral.fgsm_chunk`` (compiled for 1 and 2 features)."""
     budget = inspect.signature(spectral.feature_scores).parameters["memory_budget"].default
     run = package_chunk_fn(predictor, n_out)
-    return spectral.chunk_within(budget, lambda f: (run, package_chunk_args(
-        predictor, stand_in_weights(predictor, f, n_out), x, labels, 0, f), {}))
+    return spectral.chunk_within(
+        budget,
+        lambda f: (run, package_chunk_args(predictor, stand_in_weights(predictor, f, n_out), x, labels, 0, f), {}),
+    )
 
 
 def clean_flops(n: int, n_train: int, dim: int, n_features: int, n_out: int) -> float:
@@ -240,9 +250,12 @@ def package_flops(predictor, n_features: int, n_out: int, x, labels, chunk: int)
     n_train = len(predictor.x_train)
     run = package_chunk_fn(predictor, n_out)
     sizes = chunk_sizes(n_features, chunk)
-    per_size = {size: xla_flops(run, *package_chunk_args(predictor, stand_in_weights(predictor, size, n_out), x,
-                                                         labels, 0, size))
-                for size in set(sizes)}
+    per_size = {
+        size: xla_flops(
+            run, *package_chunk_args(predictor, stand_in_weights(predictor, size, n_out), x, labels, 0, size)
+        )
+        for size in set(sizes)
+    }
     total = sum(per_size[s] for s in sizes) + clean_flops(n, n_train, dim, n_features, n_out)
     return total, per_size[sizes[0]], gemm_hand_count(sizes[0], n, n_train, dim)
 
@@ -251,12 +264,25 @@ def loop_flops(predictor, weights, x, labels) -> float:
     """XLA count of ``attacks.pgd`` (one FGSM step) on one feature, times F, + the clean part."""
     n, dim = len(x), int(np.prod(x.shape[1:]))
     n_train, n_features, n_out = weights.shape
-    single = Partial(single_feature_logits(predictor.kernel_fn), predictor.x_train,
-                     jnp.asarray(np.asarray(weights)[:, 0], predictor.dtype))
+    single = Partial(
+        single_feature_logits(predictor.kernel_fn),
+        predictor.x_train,
+        jnp.asarray(np.asarray(weights)[:, 0], predictor.dtype),
+    )
     steps, step_size, random_start = attacks.step_plan("fgsm", EPSILON, 1)
-    per_feature = xla_flops(attacks.pgd, single, jnp.asarray(x, predictor.dtype), jnp.asarray(np.asarray(labels)),
-                            EPSILON, step_size, jax.random.PRNGKey(0), loss=attacks.default_loss(n_out), norm=NORM,
-                            steps=steps, random_start=random_start)
+    per_feature = xla_flops(
+        attacks.pgd,
+        single,
+        jnp.asarray(x, predictor.dtype),
+        jnp.asarray(np.asarray(labels)),
+        EPSILON,
+        step_size,
+        jax.random.PRNGKey(0),
+        loss=attacks.default_loss(n_out),
+        norm=NORM,
+        steps=steps,
+        random_start=random_start,
+    )
     return n_features * per_feature + clean_flops(n, n_train, dim, n_features, n_out)
 
 
@@ -266,21 +292,27 @@ def compare(name: str, ours: spectral.FeatureScores, reference: spectral.Feature
     dr = np.abs(np.asarray(ours.robustness) - reference.robustness)
     do = np.abs(np.asarray(ours.clean_outputs) - reference.clean_outputs)
     exact = not du.any() and not dr.any()
-    print(f"   {name}: usefulness differs on {np.count_nonzero(du)} of {len(du)} features (max |Δ| {du.max():.2f}), "
-          f"robustness on {np.count_nonzero(dr)} (max |Δ| {dr.max():.2f}); clean outputs max |Δ| {do.max():.1e} "
-          f"-> {'EXACT match' if exact else 'MISMATCH (exact match expected)'}")
+    print(
+        f"   {name}: usefulness differs on {np.count_nonzero(du)} of {len(du)} features (max |Δ| {du.max():.2f}), "
+        f"robustness on {np.count_nonzero(dr)} (max |Δ| {dr.max():.2f}); clean outputs max |Δ| {do.max():.1e} "
+        f"-> {'EXACT match' if exact else 'MISMATCH (exact match expected)'}"
+    )
     return exact
 
 
 # --- N = 10 000 -----------------------------------------------------------------------------
 
+
 def large_task(n_train: int, n_test: int, data_dir: Path = FASHION_DIR):
     """(x_train, y_train (±1), x_test, labels_test, description) of the N = 10 000 task."""
     if data_dir.is_dir():
-        task = make_task("fashion-mnist", classes=FASHION_PAIR, n_train=n_train, n_test=n_test, seed=0,
-                         data_dir=data_dir)
-        description = (f"Fashion-MNIST ({data_dir}), {task.class_names[0]} (-1) vs {task.class_names[1]} (+1), "
-                       f"{n_train} training images from its training split, {n_test} test images from its test split")
+        task = make_task(
+            "fashion-mnist", classes=FASHION_PAIR, n_train=n_train, n_test=n_test, seed=0, data_dir=data_dir
+        )
+        description = (
+            f"Fashion-MNIST ({data_dir}), {task.class_names[0]} (-1) vs {task.class_names[1]} (+1), "
+            f"{n_train} training images from its training split, {n_test} test images from its test split"
+        )
         return task.x_train, task.y_train, task.x_test, task.labels_test, description
     base = make_task("mnist-5k", classes=None, n_train=5000 - n_test, n_test=n_test, seed=0)
     # One-pixel shifts (np.roll wraps around, harmlessly: MNIST's border pixels are 0).
@@ -289,8 +321,10 @@ def large_task(n_train: int, n_test: int, data_dir: Path = FASHION_DIR):
         raise ValueError(f"the mnist-5k fallback holds at most {sum(len(c) for c in copies)} training images")
     x_train = np.concatenate(copies)[:n_train]
     parity = np.tile(base.labels_train % 2, len(copies))[:n_train]
-    description = (f"FALLBACK ({data_dir} missing): mnist-5k ten digits as odd (+1) vs even (-1), "
-                   f"{5000 - n_test} training images plus copies shifted one pixel right, then down, first {n_train}")
+    description = (
+        f"FALLBACK ({data_dir} missing): mnist-5k ten digits as odd (+1) vs even (-1), "
+        f"{5000 - n_test} training images plus copies shifted one pixel right, then down, first {n_train}"
+    )
     y_train = np.where(parity == 1, 1.0, -1.0).astype(np.float32)[:, None]
     return x_train, y_train, base.x_test, base.labels_test % 2, description
 
@@ -315,12 +349,18 @@ def main() -> int:
     full = parser.parse_args().full
     started = time.perf_counter()
     device = jax.devices()[0]
-    print(f"jax {jax.__version__}, neural-tangents {neural_tangents.__version__}, numpy {np.__version__}, "
-          f"device {device.platform}:{device.device_kind}, {os.cpu_count()} CPU cores; {load()}")
-    print(f"eigen-features of the FC NTK (depth 1), float32, 28 x 28 images, n = {N_TEST} test images, "
-          f"{METHOD.upper()} ℓ∞ ε = {EPSILON}; median of {ROUNDS} interleaved timed calls after a warm-up call")
-    print("package: spectral.feature_scores, FGSM by spectral.fgsm_chunk (one shared pullback of Θ(x, X) per "
-          "chunk, one kernel call at the chunk's perturbed images), clean outputs by one BLAS product\n")
+    print(
+        f"jax {jax.__version__}, neural-tangents {neural_tangents.__version__}, numpy {np.__version__}, "
+        f"device {device.platform}:{device.device_kind}, {os.cpu_count()} CPU cores; {load()}"
+    )
+    print(
+        f"eigen-features of the FC NTK (depth 1), float32, 28 x 28 images, n = {N_TEST} test images, "
+        f"{METHOD.upper()} ℓ∞ ε = {EPSILON}; median of {ROUNDS} interleaved timed calls after a warm-up call"
+    )
+    print(
+        "package: spectral.feature_scores, FGSM by spectral.fgsm_chunk (one shared pullback of Θ(x, X) per "
+        "chunk, one kernel call at the chunk's perturbed images), clean outputs by one BLAS product\n"
+    )
     _, _, kernel_fn = architecture("fc", 1)
     key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
     mat_a = jax.random.normal(key_a, (MATMUL, MATMUL), jnp.float32)
@@ -332,8 +372,10 @@ def main() -> int:
 
     # === 1. and 2.: N = 1000 ===================================================================
     task = make_task("mnist-5k", classes=None, n_train=N_SMALL, n_test=N_TEST, seed=0)
-    print(f"1./2. N = {N_SMALL}: mnist-5k, all ten digits (a class pair has 1000 images in all, so N = 1000 would "
-          f"leave no test image), one-hot targets, softmax cross-entropy, feature class = argmax of its 10 outputs")
+    print(
+        f"1./2. N = {N_SMALL}: mnist-5k, all ten digits (a class pair has 1000 images in all, so N = 1000 would "
+        f"leave no test image), one-hot targets, softmax cross-entropy, feature class = argmax of its 10 outputs"
+    )
     predictor = KernelPredictor(kernel_fn, task.x_train, task.y_train)
     weights = spectral.feature_weights(predictor)  # (N, N, C) float64
     x, labels = jnp.asarray(task.x_test), task.labels_test
@@ -343,10 +385,12 @@ def main() -> int:
     chunk = min(fits, n_features)
     sizes = chunk_sizes(n_features, chunk)
     n_chunks = len(sizes)
-    print(f"   feature weights {weights.shape} float64 ({weights.nbytes / 1e6:.0f} MB); feature_scores' default chunk "
-          f"(its own sizing from XLA's memory analysis of the compiled chunk): {fits} features fit, so "
-          f"{n_chunks} chunk(s) of up to {chunk} features x {N_TEST} images = {chunk * N_TEST} perturbed inputs "
-          f"against N = {n_train}")
+    print(
+        f"   feature weights {weights.shape} float64 ({weights.nbytes / 1e6:.0f} MB); feature_scores' default chunk "
+        f"(its own sizing from XLA's memory analysis of the compiled chunk): {fits} features fit, so "
+        f"{n_chunks} chunk(s) of up to {chunk} features x {N_TEST} images = {chunk * N_TEST} perturbed inputs "
+        f"against N = {n_train}"
+    )
 
     results = {}
 
@@ -354,6 +398,7 @@ def main() -> int:
         def call():
             results[name] = fn()
             return results[name].robustness
+
         return call
 
     chunk_run = package_chunk_fn(predictor, n_out)
@@ -361,8 +406,12 @@ def main() -> int:
     chunk_inputs = jnp.tile(chunk_args[2], (chunk,) + (1,) * (x.ndim - 1))  # a chunk's F·n inputs (shape only)
     gram_shape = (jnp.ones((chunk * N_TEST, dim), jnp.float32), jnp.ones((n_train, dim), jnp.float32))
     calls = {
-        "package": (keep("package", lambda: spectral.feature_scores(predictor, weights, x, labels, EPSILON, METHOD,
-                                                                    show_progress=False)),),
+        "package": (
+            keep(
+                "package",
+                lambda: spectral.feature_scores(predictor, weights, x, labels, EPSILON, METHOD, show_progress=False),
+            ),
+        ),
         "loop": (keep("loop", lambda: loop_feature_scores(predictor, weights, x, labels, EPSILON)),),
         "package chunk": (chunk_run, *chunk_args),
         "package clean": (lambda: spectral.feature_scores(predictor, weights, x, labels, None).usefulness,),
@@ -374,8 +423,11 @@ def main() -> int:
 
     print("\n   check: the per-feature loop against the package's feature_scores, every feature")
     if not compare("loop baseline vs package", results["loop"], results["package"]):
-        print("MISMATCH: the loop and the package do not compute the same scores; comparing their speed would be "
-              "meaningless", file=sys.stderr)
+        print(
+            "MISMATCH: the loop and the package do not compute the same scores; comparing their speed would be "
+            "meaningless",
+            file=sys.stderr,
+        )
         return 1
 
     flops_package, flops_chunk, hand_chunk = package_flops(predictor, n_features, n_out, x, labels, chunk)
@@ -386,40 +438,63 @@ def main() -> int:
 
     def rate_row(name, seconds, flops, vs_loop=True):
         rate = flops / seconds
-        return (name, secs(seconds), f"{times['loop'] / seconds:.2f}x" if vs_loop else "",
-                f"{flops / 1e9:.0f}", f"{rate / 1e9:.0f}", f"{rate / peak:.0%}", f"{rate / gemm_rate:.0%}")
+        return (
+            name,
+            secs(seconds),
+            f"{times['loop'] / seconds:.2f}x" if vs_loop else "",
+            f"{flops / 1e9:.0f}",
+            f"{rate / 1e9:.0f}",
+            f"{rate / peak:.0%}",
+            f"{rate / gemm_rate:.0%}",
+        )
 
-    print(f"\n1. all {n_features} features, usefulness + robustness ({METHOD.upper()} ε = {EPSILON}) on {N_TEST} test "
-          f"images: time, speedup over the per-feature loop, FLOPs (XLA's count of the jitted attack code + hand "
-          f"count of the clean part), rate")
+    print(
+        f"\n1. all {n_features} features, usefulness + robustness ({METHOD.upper()} ε = {EPSILON}) on {N_TEST} test "
+        f"images: time, speedup over the per-feature loop, FLOPs (XLA's count of the jitted attack code + hand "
+        f"count of the clean part), rate"
+    )
     full_chunks = sizes.count(chunk)
     rows = [
         rate_row("loop: attacks.attack per feature", times["loop"], flops_loop),
         rate_row("package: spectral.feature_scores", times["package"], flops_package),
-        rate_row(f"  its jitted chunks ({full_chunks} x fgsm_chunk)", full_chunks * times["package chunk"],
-                 full_chunks * flops_chunk, vs_loop=False),
+        rate_row(
+            f"  its jitted chunks ({full_chunks} x fgsm_chunk)",
+            full_chunks * times["package chunk"],
+            full_chunks * flops_chunk,
+            vs_loop=False,
+        ),
         rate_row("  its clean part (epsilon=None)", times["package clean"], flops_clean, vs_loop=False),
         rate_row(f"reference: {MATMUL}² @ {MATMUL}² jnp.dot", times["matmul"], matmul_flops, vs_loop=False),
-        rate_row(f"reference: ({chunk * N_TEST} x {dim}) @ ({dim} x {n_train})", times["gemm chunk shape"],
-                 2.0 * chunk * N_TEST * dim * n_train, vs_loop=False),
+        rate_row(
+            f"reference: ({chunk * N_TEST} x {dim}) @ ({dim} x {n_train})",
+            times["gemm chunk shape"],
+            2.0 * chunk * N_TEST * dim * n_train,
+            vs_loop=False,
+        ),
     ]
     table(("variant", "time", "vs loop", "GFLOP", "GFLOP/s", "of matmul", "of chunk GEMM"), rows)
     if full_chunks != n_chunks:
         print(f"   ({n_chunks - full_chunks} ragged chunk(s) not in the 'its jitted chunks' row)")
     outside = times["package"] - full_chunks * times["package chunk"] - times["package clean"]
-    print(f"   package time outside its jitted chunks and its clean part: {secs(outside)} "
-          f"({outside / times['package']:.0%}), a difference of separately timed calls, not measured itself: "
-          f"validation, the per-chunk float32 copies of the weights, and the spread between rounds on this shared "
-          f"machine (see the load average)")
-    print(f"   one forward kernel_fn call on a chunk's {chunk * N_TEST} inputs against N = {n_train}: "
-          f"{secs(times['kernel chunk'])}, of which its Gram GEMM alone {secs(times['gemm chunk shape'])}: the rest, "
-          f"{secs(times['kernel chunk'] - times['gemm chunk shape'])}, is the elementwise arc-cosine pass over its "
-          f"{chunk * N_TEST * n_train / 1e6:.0f} M entries, which XLA counts as few FLOPs; a package chunk makes "
-          f"one such call (at the perturbed images), plus a forward pass and its pullback at the {N_TEST} clean "
-          f"images, applied to all {chunk} features' cotangents by one GEMM")
-    print(f"   FLOPs of one chunk of {chunk} features: XLA {flops_chunk / 1e9:.1f} G vs hand count of its two GEMMs "
-          f"(pullback (F·n x N) @ (N x d) and Gram at x_adv (F·n x d) @ (d x N), each 2·F·n·N·d) "
-          f"{hand_chunk / 1e9:.1f} G")
+    print(
+        f"   package time outside its jitted chunks and its clean part: {secs(outside)} "
+        f"({outside / times['package']:.0%}), a difference of separately timed calls, not measured itself: "
+        f"validation, the per-chunk float32 copies of the weights, and the spread between rounds on this shared "
+        f"machine (see the load average)"
+    )
+    print(
+        f"   one forward kernel_fn call on a chunk's {chunk * N_TEST} inputs against N = {n_train}: "
+        f"{secs(times['kernel chunk'])}, of which its Gram GEMM alone {secs(times['gemm chunk shape'])}: the rest, "
+        f"{secs(times['kernel chunk'] - times['gemm chunk shape'])}, is the elementwise arc-cosine pass over its "
+        f"{chunk * N_TEST * n_train / 1e6:.0f} M entries, which XLA counts as few FLOPs; a package chunk makes "
+        f"one such call (at the perturbed images), plus a forward pass and its pullback at the {N_TEST} clean "
+        f"images, applied to all {chunk} features' cotangents by one GEMM"
+    )
+    print(
+        f"   FLOPs of one chunk of {chunk} features: XLA {flops_chunk / 1e9:.1f} G vs hand count of its two GEMMs "
+        f"(pullback (F·n x N) @ (N x d) and Gram at x_adv (F·n x d) @ (d x N), each 2·F·n·N·d) "
+        f"{hand_chunk / 1e9:.1f} G"
+    )
     speedup = times["loop"] / times["package"]
     rate_share = flops_package / times["package"] / peak
 
@@ -445,8 +520,10 @@ def main() -> int:
         once["eigendecomposition"] = (time.perf_counter() - start, "measured once (predictor.eigen, --full)")
         start = time.perf_counter()
         large_weights = spectral.feature_weights(big)
-        once["feature_weights, all N"] = (time.perf_counter() - start,
-                                          f"measured once, {large_weights.nbytes / 1e6:.0f} MB")
+        once["feature_weights, all N"] = (
+            time.perf_counter() - start,
+            f"measured once, {large_weights.nbytes / 1e6:.0f} MB",
+        )
         large_weights = large_weights[:, :n_sub]
     else:
         eigen_times = {}
@@ -458,8 +535,10 @@ def main() -> int:
             del block
         small_m, large_m = EIGEN_SIZES
         exponent = np.log(eigen_times[large_m] / eigen_times[small_m]) / np.log(large_m / small_m)
-        how = (f"EXTRAPOLATED as N³ from {secs(eigen_times[large_m])} at {large_m} ({secs(eigen_times[small_m])} "
-               f"at {small_m}: measured exponent {exponent:.1f}); --full measures it")
+        how = (
+            f"EXTRAPOLATED as N³ from {secs(eigen_times[large_m])} at {large_m} ({secs(eigen_times[small_m])} "
+            f"at {small_m}: measured exponent {exponent:.1f}); --full measures it"
+        )
         once["eigendecomposition"] = (eigen_times[large_m] * (N_LARGE / large_m) ** 3, how)
         start = time.perf_counter()
         values, vectors, residuals = top_eigenpairs(big.k_train_train, n_sub)
@@ -469,21 +548,28 @@ def main() -> int:
         # feature_weights for all N costs only memory traffic (an (N, N) column gather and an (N, N, C) product),
         # so it is timed on a stand-in of the same shapes: Θ(X, X) itself in place of the eigenvectors.
         start = time.perf_counter()
-        shaped = spectral.feature_weights(SimpleNamespace(eigen=(np.ones(N_LARGE), big.k_train_train),
-                                                          y_train=big.y_train))
+        shaped = spectral.feature_weights(
+            SimpleNamespace(eigen=(np.ones(N_LARGE), big.k_train_train), y_train=big.y_train)
+        )
         how = f"measured once on a same-shape stand-in, {shaped.nbytes / 1e6:.0f} MB"
         once["feature_weights, all N"] = (time.perf_counter() - start, how)
         del shaped
-        print(f"   top-{n_sub} eigenpairs for the scored features by subspace iteration ({SUBSPACE_PASSES} passes, "
-              f"{secs(subspace_time)}, not part of the pipeline): relative residual ‖Θv - λv‖/λ "
-              f"{residuals[:10].max():.1e} for the top 10, {residuals.max():.1e} at worst; λ_1 = {values[0]:.4g}")
+        print(
+            f"   top-{n_sub} eigenpairs for the scored features by subspace iteration ({SUBSPACE_PASSES} passes, "
+            f"{secs(subspace_time)}, not part of the pipeline): relative residual ‖Θv - λv‖/λ "
+            f"{residuals[:10].max():.1e} for the top 10, {residuals.max():.1e} at worst; λ_1 = {values[0]:.4g}"
+        )
 
     calls = {}
     for n_chunks_timed in LARGE_CHUNKS:
         f = n_chunks_timed * n_large_chunk
         w = large_weights[:, :f]
-        calls[f"package {f}"] = (keep(f"large {f}", lambda w=w: spectral.feature_scores(
-            big, w, x_test, labels_test, EPSILON, METHOD, show_progress=False)),)
+        calls[f"package {f}"] = (
+            keep(
+                f"large {f}",
+                lambda w=w: spectral.feature_scores(big, w, x_test, labels_test, EPSILON, METHOD, show_progress=False),
+            ),
+        )
     calls["matmul"] = (matmul, mat_a, mat_b)
     large_times = {name: median(t) for name, t in interleaved_seconds(calls, ROUNDS).items()}
     f1, f2 = (c * n_large_chunk for c in LARGE_CHUNKS)
@@ -503,30 +589,61 @@ def main() -> int:
     flops_large, chunk_flops_large, hand_large = package_flops(big, N_LARGE, 1, x_test, labels_test, n_large_chunk)
 
     ragged = f" (the last of {large_sizes[-1]})" if large_sizes[-1] != n_large_chunk else ""
-    print(f"\n   scoring all {N_LARGE} features = {len(large_sizes)} chunks of {n_large_chunk} features{ragged} x "
-          f"{N_TEST} images against N = {N_LARGE}: EXTRAPOLATED (not run) from feature_scores on the first {f1} and "
-          f"{f2} features ({LARGE_CHUNKS[0]} and {LARGE_CHUNKS[1]} chunks; fixed part + (t({f2}) - t({f1})) / "
-          f"{f2 - f1} per feature x {N_LARGE})")
+    print(
+        f"\n   scoring all {N_LARGE} features = {len(large_sizes)} chunks of {n_large_chunk} features{ragged} x "
+        f"{N_TEST} images against N = {N_LARGE}: EXTRAPOLATED (not run) from feature_scores on the first {f1} and "
+        f"{f2} features ({LARGE_CHUNKS[0]} and {LARGE_CHUNKS[1]} chunks; fixed part + (t({f2}) - t({f1})) / "
+        f"{f2 - f1} per feature x {N_LARGE})"
+    )
     rate = flops_large / scoring_large
-    table(("variant", f"t({f1})", f"t({f2})", "per feature", f"all {N_LARGE} (EXTRAPOLATED)", "TFLOP", "GFLOP/s",
-           "of matmul"),
-          [("package: spectral.feature_scores", secs(t1), secs(t2), f"{per_feature * 1e3:.1f} ms",
-            secs(scoring_large), f"{flops_large / 1e12:.1f}", f"{rate / 1e9:.0f}", f"{rate / peak_large:.0%}")])
-    print(f"   (matmul reference in these rounds: {peak_large / 1e9:.0f} GFLOP/s; XLA FLOPs of one chunk "
-          f"{chunk_flops_large / 1e9:.1f} G, hand count of its two GEMMs {hand_large / 1e9:.1f} G)")
+    table(
+        (
+            "variant",
+            f"t({f1})",
+            f"t({f2})",
+            "per feature",
+            f"all {N_LARGE} (EXTRAPOLATED)",
+            "TFLOP",
+            "GFLOP/s",
+            "of matmul",
+        ),
+        [
+            (
+                "package: spectral.feature_scores",
+                secs(t1),
+                secs(t2),
+                f"{per_feature * 1e3:.1f} ms",
+                secs(scoring_large),
+                f"{flops_large / 1e12:.1f}",
+                f"{rate / 1e9:.0f}",
+                f"{rate / peak_large:.0%}",
+            )
+        ],
+    )
+    print(
+        f"   (matmul reference in these rounds: {peak_large / 1e9:.0f} GFLOP/s; XLA FLOPs of one chunk "
+        f"{chunk_flops_large / 1e9:.1f} G, hand count of its two GEMMs {hand_large / 1e9:.1f} G)"
+    )
     print(f"\n   the rest of the N = {N_LARGE} pipeline, timed apart from the scoring:")
     table(("step", "time", "how"), [(name, secs(t), how) for name, (t, how) in once.items()])
     total_large = sum(t for t, _ in once.values()) + scoring_large
-    print(f"   -> N = {N_LARGE} end to end with the package ≈ {secs(total_large)} (scoring {secs(scoring_large)}, "
-          f"extrapolated; eigendecomposition {secs(once['eigendecomposition'][0])}"
-          f"{'' if full else ', extrapolated'})")
+    print(
+        f"   -> N = {N_LARGE} end to end with the package ≈ {secs(total_large)} (scoring {secs(scoring_large)}, "
+        f"extrapolated; eigendecomposition {secs(once['eigendecomposition'][0])}"
+        f"{'' if full else ', extrapolated'})"
+    )
 
-    verdict = lambda met: "MET" if met else "NOT met"
-    print(f"\nsummary: N = {N_SMALL}: feature_scores {secs(times['package'])} vs per-feature loop "
-          f"{secs(times['loop'])} = {speedup:.2f}x (target ≥ {TARGET_SPEEDUP:.0f}x: {verdict(speedup >= TARGET_SPEEDUP)}); "
-          f"FLOP rate {rate_share:.0%} of a {MATMUL}² matmul (target ≥ {TARGET_RATE:.0%}: "
-          f"{verdict(rate_share >= TARGET_RATE)}); N = {N_LARGE}: scoring ≈ {secs(scoring_large)} (extrapolated), "
-          f"eigendecomposition {secs(once['eigendecomposition'][0])}{'' if full else ' (extrapolated)'}")
+    def verdict(met):
+        return "MET" if met else "NOT met"
+
+    print(
+        f"\nsummary: N = {N_SMALL}: feature_scores {secs(times['package'])} vs per-feature loop "
+        f"{secs(times['loop'])} = {speedup:.2f}x "
+        f"(target ≥ {TARGET_SPEEDUP:.0f}x: {verdict(speedup >= TARGET_SPEEDUP)}); "
+        f"FLOP rate {rate_share:.0%} of a {MATMUL}² matmul (target ≥ {TARGET_RATE:.0%}: "
+        f"{verdict(rate_share >= TARGET_RATE)}); N = {N_LARGE}: scoring ≈ {secs(scoring_large)} (extrapolated), "
+        f"eigendecomposition {secs(once['eigendecomposition'][0])}{'' if full else ' (extrapolated)'}"
+    )
     print(f"{load()}; total {time.perf_counter() - started:.0f} s")
     return 0
 

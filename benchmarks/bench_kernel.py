@@ -22,14 +22,14 @@ from __future__ import annotations
 import sys
 import time
 
-import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
+import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 from ntk_notes.data import make_task
 from ntk_notes.kernels import architecture
-from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
 REPEATS = 7  # even N = 4000 takes ~0.2 s a call here, so every size gets the same number
 FC_SIZES = (1000, 2000, 4000)
@@ -38,7 +38,7 @@ CONV_IMAGE_SIZES = (28, 14)
 CHECK_IMAGES = 50
 CHECK_RTOL = 1e-4
 W_VAR = 2.0  # W_std ** 2 of ntk_notes.architectures.architecture
-B_VAR = 0.1 ** 2  # b_std ** 2
+B_VAR = 0.1**2  # b_std ** 2
 
 
 def median_seconds(calls: dict, repeats: int = REPEATS) -> dict:
@@ -108,17 +108,27 @@ def main() -> int:
     nngp32, ntk32, nt_nngp32, nt_ntk32 = check(jnp.float32)
     every = np.ones(ntk64.shape, dtype=bool)
     diagonal = np.eye(len(ntk64), dtype=bool)
-    worst = {"float64 NTK": rel(ntk64, nt_ntk64, every), "float64 NNGP": rel(nngp64, nt_nngp64, every),
-             "float32 NTK off-diagonal": rel(ntk32, nt_ntk32, ~diagonal),
-             "float32 NNGP off-diagonal": rel(nngp32, nt_nngp32, ~diagonal)}
-    print(f"check on {CHECK_IMAGES} images, max relative difference of our formula vs kernel_fn "
-          f"(tolerance {CHECK_RTOL:.0e}): " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
-    print(f"   float32 NTK diagonal: {rel(ntk32, nt_ntk32, diagonal):.1e} (not judged: vs float64 "
-          f"kernel_fn is off by {rel(nt_ntk32, nt_ntk64, diagonal):.1e} there, our formula by "
-          f"{rel(ntk32, nt_ntk64, diagonal):.1e})")
+    worst = {
+        "float64 NTK": rel(ntk64, nt_ntk64, every),
+        "float64 NNGP": rel(nngp64, nt_nngp64, every),
+        "float32 NTK off-diagonal": rel(ntk32, nt_ntk32, ~diagonal),
+        "float32 NNGP off-diagonal": rel(nngp32, nt_nngp32, ~diagonal),
+    }
+    print(
+        f"check on {CHECK_IMAGES} images, max relative difference of our formula vs kernel_fn "
+        f"(tolerance {CHECK_RTOL:.0e}): " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+    )
+    print(
+        f"   float32 NTK diagonal: {rel(ntk32, nt_ntk32, diagonal):.1e} (not judged: vs float64 "
+        f"kernel_fn is off by {rel(nt_ntk32, nt_ntk64, diagonal):.1e} there, our formula by "
+        f"{rel(ntk32, nt_ntk64, diagonal):.1e})"
+    )
     if not all(v <= CHECK_RTOL for v in worst.values()):
-        print("MISMATCH: the elementwise formula is not what kernel_fn computes; the breakdown below "
-              "would be meaningless", file=sys.stderr)
+        print(
+            "MISMATCH: the elementwise formula is not what kernel_fn computes; the breakdown below "
+            "would be meaningless",
+            file=sys.stderr,
+        )
         return 1
 
     # --- 1. FC NTK vs the Gram matmul, and the breakdown. ---------------------------------
@@ -130,62 +140,105 @@ def main() -> int:
         flat = jax.device_put(images[:n].reshape(n, -1))
         gram = jax.block_until_ready(gram_fn(flat))
         sq_norms = jax.block_until_ready(jnp.diagonal(gram))
-        t = median_seconds({"gram": (gram_fn, flat), "elem": (elementwise_fn, gram, sq_norms),
-                            "ntk": (lambda a: fc_kernel(a, a, get="ntk"), x),
-                            "nngp": (lambda a: fc_kernel(a, a, get="nngp"), x)})
+        t = median_seconds(
+            {
+                "gram": (gram_fn, flat),
+                "elem": (elementwise_fn, gram, sq_norms),
+                "ntk": (lambda a: fc_kernel(a, a, get="ntk"), x),
+                "nngp": (lambda a: fc_kernel(a, a, get="nngp"), x),
+            }
+        )
         del gram
         t_gram, t_elem, t_ntk, t_nngp = t["gram"], t["elem"], t["ntk"], t["nngp"]
         t_other = t_ntk - t_gram - t_elem
-        rows.append((f"{n}", ms(t_gram), ms(t_ntk), f"{t_ntk / t_gram:.1f}x", ms(t_nngp),
-                     f"{t_nngp / t_gram:.1f}x", f"{t_ntk / n ** 2 * 1e9:.1f} ns"))
-        breakdown.append((f"{n}", ms(t_elem), f"{t_gram / t_ntk:.0%}", f"{t_elem / t_ntk:.0%}",
-                          f"{t_other / t_ntk:+.0%}", f"{t_nngp / t_ntk:.0%}"))
+        rows.append(
+            (
+                f"{n}",
+                ms(t_gram),
+                ms(t_ntk),
+                f"{t_ntk / t_gram:.1f}x",
+                ms(t_nngp),
+                f"{t_nngp / t_gram:.1f}x",
+                f"{t_ntk / n**2 * 1e9:.1f} ns",
+            )
+        )
+        breakdown.append(
+            (
+                f"{n}",
+                ms(t_elem),
+                f"{t_gram / t_ntk:.0%}",
+                f"{t_elem / t_ntk:.0%}",
+                f"{t_other / t_ntk:+.0%}",
+                f"{t_nngp / t_ntk:.0%}",
+            )
+        )
         if n == max(FC_SIZES):
-            fc_per_entry, elem_per_entry = t_ntk / n ** 2, t_elem / n ** 2
+            fc_per_entry, elem_per_entry = t_ntk / n**2, t_elem / n**2
             last = (t_ntk / t_gram, t_gram / t_ntk, t_elem / t_ntk, t_other / t_ntk, t_nngp / t_ntk)
-    print(f"\n1. FC NTK (depth 1), kernel_fn(x, x) on the whole N x N at once, vs the Gram X Xᵀ "
-          f"(X: N x {dim}, float32)")
+    print(
+        f"\n1. FC NTK (depth 1), kernel_fn(x, x) on the whole N x N at once, vs the Gram X Xᵀ (X: N x {dim}, float32)"
+    )
     print_table(("N", "Gram", "NTK", "NTK/Gram", "NNGP", "NNGP/Gram", "NTK per entry"), rows)
-    print("\n   where the NTK's time goes (shares of the NTK time; elementwise = our depth-1 ReLU NTK "
-          "formula applied to a precomputed Gram)")
+    print(
+        "\n   where the NTK's time goes (shares of the NTK time; elementwise = our depth-1 ReLU NTK "
+        "formula applied to a precomputed Gram)"
+    )
     print_table(("N", "elementwise", "Gram share", "elementwise share", "other", "NNGP/NTK"), breakdown)
     n = max(FC_SIZES)
     if abs(last[3]) > 0.1:
         other = f"the remaining {last[3]:+.0%} is neural-tangents' own extra work"
     else:
         other = f"no other overhead of note (rest {last[3]:+.0%}" + (
-            ": kernel_fn's elementwise pass is slightly cheaper than our standalone one)" if last[3] < 0 else ")")
-    print(f"   -> at N = {n} the FC NTK costs {last[0]:.1f}x the bare Gram matmul: the matmul is "
-          f"{last[1]:.0%} of it, one elementwise arc-cosine pass over the N² entries {last[2]:.0%}, and "
-          f"{other}; asking for the NNGP only saves nothing ({last[4]:.0%} of the NTK time), as both "
-          f"need θ = arccos(...) for every entry.")
+            ": kernel_fn's elementwise pass is slightly cheaper than our standalone one)" if last[3] < 0 else ")"
+        )
+    print(
+        f"   -> at N = {n} the FC NTK costs {last[0]:.1f}x the bare Gram matmul: the matmul is "
+        f"{last[1]:.0%} of it, one elementwise arc-cosine pass over the N² entries {last[2]:.0%}, and "
+        f"{other}; asking for the NNGP only saves nothing ({last[4]:.0%} of the NTK time), as both "
+        f"need θ = arccos(...) for every entry."
+    )
 
     # --- 2. Conv kernel per entry. ---------------------------------------------------------
     _, _, conv_kernel_fn = architecture("conv", depth=1)
     conv_kernel = jax.jit(conv_kernel_fn, static_argnames="get")
     calls = {}
     for size in CONV_IMAGE_SIZES:
-        pool = images if size == 28 else make_task("mnist-5k", classes=None, n_train=2 * max(CONV_BLOCKS),
-                                                   n_test=1, seed=0, image_size=size).x_train
+        pool = (
+            images
+            if size == 28
+            else make_task(
+                "mnist-5k", classes=None, n_train=2 * max(CONV_BLOCKS), n_test=1, seed=0, image_size=size
+            ).x_train
+        )
         for block in CONV_BLOCKS:
-            x1, x2 = jax.device_put(pool[:block]), jax.device_put(pool[block:2 * block])
+            x1, x2 = jax.device_put(pool[:block]), jax.device_put(pool[block : 2 * block])
             calls[size, block] = (lambda a, b: conv_kernel(a, b, get="ntk"), x1, x2)
     times = median_seconds(calls)
-    per_entry = {(size, block): (t, t / block ** 2) for (size, block), t in times.items()}
+    per_entry = {(size, block): (t, t / block**2) for (size, block), t in times.items()}
     base = per_entry[28, min(CONV_BLOCKS)][1]
-    rows = [(f"{size}x{size}", f"{block}x{block}", ms(t), f"{pe:.2e} s", f"{pe * 1e6:.2f} us",
-             f"{pe / base:.2f}", f"{pe / fc_per_entry:.0f}x")
-            for (size, block), (t, pe) in per_entry.items()]
+    rows = [
+        (
+            f"{size}x{size}",
+            f"{block}x{block}",
+            ms(t),
+            f"{pe:.2e} s",
+            f"{pe * 1e6:.2f} us",
+            f"{pe / base:.2f}",
+            f"{pe / fc_per_entry:.0f}x",
+        )
+        for (size, block), (t, pe) in per_entry.items()
+    ]
     print("\n2. conv NTK (depth 1, 3x3 SAME, Flatten readout), one off-diagonal block per call")
-    print_table(("images", "block", "time", "per entry", "per entry", "vs 28x28 64-block",
-           f"vs FC NTK (N={n})"), rows)
+    print_table(("images", "block", "time", "per entry", "per entry", "vs 28x28 64-block", f"vs FC NTK (N={n})"), rows)
     big = per_entry[28, max(CONV_BLOCKS)][1]
     small = per_entry[14, max(CONV_BLOCKS)][1]
-    print(f"   -> a conv NTK entry costs {big / fc_per_entry:.0f}x an FC one on 28x28 images: "
-          f"{big / 784 * 1e9:.1f} ns per entry and pixel, vs {elem_per_entry * 1e9:.1f} ns per entry for "
-          f"the FC's elementwise pass, i.e. roughly one arc-cosine pass per pixel; halving the side "
-          f"(4x fewer pixels) makes it {big / small:.1f}x cheaper, and a {n} x {n} conv NTK on 28x28 "
-          f"would take ~{big * n * (n + 1) / 2:.0f} s (symmetric half, {max(CONV_BLOCKS)}-blocks).")
+    print(
+        f"   -> a conv NTK entry costs {big / fc_per_entry:.0f}x an FC one on 28x28 images: "
+        f"{big / 784 * 1e9:.1f} ns per entry and pixel, vs {elem_per_entry * 1e9:.1f} ns per entry for "
+        f"the FC's elementwise pass, i.e. roughly one arc-cosine pass per pixel; halving the side "
+        f"(4x fewer pixels) makes it {big / small:.1f}x cheaper, and a {n} x {n} conv NTK on 28x28 "
+        f"would take ~{big * n * (n + 1) / 2:.0f} s (symmetric half, {max(CONV_BLOCKS)}-blocks)."
+    )
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

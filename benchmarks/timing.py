@@ -15,7 +15,7 @@ def interleaved_seconds(calls: dict, rounds: int) -> dict:
     times = {name: [] for name in calls}
     names = list(calls)
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             fn, *args = calls[name]
             start = time.perf_counter()
             jax.block_until_ready(fn(*args))
@@ -41,5 +41,7 @@ def machine() -> str:
 
     device = jax.devices()[0]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"jax {jax.__version__}, neural-tangents {neural_tangents.__version__}, "
-            f"device {device.platform}:{device.device_kind} ({device}), {cores} CPU cores available")
+    return (
+        f"jax {jax.__version__}, neural-tangents {neural_tangents.__version__}, "
+        f"device {device.platform}:{device.device_kind} ({device}), {cores} CPU cores available"
+    )

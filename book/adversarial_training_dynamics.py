@@ -71,12 +71,12 @@ linearise_tolerance = None  # test 3: "ends within" this accuracy
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
-
 from ntk_notes import chapter, claims, data, plotting_dynamics, report
 from ntk_notes import dynamics_experiment as experiment
 
-cfg = chapter.begin("adversarial_training_dynamics", globals(), "dynamics",
-                    experiment.describe)
+cfg = chapter.begin(
+    "adversarial_training_dynamics", globals(), "dynamics", experiment.describe
+)
 
 # %% [markdown]
 # ## A setting where the comparison is fair
@@ -112,9 +112,15 @@ cfg = chapter.begin("adversarial_training_dynamics", globals(), "dynamics",
 # Every epoch is checkpointed in the data cache, so a rerun loads instead of training.
 
 # %%
-task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train,
-                      n_test=cfg.n_test, seed=cfg.seed, image_size=cfg.image_size,
-                      data_dir=cfg.data_dir)
+task = data.make_task(
+    cfg.dataset,
+    classes=cfg.classes,
+    n_train=cfg.n_train,
+    n_test=cfg.n_test,
+    seed=cfg.seed,
+    image_size=cfg.image_size,
+    data_dir=cfg.data_dir,
+)
 runs = experiment.train_runs(cfg, task)  # {(seed, mode): run}, checkpointed per epoch
 
 # %% [markdown]
@@ -177,7 +183,8 @@ glue("dynamics_figure", fig, display=False)  # pasted into the reproduction repo
 # %%
 first = cfg.seeds[0]
 fig = plotting_dynamics.distance_heatmaps(
-    {mode: kernels[first, mode]["clean"] for mode in experiment.MODES})
+    {mode: kernels[first, mode]["clean"] for mode in experiment.MODES}
+)
 
 # %% [markdown]
 # ## Four tests of "settles earlier"
@@ -257,7 +264,7 @@ glue("dynamics_control_outcome", control.result.verdict, display=False)
 Markdown(experiment.control_text(control))
 
 # %% tags=["remove-cell"]
-experiment.glue_report_values(settling, final, cfg);  # the report's claim-7 table
+experiment.glue_report_values(settling, final, cfg)  # the report's claim-7 table
 
 # %% tags=["remove-input"]
 Markdown(experiment.turned_text(settling))

@@ -55,11 +55,11 @@ authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
 # %% tags=["remove-input"]
 from IPython.display import Markdown, display
 from myst_nb import glue
-
 from ntk_notes import chapter, claims, kernel_attacks, report
 
-cfg = chapter.begin("adversarial_without_training", globals(), "awt",
-                    kernel_attacks.describe)
+cfg = chapter.begin(
+    "adversarial_without_training", globals(), "awt", kernel_attacks.describe
+)
 
 # %% [markdown]
 # ## Four kernel predictors
@@ -82,8 +82,9 @@ SIZES = {"FC": cfg.fc, "Conv": cfg.conv}  # architecture: image_size, n_train, n
 
 def draw_models(draw_seed):
     """The four kernel predictors on one draw of the images."""
-    return kernel_attacks.draw_models(cfg.dataset, TASKS, SIZES, draw_seed,
-                                      cfg.data_dir)
+    return kernel_attacks.draw_models(
+        cfg.dataset, TASKS, SIZES, draw_seed, cfg.data_dir
+    )
 
 
 models = draw_models(cfg.seed)  # (task, architecture) -> (task, predictor, fit seconds)
@@ -156,12 +157,14 @@ glue("awt_checks_total", len(checks), display=False)
 # predictor's output: the digit it predicts.
 
 # %%
-fig = kernel_attacks.attack_figure(models, ("3 vs 5", "FC"), cfg.check_epsilon,
-                                   cfg.pgd_steps)
+fig = kernel_attacks.attack_figure(
+    models, ("3 vs 5", "FC"), cfg.check_epsilon, cfg.pgd_steps
+)
 
 # %%
-fig = kernel_attacks.attack_figure(models, ("10 classes", "FC"), cfg.check_epsilon,
-                                   cfg.pgd_steps)
+fig = kernel_attacks.attack_figure(
+    models, ("10 classes", "FC"), cfg.check_epsilon, cfg.pgd_steps
+)
 
 # %% [markdown]
 # What to look for: whether the perturbations concentrate on and around the strokes,
@@ -183,18 +186,31 @@ fig = kernel_attacks.attack_figure(models, ("10 classes", "FC"), cfg.check_epsil
 if cfg.authors_setting:
     authors = kernel_attacks.authors_comparison(cfg.authors_setting, cfg.seed)
     display(authors.table.round(3))
-    print(authors.task.class_names, f"{len(authors.task.x_train)} / "
-          f"{len(authors.task.x_test)} images, {authors.task.x_train.shape[1:]}")
+    print(
+        authors.task.class_names,
+        f"{len(authors.task.x_train)} / "
+        f"{len(authors.task.x_test)} images, {authors.task.x_train.shape[1:]}",
+    )
 else:
-    display(Markdown(f"*Not run under the `{cfg.profile}` profile: this comparison "
-                     "needs CIFAR-10, which the `paper` profile downloads.*"))
+    display(
+        Markdown(
+            f"*Not run under the `{cfg.profile}` profile: this comparison "
+            "needs CIFAR-10, which the `paper` profile downloads.*"
+        )
+    )
 
 # %% tags=["remove-cell"]
 not_run = f"not run under {cfg.profile} (needs CIFAR-10: paper profile)"
-glue("awt_authors_ours_clean",
-     round(authors.ours[0], 3) if cfg.authors_setting else not_run, display=False)
-glue("awt_authors_ours_pgd",
-     round(authors.ours[2], 3) if cfg.authors_setting else not_run, display=False)
+glue(
+    "awt_authors_ours_clean",
+    round(authors.ours[0], 3) if cfg.authors_setting else not_run,
+    display=False,
+)
+glue(
+    "awt_authors_ours_pgd",
+    round(authors.ours[2], 3) if cfg.authors_setting else not_run,
+    display=False,
+)
 
 # %% [markdown]
 # ## What we measured
@@ -219,14 +235,16 @@ claim1 = claims.across_seeds(results)
 kernel_attacks.outcome_table(shown)
 
 # %% tags=["remove-cell"]
-glued = kernel_attacks.fc_summary(shown, {"3 vs 5": "binary",
-                                          "10 classes": "multiclass"})
+glued = kernel_attacks.fc_summary(
+    shown, {"3 vs 5": "binary", "10 classes": "multiclass"}
+)
 for key, value in glued.items():
     glue(key, value, display=False)
 
 # %% tags=["remove-input"]
-Markdown(report.glue_claim("claim1", claim1) + "\n\n"
-         + kernel_attacks.resolution_text(shown))
+Markdown(
+    report.glue_claim("claim1", claim1) + "\n\n" + kernel_attacks.resolution_text(shown)
+)
 
 # %% tags=["remove-input"]
 chapter.end(cfg, "awt")

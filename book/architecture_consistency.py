@@ -51,11 +51,11 @@ seeds = None  # draws of the images on which the scored comparison runs
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
-
 from ntk_notes import chapter, claims, consistency, report
 
-cfg = chapter.begin("architecture_consistency", globals(), "consistency",
-                    consistency.describe)
+cfg = chapter.begin(
+    "architecture_consistency", globals(), "consistency", consistency.describe
+)
 
 # %% [markdown]
 # ## Five kernels, and two that are not neural tangent kernels
@@ -81,14 +81,17 @@ cfg = chapter.begin("architecture_consistency", globals(), "consistency",
 # %%
 ARCHITECTURES = dict(consistency.ARCHITECTURES)  # name: (architecture, depth)
 scored_names = [n for n in ARCHITECTURES if cfg.myrtle["robustness"] or n != "Myrtle-5"]
-draws = {s: consistency.comparison(cfg, cfg.scored, scored_names, True, s,
-                                   ARCHITECTURES)
-         for s in cfg.seeds}
+draws = {
+    s: consistency.comparison(cfg, cfg.scored, scored_names, True, s, ARCHITECTURES)
+    for s in cfg.seeds
+}
 task, scored_runs = draws[cfg.seeds[0]]
-small_task, small_runs = consistency.with_myrtle(cfg, draws[cfg.seeds[0]],
-                                                 ARCHITECTURES)
-consistency.kernel_table({"scored": (task, scored_runs),
-                          "with Myrtle": (small_task, small_runs)})
+small_task, small_runs = consistency.with_myrtle(
+    cfg, draws[cfg.seeds[0]], ARCHITECTURES
+)
+consistency.kernel_table(
+    {"scored": (task, scored_runs), "with Myrtle": (small_task, small_runs)}
+)
 
 # %% [markdown]
 # ## The curves, overlaid
@@ -98,8 +101,9 @@ consistency.kernel_table({"scored": (task, scored_runs),
 # dashed.
 
 # %%
-fig = consistency.curves_figure(scored_runs, cfg.epsilon,
-                                window=max(3, len(task.x_train) // 30))
+fig = consistency.curves_figure(
+    scored_runs, cfg.epsilon, window=max(3, len(task.x_train) // 30)
+)
 
 # %% [markdown]
 # ## How similar are the features?
@@ -131,7 +135,8 @@ glue("consistency_figure", fig, display=False)  # pasted into the reproduction r
 # %%
 k_small = min(cfg.top_k, len(small_task.x_train) - 1)
 small_matrices = consistency.similarity(
-    small_runs, consistency.measures(k_small, with_robustness=False))
+    small_runs, consistency.measures(k_small, with_robustness=False)
+)
 fig = consistency.heatmaps(small_matrices)
 
 # %% [markdown]
@@ -147,12 +152,17 @@ fig = consistency.heatmaps(small_matrices)
 
 # %%
 scored_rule = claims.across_seeds(
-    [consistency.rule(runs, scored_names, cfg.top_k, cfg.seed)
-     for _, runs in draws.values()])
+    [
+        consistency.rule(runs, scored_names, cfg.top_k, cfg.seed)
+        for _, runs in draws.values()
+    ]
+)
 myrtle_rule = consistency.prefixed(
-    consistency.rule(small_runs, list(ARCHITECTURES), cfg.top_k, cfg.seed,
-                     with_robustness=False),
-    f"with Myrtle-5, {small_task.x_train.shape[1]}² images: ")
+    consistency.rule(
+        small_runs, list(ARCHITECTURES), cfg.top_k, cfg.seed, with_robustness=False
+    ),
+    f"with Myrtle-5, {small_task.x_train.shape[1]}² images: ",
+)
 consistency_result = claims.merge("4", [scored_rule, myrtle_rule])
 
 # %% tags=["remove-cell"]
@@ -161,8 +171,11 @@ for key, value in glued.items():
     glue(key, value, display=False)
 
 # %% tags=["remove-input"]
-Markdown(report.glue_claim("claim4", consistency_result) + "\n\n"
-         + consistency.resolution_text(consistency_result))
+Markdown(
+    report.glue_claim("claim4", consistency_result)
+    + "\n\n"
+    + consistency.resolution_text(consistency_result)
+)
 
 # %% tags=["remove-input"]
 chapter.end(cfg, "consistency")

@@ -56,7 +56,6 @@ import jax.numpy as jnp
 import numpy as np
 from IPython.display import Markdown
 from myst_nb import glue
-
 from ntk_notes import chapter, convergence, data, plotting, training
 
 cfg = chapter.begin("ntk_in_practice", globals(), "ntk", convergence.describe)
@@ -71,13 +70,20 @@ cfg = chapter.begin("ntk_in_practice", globals(), "ntk", convergence.describe)
 # antialiasing when the profile says so, which keeps the wide networks below cheap on a CPU.
 
 # %%
-task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train,
-                      n_test=cfg.n_test, seed=0, image_size=cfg.image_size,
-                      data_dir=cfg.data_dir)
+task = data.make_task(
+    cfg.dataset,
+    classes=cfg.classes,
+    n_train=cfg.n_train,
+    n_test=cfg.n_test,
+    seed=0,
+    image_size=cfg.image_size,
+    data_dir=cfg.data_dir,
+)
 x_train, y_train = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
 x_test = jnp.asarray(task.x_test)
-fig = plotting.image_grid(task.x_train[:16], [f"digit {task.class_names[c]}"
-                                              for c in task.labels_train[:16]])
+fig = plotting.image_grid(
+    task.x_train[:16], [f"digit {task.class_names[c]}" for c in task.labels_train[:16]]
+)
 
 # %% [markdown]
 # ## The infinite-width kernel as a predictor
@@ -151,9 +157,17 @@ reference, k_test = predictors["FC depth 1"]
 learning_rate = training.stable_learning_rate(reference.k_train_train)
 t_train = learning_rate * cfg.train_steps
 mean_prediction = reference.predict(x_test, t_train, k_test_train=k_test)
-runs = convergence.width_sweep(reference, k_test, task, cfg.widths, cfg.seeds,
-                               learning_rate, cfg.train_steps, cfg.probe_size,
-                               mean_prediction=mean_prediction)
+runs = convergence.width_sweep(
+    reference,
+    k_test,
+    task,
+    cfg.widths,
+    cfg.seeds,
+    learning_rate,
+    cfg.train_steps,
+    cfg.probe_size,
+    mean_prediction=mean_prediction,
+)
 runs.groupby("width").mean(numeric_only=True).drop(columns="seed").round(4)
 
 # %%

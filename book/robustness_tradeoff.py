@@ -58,15 +58,16 @@ seeds = None  # draws of the training and test sets on which the rules run
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
-
 from ntk_notes import chapter, claims, features, report, stats
 
 
 def describe(c):
-    return (f"{c.dataset}, digits {c.classes[0]} vs {c.classes[1]}, "
-            f"{c.image_size}² images, {c.n_train} train / {c.n_test} test; "
-            f"FC kernel; ε = {c.epsilon:g}, "
-            f"PGD-{c.pgd_steps}")
+    return (
+        f"{c.dataset}, digits {c.classes[0]} vs {c.classes[1]}, "
+        f"{c.image_size}² images, {c.n_train} train / {c.n_test} test; "
+        f"FC kernel; ε = {c.epsilon:g}, "
+        f"PGD-{c.pgd_steps}"
+    )
 
 
 cfg = chapter.begin("robustness_tradeoff", globals(), "tradeoff", describe)
@@ -96,8 +97,12 @@ values = predictor.eigen[0]
 
 # %%
 ks, taus = features.tradeoff_grid(values, cfg.n_ks, cfg.n_times)
-runs = features.draws(cfg, lambda draw, fit: features.tradeoff_draw(
-    draw, fit, cfg.epsilon, ks, taus, cfg.pgd_steps))
+runs = features.draws(
+    cfg,
+    lambda draw, fit: features.tradeoff_draw(
+        draw, fit, cfg.epsilon, ks, taus, cfg.pgd_steps
+    ),
+)
 first = runs[cfg.seeds[0]]
 
 # %%
@@ -112,17 +117,27 @@ glue("tradeoff_figure", fig, display=False)  # pasted into the reproduction repo
 # scored by a k chosen without it.
 
 # %%
-tradeoff = claims.across_seeds([
-    claims.claim3_tradeoff(r.outcomes.top_clean, r.outcomes.top_pgd,
-                           r.outcomes.full_clean, r.outcomes.full_pgd, r.majority)
-    for r in runs.values()])
+tradeoff = claims.across_seeds(
+    [
+        claims.claim3_tradeoff(
+            r.outcomes.top_clean,
+            r.outcomes.top_pgd,
+            r.outcomes.full_clean,
+            r.outcomes.full_pgd,
+            r.majority,
+        )
+        for r in runs.values()
+    ]
+)
 picks = {seed: o.ks[d["picks"]] for seed, d in zip(runs, tradeoff.details["details"])}
 
 # %% tags=["remove-input"]
-Markdown("The most robust k, chosen on each half of the test set, per draw: "
-         + "; ".join(f"seed {seed}: k = {a} and {b}" for seed, (a, b) in picks.items())
-         + f". f_∞ on the first draw: clean {stats.accuracy(o.full_clean)}, PGD "
-         f"{stats.accuracy(o.full_pgd)} (95% intervals).")
+Markdown(
+    "The most robust k, chosen on each half of the test set, per draw: "
+    + "; ".join(f"seed {seed}: k = {a} and {b}" for seed, (a, b) in picks.items())
+    + f". f_∞ on the first draw: clean {stats.accuracy(o.full_clean)}, PGD "
+    f"{stats.accuracy(o.full_pgd)} (95% intervals)."
+)
 
 # %% [markdown]
 # ## Early stopping: f_t through training
@@ -147,16 +162,26 @@ glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction
 # p-value comes from random re-pairings of eigenvalues and robustness.
 
 # %%
-learned_first = claims.across_seeds([
-    claims.claim5(r.outcomes.ft_clean, r.outcomes.ft_pgd, r.outcomes.full_pgd,
-                  r.majority, r.predictor.eigen[0], r.every.clean_correct,
-                  r.every.robust_correct)
-    for r in runs.values()])
+learned_first = claims.across_seeds(
+    [
+        claims.claim5(
+            r.outcomes.ft_clean,
+            r.outcomes.ft_pgd,
+            r.outcomes.full_pgd,
+            r.majority,
+            r.predictor.eigen[0],
+            r.every.clean_correct,
+            r.every.robust_correct,
+        )
+        for r in runs.values()
+    ]
+)
 every = first.every
-useful = (stats.benjamini_hochberg(stats.p_above(every.clean_correct, first.majority))
-          < claims.ALPHA).nonzero()[0]
-features.index_figure(every.robustness, useful);
-
+useful = (
+    stats.benjamini_hochberg(stats.p_above(every.clean_correct, first.majority))
+    < claims.ALPHA
+).nonzero()[0]
+features.index_figure(every.robustness, useful)
 # %% [markdown]
 # ## What we measured
 #
@@ -166,14 +191,17 @@ features.index_figure(every.robustness, useful);
 
 # %% tags=["remove-input"]
 n_test_draw = len(first.task.labels_test)
-Markdown(report.glue_claim("claim3_tradeoff", tradeoff) + "\n\n"
-         + report.glue_claim("claim5", learned_first)
-         + f"\n\nWith {n_test_draw} test images, an accuracy is detected above the "
-         f"majority rate (80% power) once it exceeds it by "
-         f"{stats.detectable_difference(n_test_draw, first.majority):.3f}.")
+Markdown(
+    report.glue_claim("claim3_tradeoff", tradeoff)
+    + "\n\n"
+    + report.glue_claim("claim5", learned_first)
+    + f"\n\nWith {n_test_draw} test images, an accuracy is detected above the "
+    f"majority rate (80% power) once it exceeds it by "
+    f"{stats.detectable_difference(n_test_draw, first.majority):.3f}."
+)
 
 # %% tags=["remove-input"]
-chapter.end(cfg, "tradeoff");
+chapter.end(cfg, "tradeoff")
 
 # %% [markdown]
 # ## Exercises

@@ -73,7 +73,6 @@ import time
 
 from IPython.display import Markdown
 from myst_nb import glue
-
 from ntk_notes import chapter, claims, data, report
 from ntk_notes import transfer_figures as figures
 from ntk_notes import transfer_tables as tables
@@ -102,16 +101,24 @@ cfg = chapter.begin("transfer_lazy", globals(), "transfer", describe)
 # The random-sign noise images of the same ε are drawn once and shared by every model.
 
 # %%
-task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train,
-                      n_test=cfg.n_test, seed=cfg.seed, image_size=cfg.image_size,
-                      data_dir=cfg.data_dir)
+task = data.make_task(
+    cfg.dataset,
+    classes=cfg.classes,
+    n_train=cfg.n_train,
+    n_test=cfg.n_test,
+    seed=cfg.seed,
+    image_size=cfg.image_size,
+    data_dir=cfg.data_dir,
+)
 exp = Experiment.of(task, cfg)
 main, rich_surrogate = exp.surrogates(min(cfg.alphas), cfg.surrogate_seed)
 sources = main.models
 adversarial = exp.attack_images(sources)
 noise_images = exp.noise_images(sources["f_∞"], cfg.seed)
-print(f"η = N / λ₁ = {main.rate:.3g}; f_t at t = {main.t_matched:.3g}; the rich "
-      f"surrogate (α = {min(cfg.alphas):g}) trained {rich_surrogate.net.steps} steps")
+print(
+    f"η = N / λ₁ = {main.rate:.3g}; f_t at t = {main.t_matched:.3g}; the rich "
+    f"surrogate (α = {min(cfg.alphas):g}) trained {rich_surrogate.net.steps} steps"
+)
 tables.surrogate_table(sources, exp.x_test, exp.labels, adversarial, noise_images)
 
 # %% [markdown]
@@ -192,8 +199,10 @@ ratio_figure = figures.transfer_ratios(results, sources)
 
 # %%
 checks_passed, checks_total, failing = tables.white_box_checks(trained, evaluations)
-print(f"white-box at least as strong as every transfer on {checks_passed} of "
-      f"{checks_total} networks")
+print(
+    f"white-box at least as strong as every transfer on {checks_passed} of "
+    f"{checks_total} networks"
+)
 print("; ".join(failing))
 sanity = exp.sanity_checks(sources["f_∞"], trained, cfg.alphas)
 print(f"{sanity.passed.sum()} of {len(sanity)} attack sanity checks passed")
@@ -221,8 +230,9 @@ sanity[~sanity.passed].set_index(["model", "check"]) if (~sanity.passed).any() e
 # networks).
 
 # %%
-control_table = tables.control_table(results, trained, evaluations, cfg.seeds,
-                                     cfg.alphas)
+control_table = tables.control_table(
+    results, trained, evaluations, cfg.seeds, cfg.alphas
+)
 control_table.round(3)
 
 # %% [markdown]
@@ -254,8 +264,13 @@ table
 # transfer changes more where features can change more.
 
 # %%
-deep = exp.deep_sweep(cfg.deep["depth"], cfg.deep["alphas"], cfg.deep["seeds"],
-                      sources["logistic regression"], noise_images)
+deep = exp.deep_sweep(
+    cfg.deep["depth"],
+    cfg.deep["alphas"],
+    cfg.deep["seeds"],
+    sources["logistic regression"],
+    noise_images,
+)
 tables.deep_table(deep)
 
 # %% [markdown]
@@ -273,8 +288,14 @@ tables.deep_table(deep)
 # not used for the verdict.
 
 # %%
-width_runs = exp.width_sweep(cfg.width_sweep["widths"], cfg.width_sweep["alpha"],
-                             cfg.seeds, main.rate, adversarial["f_∞"], noise_images)
+width_runs = exp.width_sweep(
+    cfg.width_sweep["widths"],
+    cfg.width_sweep["alpha"],
+    cfg.seeds,
+    main.rate,
+    adversarial["f_∞"],
+    noise_images,
+)
 by_width = tables.width_frame(width_runs)
 width_text = tables.width_text(width_runs)
 figures.width_sweep(by_width)
@@ -306,13 +327,13 @@ main_runs, main_controls = tables.claim_runs(Sweep(trained, evaluations, matched
 result = claims.claim2(main_runs, main_controls, checks_passed, checks_total)
 deep_passed, deep_total, _ = tables.white_box_checks(deep.runs, deep.evaluations)
 deep_result = claims.claim2(*tables.claim_runs(deep), deep_passed, deep_total)
-lines, glued = tables.summary(results, control_table, result, deep_result, width_text,
-                              cfg)
+lines, glued = tables.summary(
+    results, control_table, result, deep_result, width_text, cfg
+)
 glue("transfer_figure", ratio_figure, display=False)
 glue("transfer_whitebox_checks_passed", checks_passed, display=False)
 glue("transfer_whitebox_checks_total", checks_total, display=False)
-glue("transfer_control_table", control_table.round(3).set_index("seed"),
-     display=False)
+glue("transfer_control_table", control_table.round(3).set_index("seed"), display=False)
 for key, text in glued.items():
     glue(f"transfer_{key}", text, display=False)
 
@@ -322,8 +343,11 @@ Markdown("\n".join(lines) + "\n\n" + report.glue_claim("claim2", result))
 # %% tags=["remove-cell"]
 # The report's table: accuracies pooled over the seeds' nets at the two ends of the
 # sweep, with Wilson intervals over all their test outcomes.
-glue("transfer_table", tables.report_table(main_runs, main_controls, trained,
-                                           cfg.alphas), display=False)
+glue(
+    "transfer_table",
+    tables.report_table(main_runs, main_controls, trained, cfg.alphas),
+    display=False,
+)
 
 # %% tags=["remove-input"]
 chapter.end(cfg, "transfer")

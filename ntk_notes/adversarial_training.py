@@ -90,12 +90,11 @@ def _minibatches(key, n: int, batch_size: int) -> jnp.ndarray:
     """Rows of each minibatch of an epoch, (B, batch_size): a permutation drawn from ``key``,
     the remainder dropped."""
     n_batches = n // batch_size
-    return jax.random.permutation(key, n)[:n_batches * batch_size].reshape(n_batches, batch_size)
+    return jax.random.permutation(key, n)[: n_batches * batch_size].reshape(n_batches, batch_size)
 
 
 @partial(jax.jit, static_argnames=("attack", "steps", "random_start"))
-def train_step(model, params, x, labels, rows, learning_rate, epsilon, step_size, key, *, attack, steps,
-               random_start):
+def train_step(model, params, x, labels, rows, learning_rate, epsilon, step_size, key, *, attack, steps, random_start):
     """One SGD step on the minibatch ``rows`` of (x, labels), or under ``attack`` on its PGD
     version (FGSM: one step of size ε) made by the attacks' PGD core against the current
     parameters. Everything that varies between runs of one architecture is an argument: one
@@ -110,8 +109,18 @@ def train_step(model, params, x, labels, rows, learning_rate, epsilon, step_size
     loss_name = attacks.default_loss(jax.eval_shape(model, params, xb).shape[-1])
     x_train = xb
     if attack:
-        x_train, _, _ = attacks.pgd(Partial(training.call_model, model, params), xb, yb, epsilon, step_size, key,
-                                     loss=loss_name, norm="linf", steps=steps, random_start=random_start)
+        x_train, _, _ = attacks.pgd(
+            Partial(training.call_model, model, params),
+            xb,
+            yb,
+            epsilon,
+            step_size,
+            key,
+            loss=loss_name,
+            norm="linf",
+            steps=steps,
+            random_start=random_start,
+        )
 
     def loss_fn(p):
         logits = model(p, x_train)
@@ -119,8 +128,15 @@ def train_step(model, params, x, labels, rows, learning_rate, epsilon, step_size
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, _ = optimizer.update(grads, optimizer.init(params), params)  # plain SGD: no state to carry
-    stats = jnp.stack([loss, jnp.mean(attacks.is_correct(logits, yb)), jnp.max(jnp.abs(x_train - xb)),
-                       jnp.min(x_train), jnp.max(x_train)])
+    stats = jnp.stack(
+        [
+            loss,
+            jnp.mean(attacks.is_correct(logits, yb)),
+            jnp.max(jnp.abs(x_train - xb)),
+            jnp.min(x_train),
+            jnp.max(x_train),
+        ]
+    )
     return optax.apply_updates(params, updates), stats
 
 
@@ -128,11 +144,29 @@ def _is_epoch(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
 
 
-def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate: float, batch_size: int,
-                      mode: str = "standard", epsilon: float = 0.0, step_size: float | None = None, steps: int = 10,
-                      random_start: bool = False, warmup_epochs: int = 0, seed: int = 0, record_epochs=None,
-                      linearise_from_epoch: int | None = None, directory=None, config: dict | None = None,
-                      show_progress: bool | None = None, base_run: AdversarialRun | None = None) -> AdversarialRun:
+def adversarial_train(
+    apply_fn,
+    params,
+    x,
+    labels,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    mode: str = "standard",
+    epsilon: float = 0.0,
+    step_size: float | None = None,
+    steps: int = 10,
+    random_start: bool = False,
+    warmup_epochs: int = 0,
+    seed: int = 0,
+    record_epochs=None,
+    linearise_from_epoch: int | None = None,
+    directory=None,
+    config: dict | None = None,
+    show_progress: bool | None = None,
+    base_run: AdversarialRun | None = None,
+) -> AdversarialRun:
     """Train ``apply_fn`` from ``params`` for ``epochs`` epochs of plain SGD (optax.sgd, rate
     ``learning_rate``) on minibatches of ``batch_size``: a fresh permutation of (x, labels)
     each epoch, drawn from ``fold_in(PRNGKey(seed), epoch)`` so that epoch e's order does not
@@ -201,21 +235,42 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
         raise ValueError(f"pixels must lie in [0, 1]; these images span [{x.min():.3g}, {x.max():.3g}]")
     labels = training.check_labels(attacks.as_model(apply_fn), params, x, labels)
 
-    settings = dict(mode=mode, epsilon=float(epsilon), step_size=float(step_size), steps=int(steps),
-                    random_start=bool(random_start), warmup_epochs=int(warmup_epochs),
-                    learning_rate=float(learning_rate), batch_size=int(batch_size),
-                    seed=int(seed), config=checkpoints.canonical(config or {}))
+    settings = dict(
+        mode=mode,
+        epsilon=float(epsilon),
+        step_size=float(step_size),
+        steps=int(steps),
+        random_start=bool(random_start),
+        warmup_epochs=int(warmup_epochs),
+        learning_rate=float(learning_rate),
+        batch_size=int(batch_size),
+        seed=int(seed),
+        config=checkpoints.canonical(config or {}),
+    )
     leaves = checkpoints.named_leaves(params)
-    base_config = {"format": CHECKPOINT_FORMAT, **settings,
-                   "data_sha256": checkpoints.digest({"x": x, "labels": labels}),
-                   "init_sha256": checkpoints.digest(leaves)}
+    base_config = {
+        "format": CHECKPOINT_FORMAT,
+        **settings,
+        "data_sha256": checkpoints.digest({"x": x, "labels": labels}),
+        "init_sha256": checkpoints.digest(leaves),
+    }
     directory = None if directory is None else Path(directory)
     template = {name: (np.shape(leaf), np.asarray(leaf).dtype) for name, leaf in leaves.items()}
 
     def run_with(recorded: dict, history: list, trained: tuple) -> AdversarialRun:
         fields = np.array(history, dtype=np.float64).reshape(-1, len(HISTORY_FIELDS)).T
-        return AdversarialRun(apply_fn, x, labels, settings, np.array(sorted(recorded)),
-                              [recorded[e] for e in sorted(recorded)], EpochHistory(*fields), trained, k, directory)
+        return AdversarialRun(
+            apply_fn,
+            x,
+            labels,
+            settings,
+            np.array(sorted(recorded)),
+            [recorded[e] for e in sorted(recorded)],
+            EpochHistory(*fields),
+            trained,
+            k,
+            directory,
+        )
 
     def file_config(epoch):
         return {**base_config, "epoch": epoch, **({"linearised_from": k} if k is not None and epoch > k else {})}
@@ -259,17 +314,28 @@ def adversarial_train(apply_fn, params, x, labels, *, epochs: int, learning_rate
             order_key, attack_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), epoch))
             stats, ramp = [], warmup_ramp(epoch, warmup_epochs)
             for b, rows in enumerate(np.asarray(_minibatches(order_key, len(x), int(batch_size)))):
-                state, step_stats = train_step(model, state, *data, rows, learning_rate, ramp * epsilon,
-                                               ramp * step_size, jax.random.fold_in(attack_key, b),
-                                               attack=mode != "standard", steps=int(steps),
-                                               random_start=bool(random_start))
+                state, step_stats = train_step(
+                    model,
+                    state,
+                    *data,
+                    rows,
+                    learning_rate,
+                    ramp * epsilon,
+                    ramp * step_size,
+                    jax.random.fold_in(attack_key, b),
+                    attack=mode != "standard",
+                    steps=int(steps),
+                    random_start=bool(random_start),
+                )
                 stats.append(step_stats)
             if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state)):
-                raise FloatingPointError(f"training diverged in epoch {epoch} (non-finite parameters); "
-                                         f"lower learning_rate {learning_rate!r}")
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch} (non-finite parameters); lower learning_rate {learning_rate!r}"
+                )
             stats = np.asarray(jnp.stack(stats), dtype=np.float64)
-            history.append([stats[:, 0].mean(), stats[:, 1].mean(), stats[:, 2].max(), stats[:, 3].min(),
-                            stats[:, 4].max()])
+            history.append(
+                [stats[:, 0].mean(), stats[:, 1].mean(), stats[:, 2].max(), stats[:, 3].min(), stats[:, 4].max()]
+            )
             trained.append(epoch)
             if epoch in record:
                 recorded[epoch] = state

@@ -33,14 +33,16 @@ def _dense(width, W_std, b_std, parameterization):
 
 
 def _conv(width, W_std, b_std, parameterization, strides=None):
-    return stax.Conv(width, (3, 3), strides=strides, padding="SAME", W_std=W_std, b_std=b_std,
-                     parameterization=parameterization)
+    return stax.Conv(
+        width, (3, 3), strides=strides, padding="SAME", W_std=W_std, b_std=b_std, parameterization=parameterization
+    )
 
 
 def _fully_connected(widths, n_out, *std):
     """Flatten → [Dense(w) → Relu] per width → Dense(n_out)."""
-    return [stax.Flatten()] + [layer for w in widths for layer in (_dense(w, *std), stax.Relu())] + [
-        _dense(n_out, *std)]
+    return (
+        [stax.Flatten()] + [layer for w in widths for layer in (_dense(w, *std), stax.Relu())] + [_dense(n_out, *std)]
+    )
 
 
 def _convolutional(widths, n_out, *std):
@@ -54,15 +56,24 @@ def _myrtle(widths, n_out, *std):
     layers = []
     for n_convs in MYRTLE_STAGES[len(widths) + 2]:
         layers += [_conv(widths[0], *std), stax.Relu()] * n_convs + [
-            stax.AvgPool((2, 2), strides=(2, 2), padding="SAME")]
+            stax.AvgPool((2, 2), strides=(2, 2), padding="SAME")
+        ]
     return layers + [stax.GlobalAvgPool(), _dense(n_out, *std)]
 
 
 def _cnn(widths, n_out, *std):
     """Conv(w₁) → Relu → Conv(w₂, stride 2) → Relu → Conv(w₃, stride 2) → Relu → Flatten →
     Dense(n_out), 3x3 SAME convolutions."""
-    return [_conv(widths[0], *std, strides=(1, 1)), stax.Relu(), _conv(widths[1], *std, strides=(2, 2)),
-            stax.Relu(), _conv(widths[2], *std, strides=(2, 2)), stax.Relu(), stax.Flatten(), _dense(n_out, *std)]
+    return [
+        _conv(widths[0], *std, strides=(1, 1)),
+        stax.Relu(),
+        _conv(widths[1], *std, strides=(2, 2)),
+        stax.Relu(),
+        _conv(widths[2], *std, strides=(2, 2)),
+        stax.Relu(),
+        stax.Flatten(),
+        _dense(n_out, *std),
+    ]
 
 
 def _authors_cnn(widths, n_out, *std):
@@ -70,8 +81,15 @@ def _authors_cnn(widths, n_out, *std):
     max-pool (stax has no max pooling)."""
     conv = lambda width: [_conv(width, *std), stax.Relu()]  # noqa: E731
     pool = stax.AvgPool((2, 2), strides=(2, 2))
-    return [*conv(widths[0]), *conv(widths[1]), pool, *[layer for w in widths[2:] for layer in conv(w)], pool,
-            stax.Flatten(), _dense(n_out, *std)]
+    return [
+        *conv(widths[0]),
+        *conv(widths[1]),
+        pool,
+        *[layer for w in widths[2:] for layer in conv(w)],
+        pool,
+        stax.Flatten(),
+        _dense(n_out, *std),
+    ]
 
 
 class Entry(NamedTuple):
@@ -94,8 +112,15 @@ NETWORKS = tuple(name for name, entry in REGISTRY.items() if entry.kind == "netw
 
 
 @lru_cache(maxsize=64)  # the same spec gives the same functions, so compiled code is reused
-def architecture(name: str, depth: int = 1, width: int = 512, n_out: int = 1, W_std: float = 2 ** 0.5,
-                 b_std: float = 0.1, parameterization: str = "ntk"):
+def architecture(
+    name: str,
+    depth: int = 1,
+    width: int = 512,
+    n_out: int = 1,
+    W_std: float = 2**0.5,
+    b_std: float = 0.1,
+    parameterization: str = "ntk",
+):
     """The stax triple ``(init_fn, apply_fn, kernel_fn)`` of a named kernel architecture.
 
     - ``fc``: Flatten -> depth x [Dense(width), Relu] -> Dense(n_out)
@@ -116,7 +141,7 @@ def architecture(name: str, depth: int = 1, width: int = 512, n_out: int = 1, W_
     return stax.serial(*REGISTRY[name].layers(widths, n_out, W_std, b_std, parameterization))
 
 
-def network(name: str, n_out: int = 1, widths=None, W_std: float = 2 ** 0.5, b_std: float = 0.1):
+def network(name: str, n_out: int = 1, widths=None, W_std: float = 2**0.5, b_std: float = 0.1):
     """The stax triple ``(init_fn, apply_fn, kernel_fn)`` of a small trainable network, in the
     standard parameterization (``architecture`` uses the NTK parameterization for kernels):
 
@@ -133,8 +158,10 @@ def network(name: str, n_out: int = 1, widths=None, W_std: float = 2 ** 0.5, b_s
     entry = REGISTRY[name]
     widths = entry.default_widths if widths is None else tuple(widths)
     if entry.n_layers is not None and len(widths) != entry.n_layers:
-        raise ValueError(f"the {name} network has {entry.n_layers} hidden layers: widths must have "
-                         f"{entry.n_layers} entries, got {widths!r}")
+        raise ValueError(
+            f"the {name} network has {entry.n_layers} hidden layers: widths must have "
+            f"{entry.n_layers} entries, got {widths!r}"
+        )
     if not widths or not all(attacks.is_count(w) for w in widths):
         raise ValueError(f"widths must be positive integers, got {widths!r}")
     if not attacks.is_count(n_out):

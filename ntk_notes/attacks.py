@@ -57,13 +57,15 @@ def per_example_loss(loss: str, logits, labels) -> jnp.ndarray:
     targets = targets_from_labels(labels, n_outputs)
     if loss == "binary_cross_entropy":
         if n_outputs != 1:
-            raise ValueError(f"binary_cross_entropy needs one logit, the model gives {n_outputs}; "
-                             "use softmax_cross_entropy")
+            raise ValueError(
+                f"binary_cross_entropy needs one logit, the model gives {n_outputs}; use softmax_cross_entropy"
+            )
         return jax.nn.softplus(-targets[:, 0] * logits[:, 0])
     if loss == "softmax_cross_entropy":
         if n_outputs == 1:
-            raise ValueError("softmax_cross_entropy needs at least two logits, the model gives one; "
-                             "use binary_cross_entropy")
+            raise ValueError(
+                "softmax_cross_entropy needs at least two logits, the model gives one; use binary_cross_entropy"
+            )
         return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
     if loss == "margin":
         if n_outputs == 1:
@@ -129,8 +131,11 @@ def random_in_ball(key, x, epsilon, norm: str, on_sphere: bool):
     """A random perturbation of x: uniform in the ε-ball, or on its surface (random signs for
     ℓ∞, a uniform direction of length ε for ℓ2), clipped to [0, 1]."""
     if norm == "linf":
-        step = (jax.random.rademacher(key, x.shape, x.dtype) if on_sphere
-                else jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0))
+        step = (
+            jax.random.rademacher(key, x.shape, x.dtype)
+            if on_sphere
+            else jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0)
+        )
         return jnp.clip(x + epsilon * step, 0.0, 1.0)
     key_dir, key_radius = jax.random.split(key)
     unit = direction(jax.random.normal(key_dir, x.shape, x.dtype), "l2")
@@ -220,8 +225,10 @@ def validate(logits_fn, x, labels, epsilon, method, norm, loss, steps, restarts,
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
     if labels.max(initial=0) >= max(n_outputs, 2) or labels.min(initial=0) < 0:
-        raise ValueError(f"labels must lie in 0..{max(n_outputs, 2) - 1} for a model with {n_outputs} "
-                         f"output(s); got {labels.min()}..{labels.max()}")
+        raise ValueError(
+            f"labels must lie in 0..{max(n_outputs, 2) - 1} for a model with {n_outputs} "
+            f"output(s); got {labels.min()}..{labels.max()}"
+        )
     return labels, loss
 
 
@@ -230,10 +237,22 @@ def _pad(a, size: int):
     return a if extra == 0 else jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
 
 
-def attack(logits_fn, x, labels, epsilon: float, method: str = "pgd", norm: str = "linf",
-           loss: str | None = None, steps: int = 10, step_size: float | None = None,
-           random_start: bool = False, restarts: int = 1, seed: int = 0, batch_size: int = 500,
-           show_progress: bool | None = None) -> AttackResult:
+def attack(
+    logits_fn,
+    x,
+    labels,
+    epsilon: float,
+    method: str = "pgd",
+    norm: str = "linf",
+    loss: str | None = None,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = False,
+    restarts: int = 1,
+    seed: int = 0,
+    batch_size: int = 500,
+    show_progress: bool | None = None,
+) -> AttackResult:
     """Attack ``logits_fn`` at the inputs ``x`` (pixels in [0, 1]) with true ``labels``.
 
     ``method``: ``fgsm``, ``pgd`` or ``noise``; ``norm``: ``linf`` or ``l2``; ``loss``: one of
@@ -269,16 +288,18 @@ def attack(logits_fn, x, labels, epsilon: float, method: str = "pgd", norm: str 
         show_progress = False
     keys = jax.random.split(jax.random.PRNGKey(seed), restarts)
     best = None
-    for restart, start in progress([(r, s) for r in range(restarts) for s in starts],
-                                   desc=f"{method} ε={epsilon:.3g}", enabled=show_progress):
-        xb = _pad(x[start:start + batch_size], batch_size)
-        yb = _pad(jnp.asarray(labels[start:start + batch_size]), batch_size)
+    for restart, start in progress(
+        [(r, s) for r in range(restarts) for s in starts], desc=f"{method} ε={epsilon:.3g}", enabled=show_progress
+    ):
+        xb = _pad(x[start : start + batch_size], batch_size)
+        yb = _pad(jnp.asarray(labels[start : start + batch_size]), batch_size)
         key = jax.random.fold_in(keys[restart], start)
         if method == "noise":
             out = _noise(logits_fn, xb, yb, epsilon, key, loss=loss, norm=norm)
         else:
-            out = pgd(logits_fn, xb, yb, epsilon, step_size, key, loss=loss, norm=norm, steps=steps,
-                       random_start=random_start)
+            out = pgd(
+                logits_fn, xb, yb, epsilon, step_size, key, loss=loss, norm=norm, steps=steps, random_start=random_start
+            )
         n = min(batch_size, len(x) - start)
         x_adv, loss_b, correct_b = (np.asarray(a)[:n] for a in out)
         if best is None:
@@ -309,13 +330,18 @@ def sweep(logits_fn, x, labels, epsilons, method: str = "pgd", keep_inputs: bool
     if epsilons.ndim != 1 or len(epsilons) == 0:
         raise ValueError(f"epsilons must be a non-empty list of numbers, got {epsilons!r}")
     results = [attack(logits_fn, x, labels, float(e), method, **attack_args) for e in epsilons]
-    return Sweep(method, epsilons, np.array([r.accuracy for r in results]),
-                 np.stack([r.correct for r in results]),
-                 np.stack([r.x_adv for r in results]) if keep_inputs else None)
+    return Sweep(
+        method,
+        epsilons,
+        np.array([r.accuracy for r in results]),
+        np.stack([r.correct for r in results]),
+        np.stack([r.x_adv for r in results]) if keep_inputs else None,
+    )
 
 
 class Outcomes(NamedTuple):
     """Per-example outcomes (n,) bool, True where the example is still classified correctly."""
+
     clean: np.ndarray
     attacked: np.ndarray
     noise: np.ndarray  # under random noise of the attack's size
@@ -332,8 +358,9 @@ def outcomes(logits_fn, x, labels, epsilon: float, method: str = "pgd", **attack
     return Outcomes(clean, attacked.correct, noise.correct)
 
 
-def accuracy_vs_epsilon(logits_fn, x, labels, epsilons, methods=("fgsm", "pgd", "noise"),
-                        **attack_args) -> pd.DataFrame:
+def accuracy_vs_epsilon(
+    logits_fn, x, labels, epsilons, methods=("fgsm", "pgd", "noise"), **attack_args
+) -> pd.DataFrame:
     """Accuracy against each method at each ε, one row per (method, ε): the data of an
     accuracy-vs-ε figure in one call."""
     rows = []
@@ -343,9 +370,19 @@ def accuracy_vs_epsilon(logits_fn, x, labels, epsilons, methods=("fgsm", "pgd", 
     return pd.DataFrame(rows)
 
 
-def sanity_checks(logits_fn, x, labels, epsilon: float, epsilons=None, norm: str = "linf", loss: str | None = None,
-                  steps: int = 10, step_size: float | None = None, tolerance: float = 0.03,
-                  seed: int = 0) -> pd.DataFrame:
+def sanity_checks(
+    logits_fn,
+    x,
+    labels,
+    epsilon: float,
+    epsilons=None,
+    norm: str = "linf",
+    loss: str | None = None,
+    steps: int = 10,
+    step_size: float | None = None,
+    tolerance: float = 0.03,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The checks of Carlini et al. (2019) that an attack evaluation is not broken, as a table
     (check, measured, criterion, passed):
 
@@ -374,24 +411,48 @@ def sanity_checks(logits_fn, x, labels, epsilon: float, epsilons=None, norm: str
     whole_box = 1.0 if norm == "linf" else float(np.sqrt(np.prod(np.shape(x)[1:])))
     unbounded = attack(logits_fn, x, labels, whole_box, "pgd", norm=norm, loss="margin", steps=5 * steps, seed=seed)
     noise = attack(logits_fn, x, labels, epsilon, "noise", **common)
-    doubled = attack(logits_fn, x, labels, epsilon, "pgd", **dict(pgd_args, steps=2 * steps,
-                     step_size=None if step_size is None else step_size / 2))
+    doubled = attack(
+        logits_fn,
+        x,
+        labels,
+        epsilon,
+        "pgd",
+        **dict(pgd_args, steps=2 * steps, step_size=None if step_size is None else step_size / 2),
+    )
     fgsm_only = float(np.mean(~fgsm.correct & pgd_correct))
     rise = float(np.max(np.diff(curve), initial=0.0))
     pgd_drop, noise_drop = clean - pgd_accuracy, clean - noise.accuracy
     change = abs(doubled.accuracy - pgd_accuracy)
     checks = [
-        ("PGD ≥ FGSM per example", f"{fgsm_only:.3f} of examples fooled by FGSM only",
-         f"≤ {tolerance}", fgsm_only <= tolerance),
-        ("accuracy non-increasing in ε", f"largest rise {rise:+.3f} over ε = "
-         + ", ".join(f"{e:.3g}" for e in epsilons), f"≤ {tolerance}", rise <= tolerance),
-        ("unbounded attack reaches 0%", f"accuracy {unbounded.accuracy:.3f} at ε = {whole_box:.3g}",
-         "= 0", unbounded.accuracy == 0.0),
-        ("random noise much weaker", f"noise removes {noise_drop:.3f}, PGD {pgd_drop:.3f}",
-         f"noise ≤ PGD / 2, PGD > {tolerance}", pgd_drop > tolerance and noise_drop <= pgd_drop / 2),
-        ("doubling PGD steps changes little", f"{pgd_accuracy:.3f} → {doubled.accuracy:.3f}",
-         f"|change| ≤ {tolerance}", change <= tolerance),
+        (
+            "PGD ≥ FGSM per example",
+            f"{fgsm_only:.3f} of examples fooled by FGSM only",
+            f"≤ {tolerance}",
+            fgsm_only <= tolerance,
+        ),
+        (
+            "accuracy non-increasing in ε",
+            f"largest rise {rise:+.3f} over ε = " + ", ".join(f"{e:.3g}" for e in epsilons),
+            f"≤ {tolerance}",
+            rise <= tolerance,
+        ),
+        (
+            "unbounded attack reaches 0%",
+            f"accuracy {unbounded.accuracy:.3f} at ε = {whole_box:.3g}",
+            "= 0",
+            unbounded.accuracy == 0.0,
+        ),
+        (
+            "random noise much weaker",
+            f"noise removes {noise_drop:.3f}, PGD {pgd_drop:.3f}",
+            f"noise ≤ PGD / 2, PGD > {tolerance}",
+            pgd_drop > tolerance and noise_drop <= pgd_drop / 2,
+        ),
+        (
+            "doubling PGD steps changes little",
+            f"{pgd_accuracy:.3f} → {doubled.accuracy:.3f}",
+            f"|change| ≤ {tolerance}",
+            change <= tolerance,
+        ),
     ]
     return pd.DataFrame(checks, columns=["check", "measured", "criterion", "passed"])
-
-

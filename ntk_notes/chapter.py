@@ -17,8 +17,7 @@ from ntk_notes import plotting, report
 from ntk_notes.profiles import SIZES, settings
 
 
-def begin(notebook: str, namespace: Mapping, key: str,
-          describe: Callable[[SimpleNamespace], str]) -> SimpleNamespace:
+def begin(notebook: str, namespace: Mapping, key: str, describe: Callable[[SimpleNamespace], str]) -> SimpleNamespace:
     """The chapter's settings: ``notebook``'s profile ``namespace["profile"]``, overridden by
     every setting of that profile that the namespace (the parameters cell) sets to a value
     other than None, plus ``data_dir`` (None if the namespace has none). Also applies the

@@ -99,8 +99,16 @@ def read_npz(path) -> tuple[dict, dict]:
             arrays = {name: saved[name] for name in saved.files if name != CONFIG_ENTRY}
     except UnreadableCheckpoint:
         raise
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile,
-            zlib.error) as error:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as error:
         raise UnreadableCheckpoint(f"is unreadable ({type(error).__name__}: {error})") from error
     if not isinstance(stored, dict) or CHECKSUM_KEY not in stored:
         raise UnreadableCheckpoint("is unreadable (another format: no checksum)")
@@ -129,8 +137,9 @@ def load_npz(path, config: dict, expected: dict) -> dict | None:
         return distrust(path, str(error))
     config = canonical(config)
     if stored != config:
-        return distrust(path, f"was saved under another configuration (differs in "
-                              f"{', '.join(changed_keys(config, stored))})")
+        return distrust(
+            path, f"was saved under another configuration (differs in {', '.join(changed_keys(config, stored))})"
+        )
     found = {name: (a.shape, a.dtype) for name, a in arrays.items()}
     wanted = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in expected.items()}
     if found != wanted:

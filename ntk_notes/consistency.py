@@ -20,8 +20,13 @@ import seaborn as sns
 from ntk_notes import attacks, claims, data, null_kernels, spectral, stats
 
 # The authors' architectures: name -> (``architectures.architecture`` name, depth).
-ARCHITECTURES = {"FC-1": ("fc", 1), "FC-2": ("fc", 2), "FC-3": ("fc", 3),
-                 "Conv": ("conv", 1), "Myrtle-5": ("myrtle", 5)}
+ARCHITECTURES = {
+    "FC-1": ("fc", 1),
+    "FC-2": ("fc", 2),
+    "FC-3": ("fc", 3),
+    "Conv": ("conv", 1),
+    "Myrtle-5": ("myrtle", 5),
+}
 NULLS = ("linear", "RBF")  # the null kernels, in the order they join a comparison
 MEASURE_KEYS = ("rank_correlation", "eigenspace_overlap", "output_correlation")
 
@@ -29,11 +34,13 @@ MEASURE_KEYS = ("rank_correlation", "eigenspace_overlap", "output_correlation")
 def describe(cfg: SimpleNamespace) -> str:
     """The one-line description of the chapter's setting (data, kernels, sizes)."""
     scored, myrtle = cfg.scored, cfg.myrtle
-    return (f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}; FC-1/2/3, Conv and null "
-            f"kernels on {scored['image_size']}² images, {scored['n_train']} train / "
-            f"{scored['n_test']} test; Myrtle-5 on {myrtle['image_size']}² images, "
-            f"{myrtle['n_train']} / {myrtle['n_test']}"
-            f"{'' if myrtle['robustness'] else ' (eigenspaces only)'}")
+    return (
+        f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}; FC-1/2/3, Conv and null "
+        f"kernels on {scored['image_size']}² images, {scored['n_train']} train / "
+        f"{scored['n_test']} test; Myrtle-5 on {myrtle['image_size']}² images, "
+        f"{myrtle['n_train']} / {myrtle['n_test']}"
+        f"{'' if myrtle['robustness'] else ' (eigenspaces only)'}"
+    )
 
 
 def kernels_for(task, names: Sequence[str], architectures: Mapping = ARCHITECTURES) -> dict:
@@ -45,19 +52,32 @@ def kernels_for(task, names: Sequence[str], architectures: Mapping = ARCHITECTUR
     return chosen
 
 
-def comparison(cfg: SimpleNamespace, sizes: Mapping, names: Sequence[str], robustness: bool,
-               seed: int, architectures: Mapping = ARCHITECTURES) -> tuple:
+def comparison(
+    cfg: SimpleNamespace,
+    sizes: Mapping,
+    names: Sequence[str],
+    robustness: bool,
+    seed: int,
+    architectures: Mapping = ARCHITECTURES,
+) -> tuple:
     """One comparison: the task drawn under ``seed`` (``cfg.dataset``, ``cfg.classes``,
     ``cfg.data_dir``; ``sizes``: image_size, n_train, n_test) and the eigen-features of the
     named NTKs and the null kernels on it, scored for FGSM robustness at ``cfg.epsilon`` if
     ``robustness``. The linear kernel, of rank at most the number of pixels d, gets a ridge
     of 10⁻⁶ times its mean diagonal when N ≥ d. Returns (task, {kernel: KernelFeatures})."""
-    task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=sizes["n_train"],
-                          n_test=sizes["n_test"], seed=seed, image_size=sizes["image_size"],
-                          data_dir=cfg.data_dir)
+    task = data.make_task(
+        cfg.dataset,
+        classes=cfg.classes,
+        n_train=sizes["n_train"],
+        n_test=sizes["n_test"],
+        seed=seed,
+        image_size=sizes["image_size"],
+        data_dir=cfg.data_dir,
+    )
     ridge = {"linear": 1e-6} if len(task.x_train) >= task.x_train[0].size else {}
-    runs = spectral.kernel_features(kernels_for(task, names, architectures), task,
-                                    cfg.epsilon if robustness else None, ridge=ridge)
+    runs = spectral.kernel_features(
+        kernels_for(task, names, architectures), task, cfg.epsilon if robustness else None, ridge=ridge
+    )
     return task, runs
 
 
@@ -67,21 +87,28 @@ def with_myrtle(cfg: SimpleNamespace, scored: tuple, architectures: Mapping = AR
     when Myrtle-5 was scored on the same sizes, else a new one. Returns (task, runs)."""
     if cfg.myrtle["robustness"] and cfg.myrtle == {**cfg.scored, "robustness": True}:
         return scored
-    return comparison(cfg, cfg.myrtle, list(architectures), cfg.myrtle["robustness"], cfg.seeds[0],
-                      architectures)
+    return comparison(cfg, cfg.myrtle, list(architectures), cfg.myrtle["robustness"], cfg.seeds[0], architectures)
 
 
 def kernel_table(comparisons: Mapping[str, tuple]) -> pd.DataFrame:
     """One row per (comparison, kernel) of ``comparisons`` (title -> (task, runs)): image
     size, train / test sizes, seconds, and test accuracy of f_∞ with its 95% interval."""
-    return pd.DataFrame([
-        {"comparison": title, "kernel": name, "images": f"{task.x_train.shape[1]}²",
-         "train / test": f"{len(task.x_train)} / {len(task.x_test)}",
-         "seconds": round(run.seconds, 1),
-         "test accuracy f_∞": str(stats.accuracy(
-             attacks.is_correct(run.scores.clean_outputs.sum(0), task.labels_test)))}
-        for title, (task, runs) in comparisons.items() for name, run in runs.items()
-    ]).set_index(["comparison", "kernel"])
+    return pd.DataFrame(
+        [
+            {
+                "comparison": title,
+                "kernel": name,
+                "images": f"{task.x_train.shape[1]}²",
+                "train / test": f"{len(task.x_train)} / {len(task.x_test)}",
+                "seconds": round(run.seconds, 1),
+                "test accuracy f_∞": str(
+                    stats.accuracy(attacks.is_correct(run.scores.clean_outputs.sum(0), task.labels_test))
+                ),
+            }
+            for title, (task, runs) in comparisons.items()
+            for name, run in runs.items()
+        ]
+    ).set_index(["comparison", "kernel"])
 
 
 def curves_figure(runs: Mapping, epsilon: float, window: int):
@@ -93,8 +120,7 @@ def curves_figure(runs: Mapping, epsilon: float, window: int):
         index = np.arange(1, len(run.scores.usefulness) + 1)
         style = "--" if name in NULLS else "-"
         for ax, score in zip(axes, [run.scores.usefulness, run.scores.robustness]):
-            ax.plot(index, pd.Series(score).rolling(window, center=True, min_periods=1).mean(),
-                    ls=style, label=name)
+            ax.plot(index, pd.Series(score).rolling(window, center=True, min_periods=1).mean(), ls=style, label=name)
     axes[0].set(xscale="log", xlabel="eigen-index i", ylabel="test accuracy", title="usefulness")
     axes[1].set(xscale="log", xlabel="eigen-index i", title=f"robustness (FGSM, ε = {epsilon:g})")
     axes[1].legend(fontsize="small")
@@ -116,9 +142,11 @@ def measures(k: int, with_robustness: bool = True) -> dict[str, Callable]:
     if with_robustness:
         chosen["robustness rank correlation"] = rank_correlation
     chosen[f"top-{k} eigenspace overlap"] = lambda a, b: spectral.eigenspace_overlap(
-        a.predictor.eigen[1], b.predictor.eigen[1], k)
-    chosen[f"output correlation, top {k}"] = lambda a, b: float(np.nanmean(
-        spectral.output_correlation(a.scores.clean_outputs[:k], b.scores.clean_outputs[:k])))
+        a.predictor.eigen[1], b.predictor.eigen[1], k
+    )
+    chosen[f"output correlation, top {k}"] = lambda a, b: float(
+        np.nanmean(spectral.output_correlation(a.scores.clean_outputs[:k], b.scores.clean_outputs[:k]))
+    )
     return chosen
 
 
@@ -126,26 +154,24 @@ def similarity(runs: Mapping, chosen: Mapping[str, Callable]) -> dict[str, pd.Da
     """For each measure of ``chosen`` (title -> measure), the matrix of its value on every
     pair of kernels of ``runs``, rows and columns in the order of ``runs``."""
     names = list(runs)
-    return {title: pd.DataFrame([[measure(runs[a], runs[b]) for b in names] for a in names],
-                                index=names, columns=names)
-            for title, measure in chosen.items()}
+    return {
+        title: pd.DataFrame([[measure(runs[a], runs[b]) for b in names] for a in names], index=names, columns=names)
+        for title, measure in chosen.items()
+    }
 
 
 def heatmaps(matrices: Mapping[str, pd.DataFrame]):
     """One annotated heatmap per similarity matrix, side by side on one colour scale
     [0, 1], titled by the measure. Returns the figure."""
-    fig, axes = plt.subplots(1, len(matrices), figsize=(max(12, 5 * len(matrices)), 4.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(max(12, 5 * len(matrices)), 4.8), squeeze=False)
     for ax, (title, matrix) in zip(axes[0], matrices.items()):
-        sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False,
-                    ax=ax, square=True)
+        sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax, square=True)
         ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
-def summary(matrices: Mapping[str, pd.DataFrame], ntk_names: Sequence[str], k: int,
-            n_train: int) -> dict[str, float]:
+def summary(matrices: Mapping[str, pd.DataFrame], ntk_names: Sequence[str], k: int, n_train: int) -> dict[str, float]:
     """The numbers the chapter glues, by glue key: for each measure (in the order rank
     correlation, eigenspace overlap, output correlation), the mean similarity between
     different NTKs (``consistency_<measure>``) and the largest mean similarity of the NTKs
@@ -163,16 +189,16 @@ def summary(matrices: Mapping[str, pd.DataFrame], ntk_names: Sequence[str], k: i
     return found
 
 
-def rule(runs: Mapping, ntk_names: Sequence[str], top_k: int, seed: int,
-         with_robustness: bool = True) -> claims.ClaimResult:
+def rule(
+    runs: Mapping, ntk_names: Sequence[str], top_k: int, seed: int, with_robustness: bool = True
+) -> claims.ClaimResult:
     """``claims.claim4`` on one comparison: the training kernels of the named NTKs against
     the null kernels, at k = min(top_k, N − 1), with every kernel's features' robustness
     if ``with_robustness``."""
     ntks = {n: runs[n].predictor.k_train_train for n in ntk_names}
     nulls = {n: runs[n].predictor.k_train_train for n in NULLS}
     robust = {n: runs[n].scores.robustness for n in runs} if with_robustness else None
-    return claims.claim4(ntks, nulls, min(top_k, len(next(iter(ntks.values()))) - 1),
-                         robustness=robust, seed=seed)
+    return claims.claim4(ntks, nulls, min(top_k, len(next(iter(ntks.values()))) - 1), robustness=robust, seed=seed)
 
 
 def prefixed(result: claims.ClaimResult, prefix: str) -> claims.ClaimResult:
@@ -183,6 +209,8 @@ def prefixed(result: claims.ClaimResult, prefix: str) -> claims.ClaimResult:
 def resolution_text(result: claims.ClaimResult) -> str:
     """A sentence on the half-widths of the parts' intervals: what this size can resolve."""
     widths = [(p.high - p.low) / 2 for p in result.parts]
-    return ("What this size can resolve: the parts' intervals are "
-            + ", ".join(f"±{w:.3f}" for w in widths)
-            + " wide around their estimates; an excess smaller than that cannot be told from 0.")
+    return (
+        "What this size can resolve: the parts' intervals are "
+        + ", ".join(f"±{w:.3f}" for w in widths)
+        + " wide around their estimates; an excess smaller than that cannot be told from 0."
+    )

@@ -27,9 +27,11 @@ SLOPE_COLUMNS = ("distance to own limit", "parameter change", "kernel change")
 
 def describe(cfg: SimpleNamespace) -> str:
     """The one-line description of the chapter's setting (data, sizes, depths, widths)."""
-    return (f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}, {cfg.image_size}² images, "
-            f"{cfg.n_train} train / {cfg.n_test} test; FC depths {', '.join(map(str, cfg.depths))}, "
-            f"widths {min(cfg.widths)} to {max(cfg.widths)}, seeds {', '.join(map(str, cfg.seeds))}")
+    return (
+        f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}, {cfg.image_size}² images, "
+        f"{cfg.n_train} train / {cfg.n_test} test; FC depths {', '.join(map(str, cfg.depths))}, "
+        f"widths {min(cfg.widths)} to {max(cfg.widths)}, seeds {', '.join(map(str, cfg.seeds))}"
+    )
 
 
 def fit_predictors(architectures: Mapping[str, tuple], task) -> tuple[dict, pd.DataFrame]:
@@ -46,20 +48,27 @@ def fit_predictors(architectures: Mapping[str, tuple], task) -> tuple[dict, pd.D
         seconds = time.perf_counter() - start
         predictors[label] = (predictor, k_test)
         train_outputs = predictor.predict(x_train, k_test_train=predictor.k_train_train)
-        rows.append({"architecture": label, "kernel + solve (s)": round(seconds, 2),
-                     "train accuracy f_∞": kernels.accuracy(train_outputs, task.labels_train),
-                     "test accuracy f_∞": kernels.accuracy(predictor.predict(x_test, k_test_train=k_test),
-                                                           task.labels_test)})
+        rows.append(
+            {
+                "architecture": label,
+                "kernel + solve (s)": round(seconds, 2),
+                "train accuracy f_∞": kernels.accuracy(train_outputs, task.labels_train),
+                "test accuracy f_∞": kernels.accuracy(predictor.predict(x_test, k_test_train=k_test), task.labels_test),
+            }
+        )
     return predictors, pd.DataFrame(rows).set_index("architecture")
 
 
 def accuracy_text(table: pd.DataFrame) -> str:
     """A sentence on the range of f_∞'s train and test accuracy in ``fit_predictors``'s table."""
     train, test = table["train accuracy f_∞"], table["test accuracy f_∞"]
-    train_range = f"{train.min():.3f}" + (f" to {train.max():.3f}" if train.min() < train.max()
-                                          else " for every kernel")
-    return (f"In this build f_∞ has train accuracy {train_range} and test accuracy "
-            f"{test.min():.3f} ({test.idxmin()}) to {test.max():.3f} ({test.idxmax()}).")
+    train_range = f"{train.min():.3f}" + (
+        f" to {train.max():.3f}" if train.min() < train.max() else " for every kernel"
+    )
+    return (
+        f"In this build f_∞ has train accuracy {train_range} and test accuracy "
+        f"{test.min():.3f} ({test.idxmin()}) to {test.max():.3f} ({test.idxmax()})."
+    )
 
 
 def flow_curves(predictors: Mapping, task, taus) -> pd.DataFrame:
@@ -73,10 +82,16 @@ def flow_curves(predictors: Mapping, task, taus) -> pd.DataFrame:
         for tau in taus:
             t = tau * predictor.y_train.size / top
             train_outputs = predictor.predict(x_train, t, k_test_train=predictor.k_train_train)
-            rows.append({"architecture": label, TAU: tau,
-                         "test accuracy": kernels.accuracy(predictor.predict(x_test, t, k_test_train=k_test),
-                                                           task.labels_test),
-                         "train loss": 0.5 * float(np.mean((train_outputs - task.y_train) ** 2))})
+            rows.append(
+                {
+                    "architecture": label,
+                    TAU: tau,
+                    "test accuracy": kernels.accuracy(
+                        predictor.predict(x_test, t, k_test_train=k_test), task.labels_test
+                    ),
+                    "train loss": 0.5 * float(np.mean((train_outputs - task.y_train) ** 2)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -106,10 +121,14 @@ def early_text(curves: pd.DataFrame) -> str:
     """A sentence on ``early_accuracy`` of every architecture's curve."""
     first_tau = curves[TAU].iloc[0]
     early = {label: early_accuracy(curve) for label, curve in curves.groupby("architecture", sort=False)}
-    return ("In this build test accuracy comes within 0.01 of its best at "
-            + "; ".join(f"τ = {tau:.3g} for {label}, where the training loss is still "
-                        f"{share:.2g} of its value at τ = {first_tau:g}"
-                        for label, (tau, share) in early.items()) + ".")
+    return (
+        "In this build test accuracy comes within 0.01 of its best at "
+        + "; ".join(
+            f"τ = {tau:.3g} for {label}, where the training loss is still {share:.2g} of its value at τ = {first_tau:g}"
+            for label, (tau, share) in early.items()
+        )
+        + "."
+    )
 
 
 def rms(a, b) -> float:
@@ -117,8 +136,17 @@ def rms(a, b) -> float:
     return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def width_sweep(reference, k_test, task, widths: Sequence[int], seeds: Sequence[int], learning_rate: float,
-                steps: int, probe_size: int, mean_prediction=None) -> pd.DataFrame:
+def width_sweep(
+    reference,
+    k_test,
+    task,
+    widths: Sequence[int],
+    seeds: Sequence[int],
+    learning_rate: float,
+    steps: int,
+    probe_size: int,
+    mean_prediction=None,
+) -> pd.DataFrame:
     """Train an FC depth-1 network (full-batch gradient descent on the squared loss, ``steps``
     steps at ``learning_rate``) for every width and seed, and compare it with the kernel
     predictor ``reference`` (its k_test: the test-train kernel) at the training time
@@ -139,19 +167,32 @@ def width_sweep(reference, k_test, task, widths: Sequence[int], seeds: Sequence[
             start = time.perf_counter()
             net = training.train(apply_fn, params, x_train, y_train, learning_rate, steps)
             outputs = np.asarray(apply_fn(net.params, x_test))
-            own_limit = reference.predict(x_test, t_train, k_test_train=k_test,
-                                          f0_train=apply_fn(params, x_train), f0_test=apply_fn(params, x_test))
-            kernel_0 = empirical.empirical_ntk(apply_fn, net.params_init, probe, trace=True,
-                                               implementation="jacobian_contraction")
-            kernel_t = empirical.empirical_ntk(apply_fn, net.params, probe, trace=True,
-                                               implementation="jacobian_contraction")
-            runs.append({"width": width, "seed": seed, "seconds": time.perf_counter() - start,
-                         "train loss": net.losses[-1],
-                         "test accuracy": kernels.accuracy(outputs, task.labels_test),
-                         "distance to own limit": rms(outputs, own_limit),
-                         "distance to f_t": rms(outputs, mean_prediction),
-                         "parameter change": kernel_metrics.relative_change(net.params_init, net.params),
-                         "kernel change": kernel_metrics.relative_change(kernel_0, kernel_t)})
+            own_limit = reference.predict(
+                x_test,
+                t_train,
+                k_test_train=k_test,
+                f0_train=apply_fn(params, x_train),
+                f0_test=apply_fn(params, x_test),
+            )
+            kernel_0 = empirical.empirical_ntk(
+                apply_fn, net.params_init, probe, trace=True, implementation="jacobian_contraction"
+            )
+            kernel_t = empirical.empirical_ntk(
+                apply_fn, net.params, probe, trace=True, implementation="jacobian_contraction"
+            )
+            runs.append(
+                {
+                    "width": width,
+                    "seed": seed,
+                    "seconds": time.perf_counter() - start,
+                    "train loss": net.losses[-1],
+                    "test accuracy": kernels.accuracy(outputs, task.labels_test),
+                    "distance to own limit": rms(outputs, own_limit),
+                    "distance to f_t": rms(outputs, mean_prediction),
+                    "parameter change": kernel_metrics.relative_change(net.params_init, net.params),
+                    "kernel change": kernel_metrics.relative_change(kernel_0, kernel_t),
+                }
+            )
     return pd.DataFrame(runs)
 
 
@@ -161,14 +202,23 @@ def width_figure(runs: pd.DataFrame):
     empirical NTK. Returns the figure."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     distance = "RMS distance of test outputs"
-    long = runs.melt(id_vars=["width", "seed"], value_vars=["distance to own limit", "distance to f_t"],
-                     var_name="compared with", value_name=distance)
+    long = runs.melt(
+        id_vars=["width", "seed"],
+        value_vars=["distance to own limit", "distance to f_t"],
+        var_name="compared with",
+        value_name=distance,
+    )
     sns.lineplot(long, x="width", y=distance, hue="compared with", marker="o", errorbar="sd", ax=axes[0])
     change = "‖after − before‖ / ‖before‖"
-    moves = runs.melt(id_vars=["width", "seed"], value_vars=["parameter change", "kernel change"],
-                      var_name="relative change during training", value_name=change)
-    sns.lineplot(moves, x="width", y=change, hue="relative change during training", marker="o",
-                 errorbar="sd", ax=axes[1])
+    moves = runs.melt(
+        id_vars=["width", "seed"],
+        value_vars=["parameter change", "kernel change"],
+        var_name="relative change during training",
+        value_name=change,
+    )
+    sns.lineplot(
+        moves, x="width", y=change, hue="relative change during training", marker="o", errorbar="sd", ax=axes[1]
+    )
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -189,10 +239,12 @@ def distance_text(runs: pd.DataFrame) -> str:
     means = runs.groupby("width").mean(numeric_only=True)
     to_mean, to_own = means["distance to f_t"], means["distance to own limit"]
     slope_to_mean = plotting.loglog_slope(means.index, to_mean)
-    return (f"In this build the distance to f_t has log-log slope {slope_to_mean:.2f} "
-            f"against width and goes from {to_mean.iloc[0]:.3g} at width {means.index[0]} "
-            f"to {to_mean.iloc[-1]:.3g} at width {means.index[-1]}; the distance to the "
-            f"network's own limit goes from {to_own.iloc[0]:.3g} to {to_own.iloc[-1]:.3g}.")
+    return (
+        f"In this build the distance to f_t has log-log slope {slope_to_mean:.2f} "
+        f"against width and goes from {to_mean.iloc[0]:.3g} at width {means.index[0]} "
+        f"to {to_mean.iloc[-1]:.3g} at width {means.index[-1]}; the distance to the "
+        f"network's own limit goes from {to_own.iloc[0]:.3g} to {to_own.iloc[-1]:.3g}."
+    )
 
 
 def spectrum_figure(predictors: Mapping, y_train):
@@ -217,19 +269,23 @@ def energy_table(predictors: Mapping, y_train, ks: Sequence[int] = (1, 10, 50)) 
     rows = []
     for label, (predictor, _) in predictors.items():
         energy = spectral.label_energy(predictor.eigen[1], y_train)
-        rows.append({"architecture": label, **{f"E_{k}": round(float(energy[k - 1]), 3)
-                                               for k in ks if k <= len(energy)}})
+        rows.append(
+            {"architecture": label, **{f"E_{k}": round(float(energy[k - 1]), 3) for k in ks if k <= len(energy)}}
+        )
     return pd.DataFrame(rows).set_index("architecture")
 
 
 def spectrum_text(predictors: Mapping, y_train) -> str:
     """A sentence per predictor: λ₁/λ₂, the cosine of v₁ with the constant vector, E_1, E_10."""
+
     def summary(label, predictor):
         values, vectors = predictor.eigen
         energy = spectral.label_energy(vectors, y_train)
         constant = abs(vectors[:, 0].sum()) / np.sqrt(len(vectors))
-        return (f"{label}: λ₁/λ₂ = {values[0] / values[1]:.3g}, cosine of v₁ with the "
-                f"constant vector {constant:.3f}, E_1 = {energy[0]:.3f}, "
-                f"E_10 = {energy[min(9, len(energy) - 1)]:.3f}")
+        return (
+            f"{label}: λ₁/λ₂ = {values[0] / values[1]:.3g}, cosine of v₁ with the "
+            f"constant vector {constant:.3f}, E_1 = {energy[0]:.3f}, "
+            f"E_10 = {energy[min(9, len(energy) - 1)]:.3f}"
+        )
 
     return "In this build: " + "; ".join(summary(label, p) for label, (p, _) in predictors.items()) + "."

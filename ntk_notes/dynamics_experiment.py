@@ -26,18 +26,21 @@ from ntk_notes.adversarial_training import MODES, adversarial_train
 CHAPTER = "adversarial_training_dynamics"
 PROBES = ("clean", "fixed adversarial", "moving")
 BOOKKEEPING = ("data_dir", "started")  # attributes ``chapter.begin`` adds: no setting of the runs
-SETTLING_COLUMNS = dict(zip(claims.SETTLING_TESTS, ["settling_epoch", "direction_and_norm_epoch",
-                                                    "linearisation_epoch"]))
+SETTLING_COLUMNS = dict(
+    zip(claims.SETTLING_TESTS, ["settling_epoch", "direction_and_norm_epoch", "linearisation_epoch"])
+)
 
 
 def describe(cfg) -> str:
     """The one-line setting the chapter glues as ``dynamics_setting``."""
     pair = "digits {} vs {}".format(*cfg.classes) if cfg.classes else "all classes"
-    return (f"{cfg.dataset}, {pair}, {cfg.image_size}² images, {cfg.n_train} train / "
-            f"{cfg.n_test} test; {cfg.network.upper()} {tuple(cfg.widths)}, {cfg.epochs} "
-            f"epochs of SGD, rate {cfg.learning_rate}, batch {cfg.batch_size}, "
-            f"{len(cfg.seeds)} seeds; ε = {cfg.epsilon:.3g} (warm-up {cfg.warmup_epochs} "
-            f"epochs), PGD-{cfg.pgd_steps} training, PGD-{cfg.eval_steps} evaluation")
+    return (
+        f"{cfg.dataset}, {pair}, {cfg.image_size}² images, {cfg.n_train} train / "
+        f"{cfg.n_test} test; {cfg.network.upper()} {tuple(cfg.widths)}, {cfg.epochs} "
+        f"epochs of SGD, rate {cfg.learning_rate}, batch {cfg.batch_size}, "
+        f"{len(cfg.seeds)} seeds; ε = {cfg.epsilon:.3g} (warm-up {cfg.warmup_epochs} "
+        f"epochs), PGD-{cfg.pgd_steps} training, PGD-{cfg.eval_steps} evaluation"
+    )
 
 
 def recorded_epochs(cfg) -> list[int]:
@@ -66,15 +69,29 @@ def train_runs(cfg, task, directory=None, verbose: bool = True) -> dict:
         for mode in MODES:
             start = time.perf_counter()
             runs[s, mode] = adversarial_train(
-                apply_fn, params, task.x_train, task.labels_train, epochs=cfg.epochs,
-                learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, mode=mode, epsilon=cfg.epsilon,
-                step_size=cfg.step_size, steps=cfg.pgd_steps, random_start=mode == "fgsm" and cfg.fgsm_random_start,
-                warmup_epochs=cfg.warmup_epochs, seed=s, record_epochs=recorded_epochs(cfg),
+                apply_fn,
+                params,
+                task.x_train,
+                task.labels_train,
+                epochs=cfg.epochs,
+                learning_rate=cfg.learning_rate,
+                batch_size=cfg.batch_size,
+                mode=mode,
+                epsilon=cfg.epsilon,
+                step_size=cfg.step_size,
+                steps=cfg.pgd_steps,
+                random_start=mode == "fgsm" and cfg.fgsm_random_start,
+                warmup_epochs=cfg.warmup_epochs,
+                seed=s,
+                record_epochs=recorded_epochs(cfg),
                 directory=directory / f"seed{s}-{mode}",
-                config={"network": cfg.network, "widths": list(cfg.widths), "dataset": cfg.dataset})
+                config={"network": cfg.network, "widths": list(cfg.widths), "dataset": cfg.dataset},
+            )
             if verbose:
-                print(f"seed {s}, {mode}: {len(runs[s, mode].trained)} epochs trained, "
-                      f"{time.perf_counter() - start:.1f} s")
+                print(
+                    f"seed {s}, {mode}: {len(runs[s, mode].trained)} epochs trained, "
+                    f"{time.perf_counter() - start:.1f} s"
+                )
     return runs
 
 
@@ -82,11 +99,20 @@ def final_outcomes(runs: dict, task, cfg) -> tuple[dict, pd.DataFrame]:
     """Per-example test outcomes of every run at its last epoch, {(seed, mode):
     ``claims.RunOutcomes``} (clean, and under PGD-``eval_steps`` with a random start), and
     their accuracies, one row per run (seed, mode, clean_accuracy, robust_accuracy)."""
-    outcomes = {key: claims.RunOutcomes(*linearisation.final_outcomes(
-        run, task.x_test, task.labels_test, cfg.epsilon, steps=cfg.eval_steps, random_start=True, seed=0))
-        for key, run in runs.items()}
-    final = pd.DataFrame([{"seed": s, "mode": mode, "clean_accuracy": o.clean.mean(),
-                           "robust_accuracy": o.robust.mean()} for (s, mode), o in outcomes.items()])
+    outcomes = {
+        key: claims.RunOutcomes(
+            *linearisation.final_outcomes(
+                run, task.x_test, task.labels_test, cfg.epsilon, steps=cfg.eval_steps, random_start=True, seed=0
+            )
+        )
+        for key, run in runs.items()
+    }
+    final = pd.DataFrame(
+        [
+            {"seed": s, "mode": mode, "clean_accuracy": o.clean.mean(), "robust_accuracy": o.robust.mean()}
+            for (s, mode), o in outcomes.items()
+        ]
+    )
     return outcomes, final
 
 
@@ -111,14 +137,20 @@ def majority_rate(labels) -> float:
 def accuracy_summary(final: pd.DataFrame, chance: float) -> str:
     """The sentence under the accuracy table: mean accuracies and the robustness gained."""
     mean = final.groupby("mode")[["clean_accuracy", "robust_accuracy"]].mean()
-    return (f"Predicting the most common class scores {chance:.2f}. Mean over seeds: "
-            + "; ".join(f"{m} training, clean {mean.loc[m, 'clean_accuracy']:.3f} and PGD "
-                        f"{mean.loc[m, 'robust_accuracy']:.3f}" for m in MODES)
-            + ". Adversarial training raises PGD accuracy over standard training by "
-            + ", ".join(f"{gain:+.3f} ({m})" for m, gain in (
-                mean.robust_accuracy - mean.robust_accuracy["standard"])[list(MODES[1:])].items())
-            + ". The rule below tests whether every run learns and every adversarial run is "
-              "more robust than its seed's standard run before it compares them.")
+    return (
+        f"Predicting the most common class scores {chance:.2f}. Mean over seeds: "
+        + "; ".join(
+            f"{m} training, clean {mean.loc[m, 'clean_accuracy']:.3f} and PGD {mean.loc[m, 'robust_accuracy']:.3f}"
+            for m in MODES
+        )
+        + ". Adversarial training raises PGD accuracy over standard training by "
+        + ", ".join(
+            f"{gain:+.3f} ({m})"
+            for m, gain in (mean.robust_accuracy - mean.robust_accuracy["standard"])[list(MODES[1:])].items()
+        )
+        + ". The rule below tests whether every run learns and every adversarial run is "
+        "more robust than its seed's standard run before it compares them."
+    )
 
 
 def probe_step(cfg) -> float:
@@ -130,15 +162,20 @@ def probe_kernels(runs: dict, task, cfg) -> dict:
     """{(seed, mode): {probe: (T, m, m) kernels}} at the recorded epochs, on the first
     ``probe_size`` training images: ``clean``; ``moving``, attacked again every epoch against
     that epoch's network; ``fixed adversarial``, attacked once against the seed's θ₀."""
-    probe, labels = task.x_train[:cfg.probe_size], task.labels_train[:cfg.probe_size]
+    probe, labels = task.x_train[: cfg.probe_size], task.labels_train[: cfg.probe_size]
     kernels = {}
     for (s, mode), run in runs.items():
-        moving = empirical.kernel_trajectory(run, probe, labels, method="pgd", epsilon=cfg.epsilon,
-                                             step_size=probe_step(cfg), steps=cfg.pgd_steps)
-        fixed = empirical.fixed_adversarial_probe(runs[s, "standard"], probe, labels, cfg.epsilon, epoch=0,
-                                                  steps=cfg.pgd_steps, step_size=probe_step(cfg))
-        kernels[s, mode] = {"clean": moving.clean, "moving": moving.adversarial,
-                            "fixed adversarial": empirical.probe_kernels(run, fixed, "fixed-adversarial")}
+        moving = empirical.kernel_trajectory(
+            run, probe, labels, method="pgd", epsilon=cfg.epsilon, step_size=probe_step(cfg), steps=cfg.pgd_steps
+        )
+        fixed = empirical.fixed_adversarial_probe(
+            runs[s, "standard"], probe, labels, cfg.epsilon, epoch=0, steps=cfg.pgd_steps, step_size=probe_step(cfg)
+        )
+        kernels[s, mode] = {
+            "clean": moving.clean,
+            "moving": moving.adversarial,
+            "fixed adversarial": empirical.probe_kernels(run, fixed, "fixed-adversarial"),
+        }
     return kernels
 
 
@@ -149,20 +186,31 @@ def outside_label(top_k: int) -> str:
 def kernel_curves(kernels: dict, cfg, n_out: int) -> pd.DataFrame:
     """One row per (seed, mode, probe, recorded epoch): the cosine distance to K_0, the norm
     ratio ‖K_t‖ / ‖K_0‖ and the centred spectral mass outside the top ``top_k``."""
-    return pd.concat([
-        pd.DataFrame({"epoch": recorded_epochs(cfg), "seed": s, "mode": mode, "probe": name,
-                      "cosine distance to K_0": kernel_metrics.cosine_distance(k),
-                      "‖K_t‖ / ‖K_0‖": np.linalg.norm(k, axis=(1, 2)) / np.linalg.norm(k[0]),
-                      outside_label(cfg.top_k): 1 - kernel_metrics.spectral_mass(
-                          k, cfg.top_k, centred=True, n_outputs=n_out)})
-        for (s, mode), by_probe in kernels.items() for name, k in by_probe.items()], ignore_index=True)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "epoch": recorded_epochs(cfg),
+                    "seed": s,
+                    "mode": mode,
+                    "probe": name,
+                    "cosine distance to K_0": kernel_metrics.cosine_distance(k),
+                    "‖K_t‖ / ‖K_0‖": np.linalg.norm(k, axis=(1, 2)) / np.linalg.norm(k[0]),
+                    outside_label(cfg.top_k): 1
+                    - kernel_metrics.spectral_mass(k, cfg.top_k, centred=True, n_outputs=n_out),
+                }
+            )
+            for (s, mode), by_probe in kernels.items()
+            for name, k in by_probe.items()
+        ],
+        ignore_index=True,
+    )
 
 
 def linearisation_candidates(cfg) -> list[int]:
     """The epochs k tried by the linearisation test: ``linearise_fractions`` of the run,
     recorded, before the last."""
-    return sorted({round(f * cfg.epochs) for f in cfg.linearise_fractions}
-                  & set(recorded_epochs(cfg)) - {cfg.epochs})
+    return sorted({round(f * cfg.epochs) for f in cfg.linearise_fractions} & set(recorded_epochs(cfg)) - {cfg.epochs})
 
 
 def settling_tests(runs: dict, kernels: dict, task, cfg) -> tuple[pd.DataFrame, dict]:
@@ -171,49 +219,88 @@ def settling_tests(runs: dict, kernels: dict, task, cfg) -> tuple[pd.DataFrame, 
     ``linearisation_epoch`` (test 3, which does not depend on a probe); and the
     ``linearisation.Linearisation`` of each run."""
     n_out = task.y_train.shape[1]
-    rows = [{"seed": s, "mode": mode, "probe": name, **kernel_metrics.settling_summary(
-        k, recorded_epochs(cfg), cfg.settle_threshold, cfg.norm_tolerance, cfg.top_k, n_out)}
-        for (s, mode), by_probe in kernels.items() for name, k in by_probe.items()]
+    rows = [
+        {
+            "seed": s,
+            "mode": mode,
+            "probe": name,
+            **kernel_metrics.settling_summary(
+                k, recorded_epochs(cfg), cfg.settle_threshold, cfg.norm_tolerance, cfg.top_k, n_out
+            ),
+        }
+        for (s, mode), by_probe in kernels.items()
+        for name, k in by_probe.items()
+    ]
     settling = pd.DataFrame(rows)
-    linearisations = {key: linearisation.linearisation_epoch(
-        run, linearisation_candidates(cfg), task.x_test, task.labels_test, cfg.epsilon,
-        tolerance=cfg.linearise_tolerance, steps=cfg.eval_steps, random_start=True, seed=0)
-        for key, run in runs.items()}
+    linearisations = {
+        key: linearisation.linearisation_epoch(
+            run,
+            linearisation_candidates(cfg),
+            task.x_test,
+            task.labels_test,
+            cfg.epsilon,
+            tolerance=cfg.linearise_tolerance,
+            steps=cfg.eval_steps,
+            random_start=True,
+            seed=0,
+        )
+        for key, run in runs.items()
+    }
     settling["linearisation_epoch"] = [linearisations[r.seed, r.mode].epoch for r in settling.itertuples()]
     return settling, linearisations
 
 
 def settling_view(settling: pd.DataFrame, top_k: int) -> pd.DataFrame:
     """The settling table as the chapter shows it, by probe, mode and seed."""
-    columns = ["settling_epoch", "direction_epoch", "norm_epoch", "linearisation_epoch",
-               "turned", "norm_ratio", f"outside_top{top_k}_end"]
+    columns = [
+        "settling_epoch",
+        "direction_epoch",
+        "norm_epoch",
+        "linearisation_epoch",
+        "turned",
+        "norm_ratio",
+        f"outside_top{top_k}_end",
+    ]
     return settling.set_index(["probe", "mode", "seed"])[columns].sort_index().round(3)
 
 
 def linearisation_gaps(linearisations: dict) -> pd.DataFrame:
     """Every linearised continuation tried, by mode, seed and epoch k: its accuracies and
     their gaps to the full run."""
-    return pd.concat([lin.table.assign(seed=s, mode=mode) for (s, mode), lin in linearisations.items()],
-                     ignore_index=True).set_index(["mode", "seed", "linearised_from"]).round(3)
+    return (
+        pd.concat([lin.table.assign(seed=s, mode=mode) for (s, mode), lin in linearisations.items()], ignore_index=True)
+        .set_index(["mode", "seed", "linearised_from"])
+        .round(3)
+    )
 
 
 def concentration_text(settling: pd.DataFrame, top_k: int) -> str:
     """Test 4 in words: the centred mass outside the top-k eigenspace, first → last epoch."""
     outside = [f"outside_top{top_k}_start", f"outside_top{top_k}_end"]
     ends = settling.groupby(["probe", "mode"])[outside].agg(["mean", "std"])
-    return (f"Centred mass outside the top-{top_k} eigenspace, mean over seeds at the "
-            "first → the last epoch (sd over seeds at the last): " + "; ".join(
-                f"{probe} probe, " + ", ".join(
-                    f"{m} {ends.loc[(probe, m)].iloc[0]:.3f} → {ends.loc[(probe, m)].iloc[2]:.3f} "
-                    f"({ends.loc[(probe, m)].iloc[3]:.3f})" for m in MODES)
-                for probe in PROBES) + ".")
+    return (
+        f"Centred mass outside the top-{top_k} eigenspace, mean over seeds at the "
+        "first → the last epoch (sd over seeds at the last): "
+        + "; ".join(
+            f"{probe} probe, "
+            + ", ".join(
+                f"{m} {ends.loc[(probe, m)].iloc[0]:.3f} → {ends.loc[(probe, m)].iloc[2]:.3f} "
+                f"({ends.loc[(probe, m)].iloc[3]:.3f})"
+                for m in MODES
+            )
+            for probe in PROBES
+        )
+        + "."
+    )
 
 
 def epochs_of(settling: pd.DataFrame, probe: str, seeds) -> dict:
     """{test: {mode: one epoch per seed}} on one probe: the input of ``claims.claim7``."""
     table = settling[settling.probe == probe].set_index(["mode", "seed"])
-    return {test: {m: table.loc[m, column].reindex(seeds).to_numpy() for m in MODES}
-            for test, column in SETTLING_COLUMNS.items()}
+    return {
+        test: {m: table.loc[m, column].reindex(seeds).to_numpy() for m in MODES}
+        for test, column in SETTLING_COLUMNS.items()
+    }
 
 
 def outcomes_by_mode(outcomes: dict, seeds) -> dict:
@@ -224,9 +311,12 @@ def outcomes_by_mode(outcomes: dict, seeds) -> dict:
 def other_probes_text(settling: pd.DataFrame, by_mode: dict, chance: float, seeds) -> str:
     """The rule's verdict with tests 1 and 2 on the other two probes, in words."""
     others = {name: claims.claim7(epochs_of(settling, name, seeds), by_mode, chance) for name in PROBES[1:]}
-    return ("The same rule with tests 1 and 2 on the other probes (test 3 does not depend "
-            "on a probe): " + "; ".join(f"{name} probe, **{r.verdict}** ({r.deciding.weakest})"
-                                        for name, r in others.items()) + ".")
+    return (
+        "The same rule with tests 1 and 2 on the other probes (test 3 does not depend "
+        "on a probe): "
+        + "; ".join(f"{name} probe, **{r.verdict}** ({r.deciding.weakest})" for name, r in others.items())
+        + "."
+    )
 
 
 class Control(NamedTuple):
@@ -242,25 +332,40 @@ def positive_control(runs: dict, task, settling: pd.DataFrame, cfg) -> Control:
     place of the adversarial runs (no accuracy gates): the rule should find it settles
     earlier. Its linearisation epoch is k₀ by construction."""
     k0 = linearisation_candidates(cfg)[0]
-    probe = task.x_train[:cfg.probe_size]
+    probe = task.x_train[: cfg.probe_size]
     control = {s: linearisation.continue_linearised(runs[s, "standard"], k0) for s in cfg.seeds}
-    rows = pd.DataFrame([kernel_metrics.settling_summary(
-        empirical.probe_kernels(run, probe, "clean"), recorded_epochs(cfg), cfg.settle_threshold,
-        cfg.norm_tolerance, cfg.top_k, task.y_train.shape[1]) for run in control.values()])
+    rows = pd.DataFrame(
+        [
+            kernel_metrics.settling_summary(
+                empirical.probe_kernels(run, probe, "clean"),
+                recorded_epochs(cfg),
+                cfg.settle_threshold,
+                cfg.norm_tolerance,
+                cfg.top_k,
+                task.y_train.shape[1],
+            )
+            for run in control.values()
+        ]
+    )
     clean_epochs = epochs_of(settling, "clean", cfg.seeds)
     control_epochs = [rows.settling_epoch, rows.direction_and_norm_epoch, np.full(len(cfg.seeds), float(k0))]
-    result = claims.claim7({test: {"standard": clean_epochs[test]["standard"],
-                                   f"linearised from {k0}": np.asarray(values, np.float64)}
-                            for test, values in zip(claims.SETTLING_TESTS, control_epochs)})
+    result = claims.claim7(
+        {
+            test: {"standard": clean_epochs[test]["standard"], f"linearised from {k0}": np.asarray(values, np.float64)}
+            for test, values in zip(claims.SETTLING_TESTS, control_epochs)
+        }
+    )
     return Control(k0, rows, clean_epochs["settling epoch"]["standard"], result)
 
 
 def control_text(control: Control) -> str:
     """The positive control's outcome in words."""
-    return (f"Positive control: the rule finds the claim **{control.result.verdict}** "
-            f"({control.result.parts[0].weakest}); settling epochs of the controls "
-            f"{control.rows.settling_epoch.tolist()} against the standard runs' "
-            f"{control.standard.tolist()}.")
+    return (
+        f"Positive control: the rule finds the claim **{control.result.verdict}** "
+        f"({control.result.parts[0].weakest}); settling epochs of the controls "
+        f"{control.rows.settling_epoch.tolist()} against the standard runs' "
+        f"{control.standard.tolist()}."
+    )
 
 
 def spread(values, digits: int = 1) -> str:
@@ -270,8 +375,9 @@ def spread(values, digits: int = 1) -> str:
     if np.isnan(values).all():
         return "undefined"
     undefined = int(np.isnan(values).sum())
-    return (f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
-            + (f" ({undefined} undefined)" if undefined else ""))
+    return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}" + (
+        f" ({undefined} undefined)" if undefined else ""
+    )
 
 
 def report_values(settling: pd.DataFrame, final: pd.DataFrame, cfg) -> dict:
@@ -282,10 +388,15 @@ def report_values(settling: pd.DataFrame, final: pd.DataFrame, cfg) -> dict:
     for mode in MODES:
         rows, accuracies = clean_rows.loc[mode], final[final["mode"] == mode]
         for key, column, digits in [
-                ("settling", rows.settling_epoch, 1), ("direction_norm", rows.direction_and_norm_epoch, 1),
-                ("linearisation", rows.linearisation_epoch, 1), ("turned", rows.turned, 3),
-                ("norm_ratio", rows.norm_ratio, 1), ("outside", rows[f"outside_top{cfg.top_k}_end"], 3),
-                ("clean", accuracies.clean_accuracy, 3), ("pgd", accuracies.robust_accuracy, 3)]:
+            ("settling", rows.settling_epoch, 1),
+            ("direction_norm", rows.direction_and_norm_epoch, 1),
+            ("linearisation", rows.linearisation_epoch, 1),
+            ("turned", rows.turned, 3),
+            ("norm_ratio", rows.norm_ratio, 1),
+            ("outside", rows[f"outside_top{cfg.top_k}_end"], 3),
+            ("clean", accuracies.clean_accuracy, 3),
+            ("pgd", accuracies.robust_accuracy, 3),
+        ]:
             values[f"dynamics_{mode}_{key}"] = spread(column, digits)
     return values | {"dynamics_top_k": cfg.top_k, "dynamics_seeds": len(cfg.seeds)}
 
@@ -305,8 +416,11 @@ def turned_text(settling: pd.DataFrame) -> str:
     standard runs' spread over seeds."""
     turned = settling[settling.probe == "clean"].groupby("mode").turned.agg(["mean", lambda x: x.std(ddof=0)])
     turned.columns = ["mean", "sd"]
-    return ("How far training turned the kernel on the clean probe, S(K_0, K_T), mean ± sd "
-            "over seeds: " + "; ".join(f"{m} {row['mean']:.3f} ± {row['sd']:.3f}"
-                                       for m, row in turned.loc[list(MODES)].iterrows())
-            + ". Standard training's turn is {:.0f} times its spread over seeds.".format(
-                turned.loc["standard", "mean"] / max(turned.loc["standard", "sd"], 1e-12)))
+    return (
+        "How far training turned the kernel on the clean probe, S(K_0, K_T), mean ± sd "
+        "over seeds: "
+        + "; ".join(f"{m} {row['mean']:.3f} ± {row['sd']:.3f}" for m, row in turned.loc[list(MODES)].iterrows())
+        + ". Standard training's turn is {:.0f} times its spread over seeds.".format(
+            turned.loc["standard", "mean"] / max(turned.loc["standard", "sd"], 1e-12)
+        )
+    )

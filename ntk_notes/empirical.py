@@ -41,8 +41,10 @@ def _implementation(implementation) -> nt.NtkImplementation:
         return implementation
     if implementation in IMPLEMENTATIONS:
         return IMPLEMENTATIONS[implementation]
-    raise ValueError(f"unknown empirical NTK implementation {implementation!r}; allowed: "
-                     f"{', '.join(IMPLEMENTATIONS)} (never AUTO: it prints while choosing)")
+    raise ValueError(
+        f"unknown empirical NTK implementation {implementation!r}; allowed: "
+        f"{', '.join(IMPLEMENTATIONS)} (never AUTO: it prints while choosing)"
+    )
 
 
 @lru_cache(maxsize=32)
@@ -67,14 +69,16 @@ def _as_matrix(raw, trace: bool) -> np.ndarray:
     return k.transpose(0, 2, 1, 3).reshape(n1 * c1, n2 * c2)  # row i·C + c: example-major
 
 
-def empirical_ntk(model, params, x1, x2=None, trace: bool = False,
-                  implementation="structured_derivatives") -> np.ndarray:
+def empirical_ntk(
+    model, params, x1, x2=None, trace: bool = False, implementation="structured_derivatives"
+) -> np.ndarray:
     """The empirical NTK Θ(x1, x2) = J(x1) J(x2)ᵀ of ``model`` (params, x) -> outputs (C) at
     ``params``, as float64: (n1·C, n2·C), row i·C + c (``trace=False``), or averaged over the
     outputs, (1/C) Σ_c Θ_cc, (n1, n2) (``trace=True``). ``implementation``: a name of ``IMPLEMENTATIONS``
     (``choose_ntk_implementation`` finds the fastest); all give the same kernel."""
-    raw = _raw_ntk(model, params, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2), trace,
-                   _implementation(implementation))
+    raw = _raw_ntk(
+        model, params, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2), trace, _implementation(implementation)
+    )
     return _as_matrix(raw, trace)
 
 
@@ -87,8 +91,9 @@ class NtkChoice(NamedTuple):
     errors: dict  # name -> error message, for implementations that raised (e.g. out of memory)
 
 
-def choose_ntk_implementation(model, params, x, trace: bool = False, repeats: int = 3,
-                              candidates=tuple(IMPLEMENTATIONS)) -> NtkChoice:
+def choose_ntk_implementation(
+    model, params, x, trace: bool = False, repeats: int = 3, candidates=tuple(IMPLEMENTATIONS)
+) -> NtkChoice:
     """Compute the empirical NTK of ``model`` on ``x`` with every implementation of
     ``candidates`` (default all of ``IMPLEMENTATIONS``) once, check that they agree (relative
     Frobenius difference below ``AGREEMENT_RTOL`` against the explicit Jacobian
@@ -99,15 +104,18 @@ def choose_ntk_implementation(model, params, x, trace: bool = False, repeats: in
     x = jnp.asarray(x)
     candidates = tuple(dict.fromkeys(candidates))
     if len(candidates) < 2 or not all(isinstance(c, str) and c in IMPLEMENTATIONS for c in candidates):
-        raise ValueError(f"candidates must be at least two names of {', '.join(IMPLEMENTATIONS)} (to check "
-                         f"them against each other); got {candidates!r}")
+        raise ValueError(
+            f"candidates must be at least two names of {', '.join(IMPLEMENTATIONS)} (to check "
+            f"them against each other); got {candidates!r}"
+        )
     kernels, seconds, compile_seconds, errors = {}, {}, {}, {}
     for name in candidates:
         implementation = IMPLEMENTATIONS[name]
         try:
             start = time.perf_counter()
-            kernels[name] = _as_matrix(jax.block_until_ready(_raw_ntk(model, params, x, None, trace, implementation)),
-                                       trace)
+            kernels[name] = _as_matrix(
+                jax.block_until_ready(_raw_ntk(model, params, x, None, trace, implementation)), trace
+            )
             compile_seconds[name] = time.perf_counter() - start
             times = []
             for _ in range(repeats):
@@ -124,12 +132,19 @@ def choose_ntk_implementation(model, params, x, trace: bool = False, repeats: in
     difference = {name: float(np.linalg.norm(k - kernels[reference]) / scale) for name, k in kernels.items()}
     disagreeing = {name: d for name, d in difference.items() if not d < AGREEMENT_RTOL}
     if disagreeing:
-        raise RuntimeError(f"empirical NTK implementations disagree with {reference} (relative Frobenius "
-                           f"difference {disagreeing}, allowed {AGREEMENT_RTOL})")
+        raise RuntimeError(
+            f"empirical NTK implementations disagree with {reference} (relative Frobenius "
+            f"difference {disagreeing}, allowed {AGREEMENT_RTOL})"
+        )
     nan = float("nan")
-    return NtkChoice(min(seconds, key=seconds.get), {n: seconds.get(n, nan) for n in candidates},
-                     {n: compile_seconds.get(n, nan) for n in candidates},
-                     {n: difference.get(n, nan) for n in candidates}, reference, errors)
+    return NtkChoice(
+        min(seconds, key=seconds.get),
+        {n: seconds.get(n, nan) for n in candidates},
+        {n: compile_seconds.get(n, nan) for n in candidates},
+        {n: difference.get(n, nan) for n in candidates},
+        reference,
+        errors,
+    )
 
 
 class KernelTrajectory(NamedTuple):
@@ -141,10 +156,19 @@ class KernelTrajectory(NamedTuple):
     choice: NtkChoice | None  # None when every kernel was loaded from disk
 
 
-def kernel_trajectory(run, x_probe, labels_probe, trace: bool = False, epochs=None,
-                      method: str | None = None, epsilon: float | None = None, step_size: float | None = None,
-                      steps: int | None = None, candidates=tuple(IMPLEMENTATIONS),
-                      show_progress: bool | None = None) -> KernelTrajectory:
+def kernel_trajectory(
+    run,
+    x_probe,
+    labels_probe,
+    trace: bool = False,
+    epochs=None,
+    method: str | None = None,
+    epsilon: float | None = None,
+    step_size: float | None = None,
+    steps: int | None = None,
+    candidates=tuple(IMPLEMENTATIONS),
+    show_progress: bool | None = None,
+) -> KernelTrajectory:
     """The empirical NTK of the trained model (``run.model_at(e)`` at ``run.params_at(e)``)
     on a fixed probe batch at each recorded epoch of ``epochs`` (default all): on the clean
     probe and on the probe attacked against that epoch's model (the authors' protocol;
@@ -162,9 +186,12 @@ def kernel_trajectory(run, x_probe, labels_probe, trace: bool = False, epochs=No
         run.params_at(int(e))  # names any epoch that was not recorded
     s = run.settings
     method = method or ("fgsm" if s["mode"] == "fgsm" else "pgd")
-    probe_attack = dict(method=method, epsilon=s["epsilon"] if epsilon is None else float(epsilon),
-                        step_size=(s["step_size"] if step_size is None else float(step_size)),
-                        steps=s["steps"] if steps is None else int(steps))
+    probe_attack = dict(
+        method=method,
+        epsilon=s["epsilon"] if epsilon is None else float(epsilon),
+        step_size=(s["step_size"] if step_size is None else float(step_size)),
+        steps=s["steps"] if steps is None else int(steps),
+    )
     if method == "fgsm":  # one step of size ε, as every FGSM of the book
         steps_, step_size_, _ = attacks.step_plan("fgsm", probe_attack["epsilon"], 1)
         probe_attack.update(step_size=step_size_, steps=steps_)
@@ -176,37 +203,66 @@ def kernel_trajectory(run, x_probe, labels_probe, trace: bool = False, epochs=No
     probe_sha = checkpoints.digest({"x": np.asarray(x_probe), "labels": labels_probe})
     choice, clean, adversarial = None, [], []
     for epoch in progress([int(e) for e in epochs], desc=f"{stem}s", enabled=show_progress):
+
         def compute(epoch=epoch):
             nonlocal choice
             model, params = run.model_at(epoch), run.params_at(epoch)
             if choice is None:
                 choice = choose_ntk_implementation(model, params, x_probe, trace, candidates=candidates)
-            x_adv = attacks.attack(run.logits_fn(epoch), x_probe, labels_probe, probe_attack["epsilon"], method,
-                                   steps=probe_attack["steps"], step_size=probe_attack["step_size"],
-                                   batch_size=len(x_probe)).x_adv
-            return {name: empirical_ntk(model, params, x, trace=trace, implementation=choice.implementation)
-                    for name, x in (("clean", x_probe), ("adversarial", x_adv))}
+            x_adv = attacks.attack(
+                run.logits_fn(epoch),
+                x_probe,
+                labels_probe,
+                probe_attack["epsilon"],
+                method,
+                steps=probe_attack["steps"],
+                step_size=probe_attack["step_size"],
+                batch_size=len(x_probe),
+            ).x_adv
+            return {
+                name: empirical_ntk(model, params, x, trace=trace, implementation=choice.implementation)
+                for name, x in (("clean", x_probe), ("adversarial", x_adv))
+            }
 
         config = _kernel_config(run, epoch, probe_sha, trace, attack=probe_attack)
-        saved = _load_or_compute(run, epoch, stem, config, {"clean": ((m, m), np.float64),
-                                                            "adversarial": ((m, m), np.float64)}, compute)
+        saved = _load_or_compute(
+            run, epoch, stem, config, {"clean": ((m, m), np.float64), "adversarial": ((m, m), np.float64)}, compute
+        )
         clean.append(saved["clean"])
         adversarial.append(saved["adversarial"])
     return KernelTrajectory(np.asarray(epochs), np.stack(clean), np.stack(adversarial), trace, probe_attack, choice)
 
 
-def fixed_adversarial_probe(run, x_probe, labels_probe, epsilon: float, epoch: int = 0,
-                            steps: int = 10, step_size: float | None = None) -> np.ndarray:
+def fixed_adversarial_probe(
+    run, x_probe, labels_probe, epsilon: float, epoch: int = 0, steps: int = 10, step_size: float | None = None
+) -> np.ndarray:
     """The probe attacked once, by PGD (``steps`` steps of ``step_size``, default 2.5 ε / steps,
     from x, as the authors' probe attack), against ``run``'s model at ``epoch`` (default 0:
     the initialisation θ₀, which the standard and adversarial runs of one seed share, so
     that all three are measured on the same inputs). Images (n, H, W, channels)."""
-    return np.asarray(attacks.attack(run.logits_fn(epoch), x_probe, labels_probe, epsilon, "pgd", steps=steps,
-                                     step_size=step_size, batch_size=len(x_probe)).x_adv)
+    return np.asarray(
+        attacks.attack(
+            run.logits_fn(epoch),
+            x_probe,
+            labels_probe,
+            epsilon,
+            "pgd",
+            steps=steps,
+            step_size=step_size,
+            batch_size=len(x_probe),
+        ).x_adv
+    )
 
 
-def probe_kernels(run, x_probe, name: str, trace: bool = False, epochs=None,
-                  implementation: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+def probe_kernels(
+    run,
+    x_probe,
+    name: str,
+    trace: bool = False,
+    epochs=None,
+    implementation: str | None = None,
+    show_progress: bool | None = None,
+) -> np.ndarray:
     """The empirical NTK of ``run``'s model on fixed inputs ``x_probe`` (nothing attacked here)
     at each recorded epoch of ``epochs`` (default all), (T, m, m) float64. ``name`` labels the
     probe in the checkpoint files (``kernel-<name>-EEEE.npz`` beside the parameters), so that
@@ -221,6 +277,7 @@ def probe_kernels(run, x_probe, name: str, trace: bool = False, epochs=None,
     probe_sha = checkpoints.digest({"x": np.asarray(x_probe)})
     kernels = []
     for epoch in progress([int(e) for e in epochs], desc=f"kernels on {name}", enabled=show_progress):
+
         def compute(epoch=epoch):
             nonlocal implementation
             model, params = run.model_at(epoch), run.params_at(epoch)
@@ -229,8 +286,9 @@ def probe_kernels(run, x_probe, name: str, trace: bool = False, epochs=None,
             return {"kernel": empirical_ntk(model, params, x_probe, trace=trace, implementation=implementation)}
 
         config = _kernel_config(run, epoch, probe_sha, trace)
-        kernels.append(_load_or_compute(run, epoch, f"kernel-{name}", config, {"kernel": ((m, m), np.float64)},
-                                        compute)["kernel"])
+        kernels.append(
+            _load_or_compute(run, epoch, f"kernel-{name}", config, {"kernel": ((m, m), np.float64)}, compute)["kernel"]
+        )
     return np.stack(kernels)
 
 
@@ -238,16 +296,23 @@ def _kernel_config(run, epoch: int, probe_sha: str, trace: bool, **extra) -> dic
     """The configuration a kernel of ``run`` at ``epoch`` is saved under: the run's settings,
     the probe, the layout, the parameters it was computed at, and ``extra``."""
     k = run.linearise_from_epoch
-    return {"epoch": epoch, "run": run.settings, "probe_sha256": probe_sha, "trace": trace, **extra,
-            "linearised_from": k if k is not None and epoch > k else None,
-            "params_sha256": checkpoints.digest(checkpoints.named_leaves(run.params_at(epoch)))}
+    return {
+        "epoch": epoch,
+        "run": run.settings,
+        "probe_sha256": probe_sha,
+        "trace": trace,
+        **extra,
+        "linearised_from": k if k is not None and epoch > k else None,
+        "params_sha256": checkpoints.digest(checkpoints.named_leaves(run.params_at(epoch))),
+    }
 
 
 def _load_or_compute(run, epoch: int, stem: str, config: dict, expected: dict, compute) -> dict:
     """The arrays saved for ``epoch`` beside ``run``'s parameters (``<stem>-EEEE.npz``), or
     ``compute()``'s, saved there when the run has a directory."""
-    path = None if run.directory is None else checkpoints.epoch_path(run.directory, run.linearise_from_epoch,
-                                                                      epoch, stem)
+    path = (
+        None if run.directory is None else checkpoints.epoch_path(run.directory, run.linearise_from_epoch, epoch, stem)
+    )
     saved = None if path is None else checkpoints.load_npz(path, config, expected)
     if saved is None:
         saved = compute()

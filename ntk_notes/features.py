@@ -22,8 +22,16 @@ from ntk_notes import architectures, attacks, data, kernels, plotting, spectral,
 
 # The authors' CIFAR-10 airplane vs automobile scores (usefulness, FGSM robustness at 8/255)
 # of a few features, by index from 1, on their 100 test images.
-AUTHORS_REPORTED = {1: (0.50, 0.50), 2: (0.68, 0.49), 3: (0.54, 0.47), 4: (0.61, 0.44), 11: (0.59, 0.25),
-                    26: (0.51, 0.07), 1501: (0.47, 0.00), 1988: (0.57, 0.00)}
+AUTHORS_REPORTED = {
+    1: (0.50, 0.50),
+    2: (0.68, 0.49),
+    3: (0.54, 0.47),
+    4: (0.61, 0.44),
+    11: (0.59, 0.25),
+    26: (0.51, 0.07),
+    1501: (0.47, 0.00),
+    1988: (0.57, 0.00),
+}
 
 
 def majority_rate(labels) -> float:
@@ -33,8 +41,9 @@ def majority_rate(labels) -> float:
 
 @lru_cache(maxsize=8)
 def _fit(dataset, classes, n_train, n_test, seed, image_size, data_dir, n_out):
-    task = data.make_task(dataset, classes=classes, n_train=n_train, n_test=n_test, seed=seed,
-                          image_size=image_size, data_dir=data_dir)
+    task = data.make_task(
+        dataset, classes=classes, n_train=n_train, n_test=n_test, seed=seed, image_size=image_size, data_dir=data_dir
+    )
     _, _, kernel_fn = architectures.architecture("fc", depth=1, n_out=n_out)
     return task, kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train)
 
@@ -45,15 +54,29 @@ def fc_predictor(cfg, seed: int | None = None, n_out: int = 1, **changes):
     (``n_out`` outputs). ``changes`` replace settings (dataset, classes, n_train, n_test,
     image_size, data_dir). Cached: a draw used twice (the main task is often the first draw)
     is fitted once."""
-    s = dict(dataset=cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test,
-             image_size=cfg.image_size, data_dir=getattr(cfg, "data_dir", None))
+    s = dict(
+        dataset=cfg.dataset,
+        classes=cfg.classes,
+        n_train=cfg.n_train,
+        n_test=cfg.n_test,
+        image_size=cfg.image_size,
+        data_dir=getattr(cfg, "data_dir", None),
+    )
     unknown = set(changes) - set(s)
     if unknown:
         raise ValueError(f"fc_predictor changes no setting named {sorted(unknown)}; allowed: {', '.join(s)}")
     s.update(changes)
     classes = None if s["classes"] is None else tuple(s["classes"])
-    return _fit(s["dataset"], classes, s["n_train"], s["n_test"], cfg.seed if seed is None else seed,
-                s["image_size"], s["data_dir"], n_out)
+    return _fit(
+        s["dataset"],
+        classes,
+        s["n_train"],
+        s["n_test"],
+        cfg.seed if seed is None else seed,
+        s["image_size"],
+        s["data_dir"],
+        n_out,
+    )
 
 
 def draws(cfg, rule) -> dict:
@@ -79,10 +102,16 @@ def score_every_feature(predictor, weights, x, labels, epsilon: float, pgd_steps
         scores[method] = spectral.feature_scores(predictor, weights, x, labels, epsilon, method, steps=steps)
         seconds[method.upper()] = time.perf_counter() - start
     fgsm, pgd = scores["fgsm"], scores["pgd"]
-    values = predictor.eigen[0][:len(fgsm.usefulness)]
-    table = pd.DataFrame({"index": np.arange(1, len(values) + 1), "eigenvalue": values,
-                          "usefulness": fgsm.usefulness, "robustness (FGSM)": fgsm.robustness,
-                          "robustness (PGD)": pgd.robustness}).set_index("index")
+    values = predictor.eigen[0][: len(fgsm.usefulness)]
+    table = pd.DataFrame(
+        {
+            "index": np.arange(1, len(values) + 1),
+            "eigenvalue": values,
+            "usefulness": fgsm.usefulness,
+            "robustness (FGSM)": fgsm.robustness,
+            "robustness (PGD)": pgd.robustness,
+        }
+    ).set_index("index")
     return ScoredFeatures(table, fgsm, pgd, seconds)
 
 
@@ -91,17 +120,26 @@ def band_summary(table) -> str:
     bands of the index (``plotting.index_bands``)."""
     bands = plotting.index_bands(len(table))
     by_band = table.groupby(pd.cut(table.index, bands, right=False), observed=True)[
-        ["usefulness", "robustness (PGD)"]].mean()
-    return ("Mean usefulness and PGD robustness of the features in bands of the index, in this "
-            "build: " + "; ".join(f"i in [{b.left}, {b.right}): {row.usefulness:.2f} / "
-                                  f"{row['robustness (PGD)']:.2f}" for b, row in by_band.iterrows()) + ".")
+        ["usefulness", "robustness (PGD)"]
+    ].mean()
+    return (
+        "Mean usefulness and PGD robustness of the features in bands of the index, in this "
+        "build: "
+        + "; ".join(
+            f"i in [{b.left}, {b.right}): {row.usefulness:.2f} / {row['robustness (PGD)']:.2f}"
+            for b, row in by_band.iterrows()
+        )
+        + "."
+    )
 
 
 def interval_table(indices, columns: dict) -> pd.DataFrame:
     """Accuracies with 95% Wilson intervals, as text: one row per feature index (from 1) of
     ``indices``, one column per name of ``columns`` (name -> (F, n) bool outcomes)."""
-    return pd.DataFrame({name: [str(stats.accuracy(correct[i - 1])) for i in indices]
-                         for name, correct in columns.items()}, index=pd.Index(indices, name="index"))
+    return pd.DataFrame(
+        {name: [str(stats.accuracy(correct[i - 1])) for i in indices] for name, correct in columns.items()},
+        index=pd.Index(indices, name="index"),
+    )
 
 
 def accuracy_rows(named_outcomes, **columns) -> pd.DataFrame:
@@ -113,6 +151,7 @@ def accuracy_rows(named_outcomes, **columns) -> pd.DataFrame:
 class TwoParts(NamedTuple):
     """Per-example outcomes (n,) bool of the two parts of f_∞ split at k, in the order of
     ``claims.claim3_features``'s arguments."""
+
     top_clean: np.ndarray  # the top part φ_1..k, clean
     top_pgd: np.ndarray  # ... under PGD aimed at it
     deep_clean: np.ndarray  # the deep part f_∞ − φ_1..k
@@ -125,29 +164,48 @@ def two_parts(task, predictor, top_k: int, epsilon: float, steps: int) -> TwoPar
     """The two parts of f_∞ split at ``top_k`` (``spectral.split_at``) scored on ``task``'s
     test set, clean and under PGD (``steps`` steps) aimed at each part, and f_∞ clean."""
     labels = task.labels_test
-    two = spectral.feature_scores(predictor, spectral.split_at(predictor, top_k), task.x_test, labels, epsilon,
-                                  "pgd", steps=steps)
+    two = spectral.feature_scores(
+        predictor, spectral.split_at(predictor, top_k), task.x_test, labels, epsilon, "pgd", steps=steps
+    )
     full_clean = np.asarray(attacks.is_correct(two.clean_outputs.sum(0), labels))
-    return TwoParts(two.clean_correct[0], two.robust_correct[0], two.clean_correct[1], two.robust_correct[1],
-                    full_clean, majority_rate(labels))
+    return TwoParts(
+        two.clean_correct[0],
+        two.robust_correct[0],
+        two.clean_correct[1],
+        two.robust_correct[1],
+        full_clean,
+        majority_rate(labels),
+    )
 
 
 def parts_table(parts: dict, top_k: int) -> pd.DataFrame:
     """Accuracies with intervals of ``two_parts`` per draw ({seed: TwoParts}): one row per
     (seed, predictor, condition)."""
-    rows = [{"seed": seed, "predictor": name, "condition": condition, **stats.accuracy(outcome)._asdict()}
-            for seed, p in parts.items()
-            for name, clean, attacked in [(f"top φ_1..{top_k}", p.top_clean, p.top_pgd),
-                                          ("deep part", p.deep_clean, p.deep_pgd), ("f_∞", p.full_clean, None)]
-            for condition, outcome in [("clean", clean), ("PGD", attacked)] if outcome is not None]
+    rows = [
+        {"seed": seed, "predictor": name, "condition": condition, **stats.accuracy(outcome)._asdict()}
+        for seed, p in parts.items()
+        for name, clean, attacked in [
+            (f"top φ_1..{top_k}", p.top_clean, p.top_pgd),
+            ("deep part", p.deep_clean, p.deep_pgd),
+            ("f_∞", p.full_clean, None),
+        ]
+        for condition, outcome in [("clean", clean), ("PGD", attacked)]
+        if outcome is not None
+    ]
     return pd.DataFrame(rows)
 
 
 def parts_figure(table, seed: int, majority: float, epsilon: float):
     """Bars with intervals of the two parts and f_∞ on the draw ``seed`` of ``parts_table``."""
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    plotting.interval_bars(table[table.seed == seed], x="predictor", hue="condition", ax=ax,
-                           reference=majority, reference_label="majority-class rate")
+    plotting.interval_bars(
+        table[table.seed == seed],
+        x="predictor",
+        hue="condition",
+        ax=ax,
+        reference=majority,
+        reference_label="majority-class rate",
+    )
     ax.set(title=f"the two parts of f_∞ (first draw, ε = {epsilon:g}, 95% intervals)")
     return fig
 
@@ -168,8 +226,7 @@ def gradient_figure(predictor, weights, table, x, labels, class_names, identifie
     n = len(table)
     shown = [1, 2, 3, n // 2, n] if identified is None else [1, 2, 3, n // 2, identified + 1, n]
     shown = list(dict.fromkeys(i for i in shown if 1 <= i <= n))
-    grads = spectral.feature_gradients(predictor, weights[:, [i - 1 for i in shown]], x[:n_images],
-                                       labels[:n_images])
+    grads = spectral.feature_gradients(predictor, weights[:, [i - 1 for i in shown]], x[:n_images], labels[:n_images])
     rows = [f"φ_{i}\nuseful {table.usefulness[i]:.2f}\nrobust {table['robustness (PGD)'][i]:.2f}" for i in shown]
     return plotting.gradient_grid(grads, rows, [f"digit {class_names[c]}" for c in labels[:n_images]])
 
@@ -177,39 +234,60 @@ def gradient_figure(predictor, weights, table, x, labels, class_names, identifie
 def ten_classes(cfg) -> pd.DataFrame:
     """Usefulness and FGSM robustness of every feature of the FC kernel on all ten classes
     (one-hot targets, sizes ``cfg.multiclass``), indexed by i from 1."""
-    task, predictor = fc_predictor(cfg, n_out=10, classes=None, n_train=cfg.multiclass["n_train"],
-                                   n_test=cfg.multiclass["n_test"])
-    scores = spectral.feature_scores(predictor, spectral.feature_weights(predictor), task.x_test,
-                                     task.labels_test, cfg.epsilon, "fgsm")
-    return pd.DataFrame({"usefulness": scores.usefulness, "robustness (FGSM)": scores.robustness},
-                        index=pd.RangeIndex(1, len(scores.usefulness) + 1, name="index"))
+    task, predictor = fc_predictor(
+        cfg, n_out=10, classes=None, n_train=cfg.multiclass["n_train"], n_test=cfg.multiclass["n_test"]
+    )
+    scores = spectral.feature_scores(
+        predictor, spectral.feature_weights(predictor), task.x_test, task.labels_test, cfg.epsilon, "fgsm"
+    )
+    return pd.DataFrame(
+        {"usefulness": scores.usefulness, "robustness (FGSM)": scores.robustness},
+        index=pd.RangeIndex(1, len(scores.usefulness) + 1, name="index"),
+    )
 
 
 def authors_comparison(cfg, table, n_test: int) -> pd.DataFrame:
     """The authors' CIFAR-10 scores (``AUTHORS_REPORTED``) beside ours: under
     ``cfg.authors_setting`` (the paper profile) their setting rerun (FGSM at 8/255), and this
     build's ``table`` (``score_every_feature``, ``n_test`` test images) at ε = ``cfg.epsilon``."""
+
     def both(u, r, n):
         return f"{stats.accuracy_text(u, n, 2)} / {stats.accuracy_text(r, n, 2)}"
 
     reported = AUTHORS_REPORTED
-    comparison = pd.DataFrame({"authors, CIFAR-10 (useful / robust)": [both(u, r, 100) for u, r in reported.values()]},
-                              index=pd.Index(list(reported), name="index"))
+    comparison = pd.DataFrame(
+        {"authors, CIFAR-10 (useful / robust)": [both(u, r, 100) for u, r in reported.values()]},
+        index=pd.Index(list(reported), name="index"),
+    )
     setting = cfg.authors_setting
     if setting:
-        task, predictor = fc_predictor(cfg, dataset=setting["dataset"], classes=setting["classes"],
-                                       n_train=setting["n_train"], n_test=setting["n_test"], image_size=None,
-                                       data_dir=None)
+        task, predictor = fc_predictor(
+            cfg,
+            dataset=setting["dataset"],
+            classes=setting["classes"],
+            n_train=setting["n_train"],
+            n_test=setting["n_test"],
+            image_size=None,
+            data_dir=None,
+        )
         indices = [i for i in reported if i <= len(task.x_train)]
-        ours = spectral.feature_scores(predictor, spectral.feature_weights(predictor, [i - 1 for i in indices]),
-                                       task.x_test, task.labels_test, 8 / 255, "fgsm")
+        ours = spectral.feature_scores(
+            predictor,
+            spectral.feature_weights(predictor, [i - 1 for i in indices]),
+            task.x_test,
+            task.labels_test,
+            8 / 255,
+            "fgsm",
+        )
         scored = {i: both(u, r, len(task.labels_test)) for i, u, r in zip(indices, ours.usefulness, ours.robustness)}
         comparison[f"ours, {task.dataset} (useful / robust)"] = [scored.get(i, "beyond N") for i in reported]
     else:
         comparison["ours, CIFAR-10"] = f"not run under {cfg.profile} (paper profile)"
     name = f"ours, {cfg.dataset} {cfg.classes[0]} vs {cfg.classes[1]}, ε = {cfg.epsilon:g} (useful / robust)"
-    comparison[name] = [both(table.usefulness[i], table["robustness (FGSM)"][i], n_test) if i <= len(table)
-                        else "beyond N" for i in reported]
+    comparison[name] = [
+        both(table.usefulness[i], table["robustness (FGSM)"][i], n_test) if i <= len(table) else "beyond N"
+        for i in reported
+    ]
     return comparison
 
 
@@ -241,8 +319,13 @@ def tradeoff_draw(task, predictor, epsilon: float, ks, taus, steps: int) -> Trad
 
 
 def _curves(named_outcomes, xs) -> pd.DataFrame:
-    return pd.concat([accuracy_rows([(x, outcome[j])], condition=condition)
-                      for condition, outcome in named_outcomes for j, x in enumerate(xs)])
+    return pd.concat(
+        [
+            accuracy_rows([(x, outcome[j])], condition=condition)
+            for condition, outcome in named_outcomes
+            for j, x in enumerate(xs)
+        ]
+    )
 
 
 def topk_figure(outcomes, majority: float, epsilon: float):
@@ -251,12 +334,17 @@ def topk_figure(outcomes, majority: float, epsilon: float):
     o = outcomes
     curve = _curves([("clean", o.top_clean), ("FGSM", o.top_fgsm), ("PGD", o.top_pgd)], o.ks)
     fig, ax = plt.subplots(figsize=(8, 4))
-    plotting.interval_lines(curve, x="name", hue="condition", ax=ax, reference=majority,
-                            reference_label="majority-class rate")
+    plotting.interval_lines(
+        curve, x="name", hue="condition", ax=ax, reference=majority, reference_label="majority-class rate"
+    )
     for condition, outcome in [("clean", o.full_clean), ("PGD", o.full_pgd)]:
         ax.axhline(outcome.mean(), color="black", lw=0.8, ls=":" if condition == "PGD" else "-")
-    ax.set(xscale="log", xlabel="k: the predictor uses the top k eigen-features", ylabel="test accuracy",
-           title=f"top-k predictors, ε = {epsilon:g} (black: f_∞ clean and under PGD)")
+    ax.set(
+        xscale="log",
+        xlabel="k: the predictor uses the top k eigen-features",
+        ylabel="test accuracy",
+        title=f"top-k predictors, ε = {epsilon:g} (black: f_∞ clean and under PGD)",
+    )
     return fig
 
 
@@ -266,15 +354,22 @@ def time_figure(outcomes, majority: float):
     o = outcomes
     over_time = _curves([("clean", o.ft_clean), ("FGSM", o.ft_fgsm), ("PGD", o.ft_pgd)], o.taus)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    plotting.interval_lines(over_time, x="name", hue="condition", ax=axes[0], reference=majority,
-                            reference_label="majority-class rate")
+    plotting.interval_lines(
+        over_time, x="name", hue="condition", ax=axes[0], reference=majority, reference_label="majority-class rate"
+    )
     axes[0].set(xscale="log", xlabel="τ = λ₁ t / N", ylabel="test accuracy of f_t", title="f_t through training")
     for condition, top, ft, colour in [("clean", o.top_clean, o.ft_clean, "C0"), ("PGD", o.top_pgd, o.ft_pgd, "C2")]:
         axes[1].plot(o.ks, top.mean(1), color=colour, label=f"top-k, {condition}")
-        axes[1].plot(np.maximum(o.fitted, 1), ft.mean(1), color=colour, ls="--", marker="o", ms=4,
-                     label=f"f_t at k(τ), {condition}")
-    axes[1].set(xscale="log", xlabel="k, or k(τ) for f_t", ylabel="test accuracy",
-                title="early stopping vs truncation")
+        axes[1].plot(
+            np.maximum(o.fitted, 1),
+            ft.mean(1),
+            color=colour,
+            ls="--",
+            marker="o",
+            ms=4,
+            label=f"f_t at k(τ), {condition}",
+        )
+    axes[1].set(xscale="log", xlabel="k, or k(τ) for f_t", ylabel="test accuracy", title="early stopping vs truncation")
     axes[1].legend(fontsize="small")
     fig.tight_layout()
     return fig
@@ -286,9 +381,14 @@ def index_figure(robustness, useful):
     robustness = np.asarray(robustness)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     ax.scatter(np.arange(1, len(robustness) + 1), robustness, s=6, alpha=0.3, color="grey", label="every feature")
-    ax.scatter(np.asarray(useful) + 1, robustness[useful], s=14, color="C3",
-               label="significantly useful (Benjamini–Hochberg)")
-    ax.set(xscale="log", xlabel="eigen-index i", ylabel="FGSM robustness of φᵢ",
-           title="robustness against the index (first draw)")
+    ax.scatter(
+        np.asarray(useful) + 1, robustness[useful], s=14, color="C3", label="significantly useful (Benjamini–Hochberg)"
+    )
+    ax.set(
+        xscale="log",
+        xlabel="eigen-index i",
+        ylabel="FGSM robustness of φᵢ",
+        title="robustness against the index (first draw)",
+    )
     ax.legend(fontsize="small")
     return fig

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ntk_notes import attacks, kernels, spectral
 
+
 def _matrix(kernel) -> np.ndarray:
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
@@ -39,8 +40,6 @@ def _series(kernels, at_least: int = 1) -> list:
     if len(shapes) > 1:
         raise ValueError(f"kernels must all have one shape, got {sorted(shapes)}")
     return series
-
-
 
 
 def similarity(k1, k2) -> float:
@@ -79,7 +78,7 @@ def relative_change(a, b) -> float:
     leaves_a = [np.asarray(u, dtype=np.float64) for u in jax.tree.leaves(a)]
     leaves_b = [np.asarray(v, dtype=np.float64) for v in jax.tree.leaves(b)]
     diff = sum(float(np.sum((u - v) ** 2)) for u, v in zip(leaves_a, leaves_b))
-    norm = sum(float(np.sum(u ** 2)) for u in leaves_a)
+    norm = sum(float(np.sum(u**2)) for u in leaves_a)
     return (diff / norm) ** 0.5
 
 
@@ -137,8 +136,9 @@ def centre(kernel, n_outputs: int = 1) -> np.ndarray:
     for one output or a traced kernel). Float64."""
     kernel = _matrix(kernel)
     if not attacks.is_count(n_outputs) or len(kernel) % n_outputs:
-        raise ValueError(f"n_outputs must be a positive integer dividing the kernel's size {len(kernel)}, "
-                         f"got {n_outputs!r}")
+        raise ValueError(
+            f"n_outputs must be a positive integer dividing the kernel's size {len(kernel)}, got {n_outputs!r}"
+        )
     n, c = len(kernel) // n_outputs, n_outputs
     k = kernel.reshape(n, c, n, c)
     k = k - k.mean(axis=0, keepdims=True)
@@ -188,8 +188,10 @@ def _targets(targets, size: int) -> np.ndarray:
     if y.shape[0] != size:
         y = y.reshape(-1, 1)
     if y.shape[0] != size:
-        raise ValueError(f"targets of shape {np.shape(targets)} do not fit a kernel of size {size}: give "
-                         f"(n, C) targets for an (n, n) or (n·C, n·C) kernel")
+        raise ValueError(
+            f"targets of shape {np.shape(targets)} do not fit a kernel of size {size}: give "
+            f"(n, C) targets for an (n, n) or (n·C, n·C) kernel"
+        )
     return y
 
 
@@ -289,8 +291,9 @@ def direction_and_norm_settling(kernels, epochs=None, tolerance: float = 0.1) ->
     return direction, size
 
 
-def settling_summary(kernels, epochs=None, threshold: float = 0.01, tolerance: float = 0.1, k: int = 10,
-                     n_outputs: int = 1) -> dict:
+def settling_summary(
+    kernels, epochs=None, threshold: float = 0.01, tolerance: float = 0.1, k: int = 10, n_outputs: int = 1
+) -> dict:
     """The settling measurements of one kernel sequence, as a row: ``settling_epoch``
     (test 1), ``direction_epoch`` and ``norm_epoch`` (``direction_and_norm_settling``) and
     ``direction_and_norm_epoch``, the later of the two (test 2; NaN if either is), how far
@@ -300,10 +303,13 @@ def settling_summary(kernels, epochs=None, threshold: float = 0.01, tolerance: f
     series = _series(kernels, at_least=2)
     direction, size = direction_and_norm_settling(series, epochs, tolerance)
     outside = 1 - spectral_mass([series[0], series[-1]], k, centred=True, n_outputs=n_outputs)
-    return {"settling_epoch": settling_epoch(series, epochs, threshold), "direction_epoch": direction,
-            "norm_epoch": size, "direction_and_norm_epoch": float(np.max([direction, size])),
-            "turned": kernel_distance(series[0], series[-1]),
-            "norm_ratio": float(np.linalg.norm(series[-1]) / np.linalg.norm(series[0])),
-            f"outside_top{k}_start": float(outside[0]), f"outside_top{k}_end": float(outside[1])}
-
-
+    return {
+        "settling_epoch": settling_epoch(series, epochs, threshold),
+        "direction_epoch": direction,
+        "norm_epoch": size,
+        "direction_and_norm_epoch": float(np.max([direction, size])),
+        "turned": kernel_distance(series[0], series[-1]),
+        "norm_ratio": float(np.linalg.norm(series[-1]) / np.linalg.norm(series[0])),
+        f"outside_top{k}_start": float(outside[0]),
+        f"outside_top{k}_end": float(outside[1]),
+    }

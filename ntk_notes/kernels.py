@@ -25,6 +25,7 @@ from ntk_notes import checkpoints
 from ntk_notes.attacks import is_correct
 from ntk_notes.progress import progress
 
+
 @lru_cache(maxsize=32)
 def _jitted_kernel_fn(kernel_fn):
     return jax.jit(kernel_fn, static_argnames="get")
@@ -33,8 +34,7 @@ def _jitted_kernel_fn(kernel_fn):
 @lru_cache(maxsize=32)
 def _batched_kernel_fn(kernel_fn, batch_size: int):
     """``kernel_fn`` jit-compiled and batched by ``nt.batch`` over all local devices."""
-    return nt.batch(_jitted_kernel_fn(kernel_fn), batch_size=batch_size, device_count=-1,
-                    store_on_device=False)
+    return nt.batch(_jitted_kernel_fn(kernel_fn), batch_size=batch_size, device_count=-1, store_on_device=False)
 
 
 def _pad_rows(x, multiple: int):
@@ -56,19 +56,23 @@ def kernel_block(kernel_fn, x1, x2, batch_size: int = 256, get: str = "ntk") -> 
         return np.asarray(_jitted_kernel_fn(kernel_fn)(x1, x2, get=get))
     size = _batch_size_for(len(x1), len(x2), batch_size, devices)
     padded = _batched_kernel_fn(kernel_fn, size)(_pad_rows(x1, size * devices), _pad_rows(x2, size), get=get)
-    return np.asarray(padded)[:len(x1), :len(x2)]
+    return np.asarray(padded)[: len(x1), : len(x2)]
 
 
-def _batch_size_for(n1: int, n2: int, batch_size: int, devices: int, call_cost: int = 64 ** 2) -> int:
+def _batch_size_for(n1: int, n2: int, batch_size: int, devices: int, call_cost: int = 64**2) -> int:
     """The batch size (at most ``batch_size``) that minimises the padded kernel entries plus a
     fixed cost per call (counted in entries): 50 test points against 800 training points
     are better done as 16 batches of 50 than padded to 256 x 1024."""
+
     def cost(size):
         rows, cols = -(-n1 // (size * devices)) * size * devices, -(-n2 // size) * size
         return rows * cols + call_cost * (rows // size) * (cols // size)
 
-    candidates = {batch_size} | {n for n in (n1, n2) if n < batch_size} | \
-        {2 ** p for p in range(4, batch_size.bit_length()) if 2 ** p < batch_size}
+    candidates = (
+        {batch_size}
+        | {n for n in (n1, n2) if n < batch_size}
+        | {2**p for p in range(4, batch_size.bit_length()) if 2**p < batch_size}
+    )
     return min(sorted(candidates, reverse=True), key=cost)
 
 
@@ -85,15 +89,25 @@ class BlockedKernel:
     is refused; an unreadable one is recomputed.
     """
 
-    def __init__(self, kernel_fn, x1, x2=None, block_size: int | None = None, batch_size: int = 256,
-                 get: str = "ntk", directory=None, config: dict | None = None):
+    def __init__(
+        self,
+        kernel_fn,
+        x1,
+        x2=None,
+        block_size: int | None = None,
+        batch_size: int = 256,
+        get: str = "ntk",
+        directory=None,
+        config: dict | None = None,
+    ):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         unit = batch_size * jax.local_device_count()
         block_size = 8 * unit if block_size is None else block_size
         if not isinstance(block_size, int) or block_size < 1 or block_size % unit:
-            raise ValueError(f"block_size must be a positive multiple of batch_size x device count "
-                             f"({unit}), got {block_size!r}")
+            raise ValueError(
+                f"block_size must be a positive multiple of batch_size x device count ({unit}), got {block_size!r}"
+            )
         self.symmetric = x2 is None
         self.kernel_fn, self.x1, self.x2 = kernel_fn, x1, (x1 if x2 is None else x2)
         self.block_size, self.batch_size, self.get = block_size, batch_size, get
@@ -101,9 +115,15 @@ class BlockedKernel:
         self.directory = None if directory is None else Path(directory)
         self.config = None
         if self.directory is not None:
-            self.config = {**(config or {}), "get": get, "shape": list(self.shape), "block_size": block_size,
-                           "symmetric": self.symmetric, "x1_sha256": checkpoints.digest({"x": self.x1}),
-                           "x2_sha256": checkpoints.digest({"x": self.x2})}
+            self.config = {
+                **(config or {}),
+                "get": get,
+                "shape": list(self.shape),
+                "block_size": block_size,
+                "symmetric": self.symmetric,
+                "x1_sha256": checkpoints.digest({"x": self.x1}),
+                "x2_sha256": checkpoints.digest({"x": self.x2}),
+            }
             self.config = checkpoints.canonical(self.config)  # as it reads back; fails now if unsavable
 
     @property
@@ -130,9 +150,11 @@ class BlockedKernel:
         except checkpoints.UnreadableCheckpoint as error:
             return checkpoints.distrust(self.path(i, j), str(error))
         if config != self.config:
-            raise ValueError(f"{self.path(i, j)} was computed under another configuration (differs in "
-                             f"{', '.join(checkpoints.changed_keys(self.config, config))}); use another "
-                             "directory or delete it")
+            raise ValueError(
+                f"{self.path(i, j)} was computed under another configuration (differs in "
+                f"{', '.join(checkpoints.changed_keys(self.config, config))}); use another "
+                "directory or delete it"
+            )
         rows, cols = self._slices(i, j)
         block = arrays.get("kernel")
         if block is None or block.shape != (rows.stop - rows.start, cols.stop - cols.start):
@@ -142,8 +164,10 @@ class BlockedKernel:
     def compute(self, i: int, j: int) -> np.ndarray:
         """Compute block (i, j) (and save it when there is a directory)."""
         if (i, j) not in self.blocks:
-            raise ValueError(f"no block ({i}, {j}); blocks are {self.blocks[:1]} ... {self.blocks[-1:]}"
-                             + (" with j >= i (symmetric kernel)" if self.symmetric else ""))
+            raise ValueError(
+                f"no block ({i}, {j}); blocks are {self.blocks[:1]} ... {self.blocks[-1:]}"
+                + (" with j >= i (symmetric kernel)" if self.symmetric else "")
+            )
         rows, cols = self._slices(i, j)
         block = kernel_block(self.kernel_fn, self.x1[rows], self.x2[cols], self.batch_size, self.get)
         if self.directory is not None:  # atomic, private temporary name: see checkpoints.save_npz
@@ -172,8 +196,10 @@ class BlockedKernel:
             block = self.load(i, j)
             if block is None:
                 if not compute_missing:
-                    raise ValueError(f"block ({i}, {j}) is missing from {self.directory}; "
-                                     f"{len(self.missing())} of {len(self.blocks)} blocks are missing")
+                    raise ValueError(
+                        f"block ({i}, {j}) is missing from {self.directory}; "
+                        f"{len(self.missing())} of {len(self.blocks)} blocks are missing"
+                    )
                 block = self.compute(i, j)
             if out is None:
                 out = np.empty(self.shape, dtype=block.dtype)
@@ -184,9 +210,17 @@ class BlockedKernel:
         return out
 
 
-def kernel_matrix(kernel_fn, x1, x2=None, batch_size: int = 256, block_size: int | None = None,
-                  show_progress: bool | None = None, get: str = "ntk", directory=None,
-                  config: dict | None = None) -> np.ndarray:
+def kernel_matrix(
+    kernel_fn,
+    x1,
+    x2=None,
+    batch_size: int = 256,
+    block_size: int | None = None,
+    show_progress: bool | None = None,
+    get: str = "ntk",
+    directory=None,
+    config: dict | None = None,
+) -> np.ndarray:
     """Θ(x1, x2) (Θ(x1, x1) if ``x2`` is None) as a host array of the kernel's dtype (float32,
     or float64 with ``jax_enable_x64`` and float64 inputs), computed block by block
     (see ``BlockedKernel``; with ``directory`` the blocks are saved and a rerun resumes).
@@ -237,11 +271,12 @@ class KernelPredictor:
     ([2.618, 0.382], [[-1.0], [0.5]])
     """
 
-    def __init__(self, kernel_fn, x_train, y_train, k_train_train=None, batch_size: int = 256,
-                 float64: bool = False):
+    def __init__(self, kernel_fn, x_train, y_train, k_train_train=None, batch_size: int = 256, float64: bool = False):
         if float64 and not jax.config.jax_enable_x64:
-            raise ValueError("float64=True needs 64-bit jax: call jax.config.update('jax_enable_x64', True) "
-                             "before building the predictor")
+            raise ValueError(
+                "float64=True needs 64-bit jax: call jax.config.update('jax_enable_x64', True) "
+                "before building the predictor"
+            )
         self.dtype = jnp.float64 if float64 else jnp.float32
         x_train, y_train = jnp.asarray(x_train, self.dtype), np.asarray(y_train, dtype=np.float64)
         if y_train.ndim != 2 or y_train.shape[0] != x_train.shape[0]:
@@ -265,25 +300,31 @@ class KernelPredictor:
         the training images' shape."""
         x = jnp.asarray(x, self.dtype)
         if x.shape[1:] != self.x_train.shape[1:]:
-            raise ValueError(f"inputs of shape {x.shape} do not match the training images: "
-                             f"expected (n,) + {tuple(self.x_train.shape[1:])}")
+            raise ValueError(
+                f"inputs of shape {x.shape} do not match the training images: "
+                f"expected (n,) + {tuple(self.x_train.shape[1:])}"
+            )
         return x
 
     def _factorise(self):
         scale = float(np.mean(np.diag(self.k_train_train)))
-        for jitter in [0.0] + [scale * 10.0 ** p for p in range(-10, -1)]:
+        for jitter in [0.0] + [scale * 10.0**p for p in range(-10, -1)]:
             try:
                 factor = scipy.linalg.cho_factor(self.k_train_train + jitter * np.eye(len(self.k_train_train)))
             except np.linalg.LinAlgError:
                 continue
             if jitter:
-                warnings.warn(f"the training kernel is not numerically positive definite; added a jitter "
-                              f"of {jitter:.3g} ({jitter / scale:.0e} x its mean diagonal) to its diagonal",
-                              stacklevel=3)
+                warnings.warn(
+                    f"the training kernel is not numerically positive definite; added a jitter "
+                    f"of {jitter:.3g} ({jitter / scale:.0e} x its mean diagonal) to its diagonal",
+                    stacklevel=3,
+                )
             self.jitter = jitter
             return factor
-        raise np.linalg.LinAlgError("the training kernel could not be factorised even with a jitter of "
-                                    f"1e-2 x its mean diagonal ({scale * 1e-2:.3g})")
+        raise np.linalg.LinAlgError(
+            "the training kernel could not be factorised even with a jitter of "
+            f"1e-2 x its mean diagonal ({scale * 1e-2:.3g})"
+        )
 
     @cached_property
     def alpha(self) -> np.ndarray:
@@ -308,8 +349,11 @@ class KernelPredictor:
         values, vectors = self.eigen
         # (1 - e^{-λt/NC}) / λ without cancellation for small λt; t / NC at λ ≤ 0.
         positive = values > 0
-        gain = np.where(positive, fitted_fraction(values, t, self.n_outputs) / np.where(positive, values, 1.0),
-                        t / self.y_train.size)
+        gain = np.where(
+            positive,
+            fitted_fraction(values, t, self.n_outputs) / np.where(positive, values, 1.0),
+            t / self.y_train.size,
+        )
         return vectors @ (gain[:, None] * (vectors.T @ targets))
 
     def logits_fn(self, t: float | None = None) -> Partial:
@@ -319,11 +363,19 @@ class KernelPredictor:
         It is a ``jax.tree_util.Partial`` holding X and the weights as its leaves, so a jitted
         attack receives them as arguments instead of baking them in as constants.
         """
-        return Partial(_kernel_logits(self.kernel_fn, self.dtype), self.x_train,
-                       jnp.asarray(self.weights(t), dtype=self.dtype))
+        return Partial(
+            _kernel_logits(self.kernel_fn, self.dtype), self.x_train, jnp.asarray(self.weights(t), dtype=self.dtype)
+        )
 
-    def predict(self, x, t: float | None = None, k_test_train=None, f0_train=None, f0_test=None,
-                show_progress: bool | None = None) -> np.ndarray:
+    def predict(
+        self,
+        x,
+        t: float | None = None,
+        k_test_train=None,
+        f0_train=None,
+        f0_test=None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
         """f_t(x) for a whole test set, shape (n, C), float64.
 
         The test set goes through in batches of ``batch_size`` (a progress bar for more than a
@@ -335,14 +387,19 @@ class KernelPredictor:
         """
         if (f0_train is None) != (f0_test is None):
             raise ValueError("give both f0_train and f0_test, or neither")
-        weights = self.weights(t) if f0_train is None else \
-            self.weights(t, self.y_train - np.asarray(f0_train, dtype=np.float64))
+        weights = (
+            self.weights(t)
+            if f0_train is None
+            else self.weights(t, self.y_train - np.asarray(f0_train, dtype=np.float64))
+        )
         offset = 0.0 if f0_test is None else np.asarray(f0_test, dtype=np.float64)
         if k_test_train is not None:
             k_test_train = np.asarray(k_test_train, dtype=np.float64)
             if k_test_train.ndim != 2 or k_test_train.shape[1] != len(self.x_train):
-                raise ValueError(f"k_test_train has shape {k_test_train.shape}; the predictor needs (n, "
-                                 f"{len(self.x_train)}), one column per training point")
+                raise ValueError(
+                    f"k_test_train has shape {k_test_train.shape}; the predictor needs (n, "
+                    f"{len(self.x_train)}), one column per training point"
+                )
             return offset + k_test_train @ weights
         x = self.check_inputs(x)
         starts = range(0, len(x), self.batch_size)
@@ -350,8 +407,8 @@ class KernelPredictor:
             show_progress = False
         out = np.empty((len(x), self.n_outputs))
         for i in progress(starts, desc=f"predicting {len(x)} inputs", enabled=show_progress):
-            block = kernel_block(self.kernel_fn, x[i:i + self.batch_size], self.x_train, self.batch_size)
-            out[i:i + self.batch_size] = np.asarray(block, dtype=np.float64) @ weights
+            block = kernel_block(self.kernel_fn, x[i : i + self.batch_size], self.x_train, self.batch_size)
+            out[i : i + self.batch_size] = np.asarray(block, dtype=np.float64) @ weights
         return offset + out
 
 
@@ -360,8 +417,9 @@ def _kernel_logits(kernel_fn, dtype):
     @jax.jit
     def logits(x_train, weights, x):
         if x.shape[1:] != x_train.shape[1:]:  # shapes are static: this runs at trace time
-            raise ValueError(f"images of shape {tuple(x.shape[1:])} do not match the training images' "
-                             f"{tuple(x_train.shape[1:])}")
+            raise ValueError(
+                f"images of shape {tuple(x.shape[1:])} do not match the training images' {tuple(x_train.shape[1:])}"
+            )
         return kernel_fn(x.astype(dtype), x_train, "ntk").astype(dtype) @ weights
 
     return logits

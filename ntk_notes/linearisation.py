@@ -32,9 +32,16 @@ class Linearisation(NamedTuple):
     full: tuple  # (clean, robust) accuracy of the network trained throughout
 
 
-def linearisation_epoch(run: AdversarialRun, candidates, x_test, labels_test, epsilon: float,
-                        tolerance: float = 0.02, show_progress: bool | None = None,
-                        **attack_args) -> Linearisation:
+def linearisation_epoch(
+    run: AdversarialRun,
+    candidates,
+    x_test,
+    labels_test,
+    epsilon: float,
+    tolerance: float = 0.02,
+    show_progress: bool | None = None,
+    **attack_args,
+) -> Linearisation:
     """The linearisation test of laziness: the earliest of ``candidates`` (recorded epochs
     below the final one) from which a linearised continuation (``continue_linearised``)
     ends within ``tolerance`` of the full run's final clean and robust test accuracy
@@ -52,8 +59,16 @@ def linearisation_epoch(run: AdversarialRun, candidates, x_test, labels_test, ep
     for k in sorted({int(c) for c in candidates if int(c) < run.final_epoch}, reverse=True):
         clean, robust = scores(continue_linearised(run, k, show_progress).logits_fn())
         within = abs(clean - full[0]) <= tolerance and abs(robust - full[1]) <= tolerance
-        rows.append({"linearised_from": k, "clean_accuracy": clean, "robust_accuracy": robust,
-                     "clean_gap": clean - full[0], "robust_gap": robust - full[1], "within": within})
+        rows.append(
+            {
+                "linearised_from": k,
+                "clean_accuracy": clean,
+                "robust_accuracy": robust,
+                "clean_gap": clean - full[0],
+                "robust_gap": robust - full[1],
+                "within": within,
+            }
+        )
         if not within:
             break
         epoch = float(k)
@@ -63,8 +78,9 @@ def linearisation_epoch(run: AdversarialRun, candidates, x_test, labels_test, ep
 # ------------------------------------------------------------------------- evaluation and ablation
 
 
-def accuracy_over_epochs(run: AdversarialRun, x, labels, epsilon: float, method: str = "pgd", epochs=None,
-                         **attack_args) -> pd.DataFrame:
+def accuracy_over_epochs(
+    run: AdversarialRun, x, labels, epsilon: float, method: str = "pgd", epochs=None, **attack_args
+) -> pd.DataFrame:
     """Clean and robust accuracy of the model at each recorded epoch (default all), one row
     per epoch: (epoch, clean_accuracy, robust_accuracy). The attack is
     ``attacks.attack(..., epsilon, method, **attack_args)``; for evaluation use PGD with a
@@ -78,8 +94,9 @@ def accuracy_over_epochs(run: AdversarialRun, x, labels, epsilon: float, method:
     return pd.DataFrame(rows)
 
 
-def final_outcomes(run: AdversarialRun, x, labels, epsilon: float, method: str = "pgd",
-                   **attack_args) -> tuple[np.ndarray, np.ndarray]:
+def final_outcomes(
+    run: AdversarialRun, x, labels, epsilon: float, method: str = "pgd", **attack_args
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-example correctness (n,) of the model at the run's last epoch: on the clean
     inputs and under ``attacks.attack(..., epsilon, method, **attack_args)``."""
     logits_fn = run.logits_fn()
@@ -94,18 +111,38 @@ def continue_linearised(run: AdversarialRun, k: int, show_progress: bool | None 
     same attack mode and settings, same recorded epochs (checkpointed under the run's
     directory, ``linearised-from-KKKK/``). k = the final epoch gives the run itself."""
     if run.linearise_from_epoch is not None:
-        raise ValueError(f"this run is already linearised from epoch {run.linearise_from_epoch}; "
-                         "continue the network's own run")
+        raise ValueError(
+            f"this run is already linearised from epoch {run.linearise_from_epoch}; continue the network's own run"
+        )
     run.params_at(k)  # k must be recorded
     s = dict(run.settings)
     config = s.pop("config")
-    return adversarial_train(run.apply_fn, run.params[0], run.x, run.labels, epochs=run.final_epoch,
-                             record_epochs=run.epochs.tolist(), linearise_from_epoch=int(k),
-                             directory=run.directory, config=config, show_progress=show_progress, base_run=run, **s)
+    return adversarial_train(
+        run.apply_fn,
+        run.params[0],
+        run.x,
+        run.labels,
+        epochs=run.final_epoch,
+        record_epochs=run.epochs.tolist(),
+        linearise_from_epoch=int(k),
+        directory=run.directory,
+        config=config,
+        show_progress=show_progress,
+        base_run=run,
+        **s,
+    )
 
 
-def ablation(run: AdversarialRun, ks, x_test, labels_test, epsilon: float, method: str = "pgd",
-             show_progress: bool | None = None, **attack_args) -> pd.DataFrame:
+def ablation(
+    run: AdversarialRun,
+    ks,
+    x_test,
+    labels_test,
+    epsilon: float,
+    method: str = "pgd",
+    show_progress: bool | None = None,
+    **attack_args,
+) -> pd.DataFrame:
     """The linearisation ablation: for each k of ``ks``, train the linearised network from
     epoch k to the end (``continue_linearised``) and measure the final model's clean and
     robust accuracy on the test set (``attacks.attack(..., epsilon, method, **attack_args)``).
@@ -114,8 +151,20 @@ def ablation(run: AdversarialRun, ks, x_test, labels_test, epsilon: float, metho
     x_test = jnp.asarray(x_test)
     rows = []
     for k in ks:
-        clean, robust = _accuracies(continue_linearised(run, int(k), show_progress).logits_fn(), x_test,
-                                    labels_test, epsilon, method, **attack_args)
-        rows.append({"mode": run.settings["mode"], "linearised_from": int(k), "clean_accuracy": clean,
-                     "robust_accuracy": robust})
+        clean, robust = _accuracies(
+            continue_linearised(run, int(k), show_progress).logits_fn(),
+            x_test,
+            labels_test,
+            epsilon,
+            method,
+            **attack_args,
+        )
+        rows.append(
+            {
+                "mode": run.settings["mode"],
+                "linearised_from": int(k),
+                "clean_accuracy": clean,
+                "robust_accuracy": robust,
+            }
+        )
     return pd.DataFrame(rows)

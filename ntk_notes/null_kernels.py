@@ -24,7 +24,7 @@ def _rbf_kernel(bandwidth, x1, x2, get="ntk"):
     a, b = x1.reshape(len(x1), -1), x2.reshape(len(x2), -1)
     # ‖a − b‖² expanded, clipped at 0 against rounding; its gradient stays finite on the diagonal.
     squared = jnp.maximum(jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2 * a @ b.T, 0.0)
-    return jnp.exp(-squared / (2 * bandwidth ** 2))
+    return jnp.exp(-squared / (2 * bandwidth**2))
 
 
 @lru_cache(maxsize=16)
@@ -47,5 +47,5 @@ def null_kernel(name: str, bandwidth: float | None = None):
 def median_bandwidth(x) -> float:
     """The median distance between distinct images of ``x``: the usual RBF bandwidth."""
     flat = np.asarray(x, np.float64).reshape(len(x), -1)
-    squared = np.sum(flat ** 2, 1)[:, None] + np.sum(flat ** 2, 1)[None, :] - 2 * flat @ flat.T
+    squared = np.sum(flat**2, 1)[:, None] + np.sum(flat**2, 1)[None, :] - 2 * flat @ flat.T
     return float(np.sqrt(np.median(np.maximum(squared[np.triu_indices(len(flat), 1)], 0.0))))

@@ -75,8 +75,9 @@ def toc_notebooks(toc_path: Path = ROOT / "_toc.yml") -> list[Path]:
     return [ROOT / f"{entry}.py" for entry in toc_files(toc_path) if (ROOT / f"{entry}.py").exists()]
 
 
-def execute_notebook(source: Path, profile: str, output: Path, timeout: float = DEFAULT_TIMEOUT,
-                     parameters: dict | None = None) -> Execution:
+def execute_notebook(
+    source: Path, profile: str, output: Path, timeout: float = DEFAULT_TIMEOUT, parameters: dict | None = None
+) -> Execution:
     """Execute one jupytext source under ``profile`` and write the executed .ipynb to ``output``.
 
     Runs in a child process, so that its peak memory (the kernel's, a grandchild) is
@@ -90,20 +91,35 @@ def execute_notebook(source: Path, profile: str, output: Path, timeout: float = 
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         partial = Path(scratch) / output.name
-        command = [sys.executable, "-m", "ntk_notes.pipeline", "_child", str(source), str(partial),
-                   profile, json.dumps(parameters or {})]
+        command = [
+            sys.executable,
+            "-m",
+            "ntk_notes.pipeline",
+            "_child",
+            str(source),
+            str(partial),
+            profile,
+            json.dumps(parameters or {}),
+        ]
         start = time.perf_counter()
         # A session of its own, so that a time-out stops the kernel (a grandchild) too.
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 cwd=source.parent, env={**os.environ, "NTK_NOTES_PROGRESS": "0"},
-                                 start_new_session=True)
+        child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=source.parent,
+            env={**os.environ, "NTK_NOTES_PROGRESS": "0"},
+            start_new_session=True,
+        )
         try:
             stdout, stderr = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
-            raise NotebookFailed(f"{_relative(source)} ran past its limit of {timeout:.0f} s "
-                                 f"under the {profile!r} profile") from None
+            raise NotebookFailed(
+                f"{_relative(source)} ran past its limit of {timeout:.0f} s under the {profile!r} profile"
+            ) from None
         seconds = time.perf_counter() - start
         if child.returncode != 0:
             kept = ""
@@ -139,9 +155,14 @@ def _child(source: str, output: str, profile: str, parameters: str) -> None:
     jupytext.write(notebook, converted, fmt="ipynb")
     try:
         papermill.execute_notebook(
-            str(converted), output, parameters={"profile": profile, **json.loads(parameters)},
-            kernel_name="python3", cwd=str(Path(source).parent), progress_bar=False,
-            log_output=False)
+            str(converted),
+            output,
+            parameters={"profile": profile, **json.loads(parameters)},
+            kernel_name="python3",
+            cwd=str(Path(source).parent),
+            progress_bar=False,
+            log_output=False,
+        )
     except PapermillExecutionError as error:
         print(_describe_failure(output, error))
         sys.exit(1)
@@ -156,10 +177,16 @@ def _describe_failure(executed_path: str, error) -> str:
     not counting papermill's injected parameters cell, and its first line."""
     import nbformat
 
-    cells = [cell for cell in nbformat.read(executed_path, as_version=4).cells  # minus papermill's error banners
-             if "papermill-error-cell-tag" not in cell.metadata.get("tags", [])]
-    code_cells = [i for i, cell in enumerate(cells)
-                  if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])]
+    cells = [
+        cell
+        for cell in nbformat.read(executed_path, as_version=4).cells  # minus papermill's error banners
+        if "papermill-error-cell-tag" not in cell.metadata.get("tags", [])
+    ]
+    code_cells = [
+        i
+        for i, cell in enumerate(cells)
+        if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])
+    ]
     number = code_cells.index(error.cell_index) + 1 if error.cell_index in code_cells else error.cell_index
     first_line = next((line for line in cells[error.cell_index].source.splitlines() if line.strip()), "")
     return f"code cell {number} (`{first_line.strip()[:80]}`) raised {error.ename}: {error.evalue}"
@@ -185,17 +212,17 @@ def write_report(executions: list[Execution], profile: str) -> None:
         "devices": ", ".join(sorted({d.platform for d in jax.devices()})),
         "cpu_count": os.cpu_count(),
     }
-    (REPORT_DIR / "execution.json").write_text(json.dumps(
-        {"machine": machine, "notebooks": [e._asdict() for e in executions]}, indent=2))
-    rows = "\n".join(f"| {e.notebook} | {e.profile} | {e.seconds:.1f} | {e.peak_memory_mb:.0f} |"
-                     for e in executions)
+    (REPORT_DIR / "execution.json").write_text(
+        json.dumps({"machine": machine, "notebooks": [e._asdict() for e in executions]}, indent=2)
+    )
+    rows = "\n".join(f"| {e.notebook} | {e.profile} | {e.seconds:.1f} | {e.peak_memory_mb:.0f} |" for e in executions)
     total = sum(e.seconds for e in executions)
     page = f"""# Execution report
 
 Every notebook in this book was executed by papermill before the site was rendered; this
-page records that run. Profile **{profile}** on {machine['cpu_count']} CPU cores
-(jax {machine['jax']}, devices: {machine['devices']}, Python {machine['python']}),
-{machine['date']}.
+page records that run. Profile **{profile}** on {machine["cpu_count"]} CPU cores
+(jax {machine["jax"]}, devices: {machine["devices"]}, Python {machine["python"]}),
+{machine["date"]}.
 
 | notebook | profile | seconds | peak memory (MB) |
 |---|---|---:|---:|
@@ -214,8 +241,9 @@ def execute_book(profile: str, only: str | None = None, timeout: float = DEFAULT
     if only is not None:
         wanted = (ROOT / only).resolve() if not Path(only).is_absolute() else Path(only)
         if wanted not in sources:
-            raise ValueError(f"{only!r} is not a notebook of _toc.yml; allowed: "
-                             + ", ".join(_relative(s) for s in sources))
+            raise ValueError(
+                f"{only!r} is not a notebook of _toc.yml; allowed: " + ", ".join(_relative(s) for s in sources)
+            )
         sources = [wanted]
     executions = []
     for source in sources:

@@ -12,8 +12,9 @@ PALETTE = "colorblind"
 def use_style() -> None:
     """Seaborn's whitegrid theme, a colour-blind-safe palette and crisp inline figures."""
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (6.4, 4.0),
-                         "axes.titlesize": "medium"})
+    plt.rcParams.update(
+        {"figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (6.4, 4.0), "axes.titlesize": "medium"}
+    )
 
 
 def loglog_slope(x, y) -> float:
@@ -26,14 +27,14 @@ def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", scale: f
     images = np.asarray(images)
     n = len(images)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.3 * (titles is not None)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.3 * (titles is not None)), squeeze=False
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for i, ax in enumerate(axes.ravel()[:n]):
         img = images[i]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap=cmap if img.shape[-1] == 1 else None,
-                  vmin=0, vmax=1)
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap=cmap if img.shape[-1] == 1 else None, vmin=0, vmax=1)
         if titles is not None:
             ax.set_title(titles[i], fontsize="small")
     fig.tight_layout()
@@ -63,8 +64,17 @@ def adversarial_grid(clean, adversarial, clean_titles=None, adversarial_titles=N
     return fig
 
 
-def interval_bars(table, x: str, hue: str, ax=None, value: str = "value", low: str = "low",
-                  high: str = "high", reference: float | None = None, reference_label: str = ""):
+def interval_bars(
+    table,
+    x: str,
+    hue: str,
+    ax=None,
+    value: str = "value",
+    low: str = "low",
+    high: str = "high",
+    reference: float | None = None,
+    reference_label: str = "",
+):
     """Grouped bars of accuracies ``value`` with their intervals [``low``, ``high``] as error bars: one
     group per distinct ``x``, one bar per ``hue``, in order of first appearance. A dashed
     line marks ``reference`` (e.g. the majority-class rate)."""
@@ -91,8 +101,9 @@ def index_bands(n: int) -> list[int]:
     return sorted({e for e in (1, 2, 11, 51, 201, 1001) if e <= n} | {n + 1})
 
 
-def feature_curves(table, ax=None, window: int | None = None, reference: float | None = None,
-                   reference_label: str = ""):
+def feature_curves(
+    table, ax=None, window: int | None = None, reference: float | None = None, reference_label: str = ""
+):
     """Per-feature scores (one column each, indexed by the eigen-index from 1) as a faint
     scatter with a running mean over ``window`` features, on a log index axis. Each column
     gets its own line style too, so curves that coincide stay visible."""
@@ -102,8 +113,9 @@ def feature_curves(table, ax=None, window: int | None = None, reference: float |
     smooth = table.rolling(window, center=True, min_periods=1).mean()
     for column, colour, style in zip(table.columns, sns.color_palette(), ["-", "--", ":", "-."]):
         ax.scatter(table.index, table[column], s=6, alpha=0.25, color=colour)
-        ax.plot(smooth.index, smooth[column], color=colour, ls=style, lw=2,
-                label=f"{column} (running mean of {window})")
+        ax.plot(
+            smooth.index, smooth[column], color=colour, ls=style, lw=2, label=f"{column} (running mean of {window})"
+        )
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=1, label=reference_label or None)
     ax.set(xscale="log", xlabel="eigen-index i (1 = largest eigenvalue)")
@@ -119,8 +131,7 @@ def gradient_grid(gradients, row_labels, column_titles, scale: float = 1.35):
     hi = gradients.max(axis=(2, 3), keepdims=True)
     scaled = (gradients - lo) / np.maximum(hi - lo, 1e-12)
     n_rows, n_cols = scaled.shape[:2]
-    fig, axes = plt.subplots(n_rows, n_cols + 1, figsize=(scale * (n_cols + 1), 1.45 * n_rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols + 1, figsize=(scale * (n_cols + 1), 1.45 * n_rows), squeeze=False)
     for col, title in enumerate(column_titles):
         axes[0, col + 1].set_title(title, fontsize="small")
     for row, label in enumerate(row_labels):
@@ -133,8 +144,17 @@ def gradient_grid(gradients, row_labels, column_titles, scale: float = 1.35):
     return fig
 
 
-def interval_lines(table, x: str, hue: str, ax=None, value: str = "value", low: str = "low",
-                   high: str = "high", reference: float | None = None, reference_label: str = ""):
+def interval_lines(
+    table,
+    x: str,
+    hue: str,
+    ax=None,
+    value: str = "value",
+    low: str = "low",
+    high: str = "high",
+    reference: float | None = None,
+    reference_label: str = "",
+):
     """One line of accuracies ``value`` against ``x`` per ``hue``, with its interval [``low``, ``high``]
     as a shaded band; a dashed line marks ``reference``. Line styles differ per hue, so
     lines that coincide stay visible."""

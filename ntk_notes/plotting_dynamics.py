@@ -19,8 +19,15 @@ def turning_and_growing(curves, probes, hue: str = "mode"):
     fig, axes = plt.subplots(2, len(probes), figsize=(14, 6.4), sharex=True, squeeze=False)
     for col, name in enumerate(probes):
         for row, metric in enumerate([TURN, GROWTH]):
-            sns.lineplot(curves[curves.probe == name], x="epoch", y=metric, hue=hue,
-                         errorbar=("pi", 100), ax=axes[row, col], legend=row + col == 0)
+            sns.lineplot(
+                curves[curves.probe == name],
+                x="epoch",
+                y=metric,
+                hue=hue,
+                errorbar=("pi", 100),
+                ax=axes[row, col],
+                legend=row + col == 0,
+            )
             axes[row, col].set(title=f"{name} probe" if row == 0 else "")
         axes[1, col].set(yscale="log")
     fig.tight_layout()
@@ -34,8 +41,14 @@ def distance_heatmaps(kernels_by_name: dict):
     fig, axes = plt.subplots(1, len(kernels_by_name), figsize=(14, 4.2), squeeze=False)
     for ax, (name, kernels) in zip(axes[0], kernels_by_name.items()):
         ticks = max(1, len(kernels) // 6)
-        sns.heatmap(kernel_metrics.distance_matrix(kernels), ax=ax, cmap="magma", square=True,
-                    xticklabels=ticks, yticklabels=ticks)
+        sns.heatmap(
+            kernel_metrics.distance_matrix(kernels),
+            ax=ax,
+            cmap="magma",
+            square=True,
+            xticklabels=ticks,
+            yticklabels=ticks,
+        )
         ax.set(title=name, xlabel="epoch index", ylabel="epoch index")
     fig.tight_layout()
     return fig
@@ -45,5 +58,6 @@ def concentration(curves, column: str, hue: str = "mode"):
     """``column`` of ``curves`` (the centred mass outside the top-k eigenspace) against the
     epoch, one panel per probe, one line per ``hue`` value (mean over seeds, band the range).
     Returns the seaborn ``FacetGrid``."""
-    return sns.relplot(curves, x="epoch", y=column, hue=hue, col="probe", kind="line",
-                       errorbar=("pi", 100), height=3.2, aspect=1.3)
+    return sns.relplot(
+        curves, x="epoch", y=column, hue=hue, col="probe", kind="line", errorbar=("pi", 100), height=3.2, aspect=1.3
+    )

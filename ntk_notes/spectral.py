@@ -21,13 +21,12 @@ from ntk_notes.kernels import KernelPredictor, fitted_fraction, kernel_block, ke
 from ntk_notes.progress import progress
 
 
-
 def label_energy(vectors, targets) -> np.ndarray:
     """Cumulative share of the targets' energy in the top-k eigenvectors, for k = 1..N:
     E_k = Σ_{i≤k} ‖v_iᵀ Y‖² / ‖Y‖²."""
     targets = np.asarray(targets, dtype=np.float64).reshape(len(vectors), -1)
     projections = np.sum((np.asarray(vectors).T @ targets) ** 2, axis=1)
-    return np.cumsum(projections) / np.sum(targets ** 2)
+    return np.cumsum(projections) / np.sum(targets**2)
 
 
 def feature_weights(predictor, indices=None) -> np.ndarray:
@@ -75,6 +74,7 @@ class FeatureScores(NamedTuple):
 def _features_at(kernel_fn):
     """(x_train, weights (N, F, C), xs (F·n, ...)) -> (F·n, C): feature f evaluated at its own
     block of n inputs, all F blocks in one kernel call against the training set."""
+
     def outputs(x_train, weights, xs):
         n_features = weights.shape[1]
         k = kernel_fn(xs, x_train, "ntk").astype(weights.dtype)  # (F·n, N)
@@ -84,9 +84,19 @@ def _features_at(kernel_fn):
     return jax.jit(outputs)
 
 
-def feature_scores(predictor, weights, x, labels, epsilon: float | None, method: str = "fgsm", steps: int = 10,
-                   chunk: int | None = None, memory_budget: float = 2 ** 31, show_progress: bool | None = None,
-                   **attack_args) -> FeatureScores:
+def feature_scores(
+    predictor,
+    weights,
+    x,
+    labels,
+    epsilon: float | None,
+    method: str = "fgsm",
+    steps: int = 10,
+    chunk: int | None = None,
+    memory_budget: float = 2**31,
+    show_progress: bool | None = None,
+    **attack_args,
+) -> FeatureScores:
     """Usefulness and robustness of every feature given by ``weights`` (N, F, C) at the test
     inputs ``x`` with class indices ``labels``.
 
@@ -123,8 +133,9 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
     k_test = kernel_block(predictor.kernel_fn, x, predictor.x_train, predictor.batch_size).astype(np.float64)
     # A BLAS product, then (F, n, C); np.einsum would not use BLAS here.
     clean_outputs = (k_test @ weights.reshape(len(weights), -1)).reshape(n, n_features, -1).transpose(1, 0, 2)
-    clean_correct = np.asarray(attacks.is_correct(clean_outputs.reshape(n_features * n, -1),
-                                                  np.tile(labels, n_features))).reshape(n_features, n)
+    clean_correct = np.asarray(
+        attacks.is_correct(clean_outputs.reshape(n_features * n, -1), np.tile(labels, n_features))
+    ).reshape(n_features, n)
     usefulness = clean_correct.mean(1)
     if epsilon is None:
         return FeatureScores(usefulness, np.full(n_features, np.nan), clean_outputs, clean_correct)
@@ -140,11 +151,15 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
 
     def compiled(w):  # the jitted function a chunk runs, with its arguments, for the memory estimate
         if shared_fgsm:
-            return fgsm_chunk(predictor.kernel_fn, loss, norm), (predictor.x_train, w, x, jnp.asarray(labels),
-                                                                  epsilon), {}
+            return (
+                fgsm_chunk(predictor.kernel_fn, loss, norm),
+                (predictor.x_train, w, x, jnp.asarray(labels), epsilon),
+                {},
+            )
         model, xs, tiled_labels = tiled(w)
-        n_steps, step_size, random_start = attacks.step_plan(method, epsilon, steps, attack_args.get("step_size"),
-                                                             bool(attack_args.get("random_start")))
+        n_steps, step_size, random_start = attacks.step_plan(
+            method, epsilon, steps, attack_args.get("step_size"), bool(attack_args.get("random_start"))
+        )
         static = dict(loss=loss, norm=norm, steps=n_steps, random_start=random_start)
         return attacks.pgd, (model, xs, jnp.asarray(tiled_labels), epsilon, step_size, jax.random.PRNGKey(0)), static
 
@@ -154,14 +169,22 @@ def feature_scores(predictor, weights, x, labels, epsilon: float | None, method:
     if show_progress is None and len(starts) <= 2:
         show_progress = False
     for start in progress(starts, desc=f"{n_features} features", enabled=show_progress):
-        w = jnp.asarray(weights[:, start:start + chunk], predictor.dtype)
+        w = jnp.asarray(weights[:, start : start + chunk], predictor.dtype)
         if shared_fgsm:
             fn, args, _ = compiled(w)
             correct = fn(*args)
         else:
             model, xs, tiled_labels = tiled(w)
-            correct = attacks.attack(model, xs, tiled_labels, epsilon, method, steps=steps, batch_size=len(xs),
-                                     **{**attack_args, "loss": loss}).correct
+            correct = attacks.attack(
+                model,
+                xs,
+                tiled_labels,
+                epsilon,
+                method,
+                steps=steps,
+                batch_size=len(xs),
+                **{**attack_args, "loss": loss},
+            ).correct
         robust.append(np.asarray(correct).reshape(w.shape[1], n))
     robust_correct = np.concatenate(robust)
     return FeatureScores(usefulness, robust_correct.mean(1), clean_outputs, clean_correct, robust_correct)
@@ -172,6 +195,7 @@ def chunk_within(budget: float, compiled, largest: int = 4096) -> int:
     memory of the chunk compiled for one and for two features gives a fixed part and a part
     per feature. ``compiled(f)`` returns the chunk's jitted function for f features, its
     arguments and its static keyword arguments."""
+
     def temp_bytes(f):
         fn, args, static = compiled(f)
         return fn.lower(*args, **static).compile().memory_analysis().temp_size_in_bytes
@@ -263,13 +287,13 @@ def feature_gradients(predictor, weights, x, labels=None, loss: str | None = Non
 
 class KernelFeatures(NamedTuple):
     """One kernel's eigen-features on a task."""
+
     predictor: object  # the kernel predictor f_∞ (``ntk_notes.kernels.KernelPredictor``)
     scores: FeatureScores  # usefulness, and robustness unless no ε was given
     seconds: float  # time to build the predictor and score its features
 
 
-def kernel_features(kernel_fns, task, epsilon: float | None, method: str = "fgsm",
-                    ridge=None) -> dict:
+def kernel_features(kernel_fns, task, epsilon: float | None, method: str = "fgsm", ridge=None) -> dict:
     """The eigen-features of every named kernel function on ``task`` (a ``data.Task``),
     scored on its test set (robustness under ``method`` at ``epsilon``; None: usefulness
     only). ``ridge`` maps a name to a ridge relative to the kernel's mean diagonal, for
@@ -285,8 +309,7 @@ def kernel_features(kernel_fns, task, epsilon: float | None, method: str = "fgsm
         k_train = kernel_matrix(kernel_fn, task.x_train)
         k_train = k_train + ridge.get(name, 0.0) * np.mean(np.diag(k_train)) * np.eye(len(k_train))
         predictor = KernelPredictor(kernel_fn, task.x_train, task.y_train, k_train_train=k_train)
-        scores = feature_scores(predictor, feature_weights(predictor), task.x_test, task.labels_test, epsilon,
-                                method)
+        scores = feature_scores(predictor, feature_weights(predictor), task.x_test, task.labels_test, epsilon, method)
         results[name] = KernelFeatures(predictor, scores, time.perf_counter() - start)
     return results
 
@@ -294,6 +317,7 @@ def kernel_features(kernel_fns, task, epsilon: float | None, method: str = "fgsm
 class TradeoffOutcomes(NamedTuple):
     """Per-example outcomes (True: classified correctly) of the predictors that trade accuracy
     for robustness: the top-k predictors φ_1..k, the early-stopped f_t, and f_∞."""
+
     ks: np.ndarray  # (K,) the values of k
     top_clean: np.ndarray  # (K, n)
     top_fgsm: np.ndarray  # (K, n) under FGSM aimed at each predictor
@@ -319,21 +343,30 @@ def tradeoff_outcomes(predictor, x, labels, epsilon: float, ks, taus, steps: int
     top = top_k_weights(predictor, ks)
     fgsm = feature_scores(predictor, top, x, labels, epsilon, "fgsm")
     pgd = feature_scores(predictor, top, x, labels, epsilon, "pgd", steps=steps)
-    k_test = kernel_block(predictor.kernel_fn, jnp.asarray(x, predictor.dtype), predictor.x_train,
-                          predictor.batch_size).astype(np.float64)  # shared by every t
+    k_test = kernel_block(
+        predictor.kernel_fn, jnp.asarray(x, predictor.dtype), predictor.x_train, predictor.batch_size
+    ).astype(np.float64)  # shared by every t
     scale = predictor.y_train.size / values[0]  # t = τ N C / λ_1
     ft = {"clean": [], "fgsm": [], "pgd": []}
     for tau in progress(taus, desc=f"f_t at {len(taus)} times", enabled=None if len(taus) > 8 else False):
         logits = predictor.logits_fn(tau * scale)
-        ft["clean"].append(np.asarray(attacks.is_correct(predictor.predict(x, tau * scale, k_test_train=k_test),
-                                                         labels)))
+        ft["clean"].append(
+            np.asarray(attacks.is_correct(predictor.predict(x, tau * scale, k_test_train=k_test), labels))
+        )
         ft["fgsm"].append(attacks.attack(logits, x, labels, epsilon, "fgsm").correct)
         ft["pgd"].append(attacks.attack(logits, x, labels, epsilon, "pgd", steps=steps).correct)
     full = predictor.logits_fn()
-    fitted = np.array([int(np.sum(fitted_fraction(values, tau * scale, predictor.n_outputs) >= 0.5))
-                       for tau in taus])
+    fitted = np.array([int(np.sum(fitted_fraction(values, tau * scale, predictor.n_outputs) >= 0.5)) for tau in taus])
     return TradeoffOutcomes(
-        np.asarray(ks), pgd.clean_correct, fgsm.robust_correct, pgd.robust_correct, taus, fitted,
-        np.array(ft["clean"]), np.array(ft["fgsm"]), np.array(ft["pgd"]),
+        np.asarray(ks),
+        pgd.clean_correct,
+        fgsm.robust_correct,
+        pgd.robust_correct,
+        taus,
+        fitted,
+        np.array(ft["clean"]),
+        np.array(ft["fgsm"]),
+        np.array(ft["pgd"]),
         np.asarray(attacks.is_correct(k_test @ predictor.alpha, labels)),
-        attacks.attack(full, x, labels, epsilon, "pgd", steps=steps).correct)
+        attacks.attack(full, x, labels, epsilon, "pgd", steps=steps).correct,
+    )

@@ -19,6 +19,7 @@ LEVEL = 0.95
 
 class Estimate(NamedTuple):
     """A measured value with its two-sided confidence interval."""
+
     value: float
     low: float
     high: float

@@ -21,7 +21,6 @@ from jax.tree_util import Partial
 from ntk_notes.attacks import as_model, default_loss, per_example_loss, predicted_class
 from ntk_notes.progress import progress
 
-
 TRAINING_LOSSES = ("mse", "cross_entropy")
 
 
@@ -52,19 +51,20 @@ def call_model(model, params, x):
     return model(params, x)
 
 
-
-
 def check_labels(model, params, x, labels) -> np.ndarray:
     """``labels`` as an array, checked to be integer class indices (n,) of ``x`` that the
     model's outputs can score (0..C−1 for C outputs, 0..1 for one); ValueError otherwise."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(x) or labels.dtype.kind not in "iu":
-        raise ValueError(f"labels must be integer class indices of shape ({len(x)},), got {labels.dtype} "
-                         f"of shape {labels.shape}")
+        raise ValueError(
+            f"labels must be integer class indices of shape ({len(x)},), got {labels.dtype} of shape {labels.shape}"
+        )
     n_out = jax.eval_shape(model, params, jnp.asarray(x[:1])).shape[-1]
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= max(n_out, 2):
-        raise ValueError(f"labels must lie in 0..{max(n_out, 2) - 1} for a network with {n_out} output(s); "
-                         f"got {labels.min()}..{labels.max()}")
+        raise ValueError(
+            f"labels must lie in 0..{max(n_out, 2) - 1} for a network with {n_out} output(s); "
+            f"got {labels.min()}..{labels.max()}"
+        )
     return labels
 
 
@@ -106,9 +106,19 @@ def _linearised_fn(apply_fn):
     return lambda params_init, params, x: nt.linearize(apply_fn, params_init)(params, x)
 
 
-def train(apply_fn, params, x, y, learning_rate: float, steps: int, loss: str = "mse",
-          batch_size: int | None = None, seed: int = 0, chunk: int = 50,
-          show_progress: bool | None = None) -> TrainedNet:
+def train(
+    apply_fn,
+    params,
+    x,
+    y,
+    learning_rate: float,
+    steps: int,
+    loss: str = "mse",
+    batch_size: int | None = None,
+    seed: int = 0,
+    chunk: int = 50,
+    show_progress: bool | None = None,
+) -> TrainedNet:
     """Gradient descent (optax.sgd) on ``loss`` for ``steps`` steps: full-batch when
     ``batch_size`` is None, else SGD on minibatches of ``batch_size`` drawn from a fresh
     permutation of the training set every epoch (seeded by ``seed``; the remainder of an epoch
@@ -135,8 +145,9 @@ def train(apply_fn, params, x, y, learning_rate: float, steps: int, loss: str = 
     with progress(total=steps, desc="training", enabled=show_progress) as bar:
         while done < steps:
             length = min(chunk, steps - done)
-            params, state, value = _train_chunk(model, params, state, x, y, learning_rate, key, done, length=length,
-                                               loss=loss, batch_size=batch_size)
+            params, state, value = _train_chunk(
+                model, params, state, x, y, learning_rate, key, done, length=length, loss=loss, batch_size=batch_size
+            )
             losses.append(float(value))
             done += length
             bar.update(length)
@@ -173,5 +184,3 @@ def stable_learning_rate(k_train_train, n_outputs: int = 1, fraction: float = 1.
     is stable below 2), from the infinite-width kernel's largest eigenvalue."""
     k = np.asarray(k_train_train, dtype=np.float64)
     return float(fraction * k.shape[0] * n_outputs / np.linalg.eigvalsh(k)[-1])
-
-

@@ -48,8 +48,18 @@ def scaled_learning_rate(learning_rate: float, alpha: float) -> float:
     return float(learning_rate) / float(alpha) ** 2
 
 
-def train_to_loss(model, params, x, y, learning_rate: float, target_loss: float, max_steps: int,
-                  chunk: int = 50, retries: int = 3, patience: int = 10) -> training.TrainedNet:
+def train_to_loss(
+    model,
+    params,
+    x,
+    y,
+    learning_rate: float,
+    target_loss: float,
+    max_steps: int,
+    chunk: int = 50,
+    retries: int = 3,
+    patience: int = 10,
+) -> training.TrainedNet:
     """Full-batch gradient descent on the squared loss until the training loss is at most
     ``target_loss`` (checked every ``chunk`` steps) or ``max_steps`` steps. If the loss
     diverges (non-finite, or 10⁴ times its start) or stalls above the target (less than 1%
@@ -71,8 +81,11 @@ def train_to_loss(model, params, x, y, learning_rate: float, target_loss: float,
             losses.append(float(net.losses[-1]))
             if losses[-1] <= target_loss:
                 return training.TrainedNet(model, params, current, np.asarray(losses), learning_rate, steps)
-            failed = (not np.isfinite(losses[-1]) or losses[-1] > 1e4 * max(start_loss, 1e-12)
-                      or (len(losses) > patience and losses[-1] > 0.99 * losses[-1 - patience]))
+            failed = (
+                not np.isfinite(losses[-1])
+                or losses[-1] > 1e4 * max(start_loss, 1e-12)
+                or (len(losses) > patience and losses[-1] > 0.99 * losses[-1 - patience])
+            )
             if failed:
                 break
         attempt = training.TrainedNet(model, params, current, np.asarray(losses), learning_rate, steps)
@@ -88,6 +101,7 @@ def train_to_loss(model, params, x, y, learning_rate: float, target_loss: float,
 
 class Laziness(NamedTuple):
     """How far the empirical NTK moved during training, on a fixed probe."""
+
     cosine_distance: float  # S(K_0, K_T) = 1 − cos(K_0, K_T): how far it turned
     norm_ratio: float  # ‖K_T‖_F / ‖K_0‖_F: how much it grew or shrank
 
@@ -134,14 +148,16 @@ def strongest(*correct) -> np.ndarray:
 
 class WhiteBox(NamedTuple):
     """Per-example outcomes (n,) of each white-box attack and of the strongest per example."""
+
     pgd: np.ndarray
     fgsm: np.ndarray
     fgsm_smoothed: np.ndarray
     strongest: np.ndarray
 
 
-def white_box(logits_fn, x, labels, epsilon: float, steps: int = 10, sigma: float = 0.1, samples: int = 16,
-              seed: int = 0) -> WhiteBox:
+def white_box(
+    logits_fn, x, labels, epsilon: float, steps: int = 10, sigma: float = 0.1, samples: int = 16, seed: int = 0
+) -> WhiteBox:
     """PGD (``steps`` steps of 2.5 ε / steps, no random start), FGSM and FGSM on the
     noise-averaged gradient (``smoothed``), all ℓ∞ at ``epsilon``, and their strongest per
     example."""
@@ -167,6 +183,7 @@ class TransferRun(NamedTuple):
     under noise; how far its kernel turned; optionally its outcomes on a baseline
     surrogate's examples (one that knows nothing of the kernel) and its transfer ratio at
     matched white-box robustness (``matched_ratio``)."""
+
     seed: int
     distance: float  # cosine distance S(K_0, K_T) on the probe
     clean: np.ndarray
@@ -183,37 +200,69 @@ class TransferRun(NamedTuple):
 
 class Evaluation(NamedTuple):
     """Per-example outcomes of one network on every evaluation set."""
+
     clean: np.ndarray
     white_box: WhiteBox
     transfer: dict  # surrogate name -> (n,) outcomes on its adversarial images
     noise: np.ndarray
 
-    def run(self, seed: int, distance: float, surrogate: str, baseline: str | None = None,
-            matched_ratio: float = float("nan")) -> TransferRun:
+    def run(
+        self,
+        seed: int,
+        distance: float,
+        surrogate: str,
+        baseline: str | None = None,
+        matched_ratio: float = float("nan"),
+    ) -> TransferRun:
         """The measurements a claim rule takes, for one surrogate (and a baseline one)."""
-        return TransferRun(seed, distance, self.clean, self.white_box.strongest, self.transfer[surrogate], self.noise,
-                           None if baseline is None else self.transfer[baseline], float(matched_ratio))
+        return TransferRun(
+            seed,
+            distance,
+            self.clean,
+            self.white_box.strongest,
+            self.transfer[surrogate],
+            self.noise,
+            None if baseline is None else self.transfer[baseline],
+            float(matched_ratio),
+        )
 
     def row(self) -> dict:
         """Accuracies and transfer ratios, for a table."""
         clean, strongest_ = float(np.mean(self.clean)), float(np.mean(self.white_box.strongest))
-        row = {"clean": clean, "PGD": float(np.mean(self.white_box.pgd)), "FGSM": float(np.mean(self.white_box.fgsm)),
-               "FGSM, smoothed gradient": float(np.mean(self.white_box.fgsm_smoothed)), "white-box": strongest_,
-               "noise": float(np.mean(self.noise))}
+        row = {
+            "clean": clean,
+            "PGD": float(np.mean(self.white_box.pgd)),
+            "FGSM": float(np.mean(self.white_box.fgsm)),
+            "FGSM, smoothed gradient": float(np.mean(self.white_box.fgsm_smoothed)),
+            "white-box": strongest_,
+            "noise": float(np.mean(self.noise)),
+        }
         for name, correct in self.transfer.items():
             row[f"transfer from {name}"] = float(np.mean(correct))
             row[f"ratio, {name}"] = transfer_ratio(clean, np.mean(correct), strongest_)
         return row
 
 
-def evaluate(logits_fn, x, labels, epsilon: float, adversarial: Mapping[str, np.ndarray], noise_images,
-             steps: int = 10, sigma: float = 0.1, samples: int = 16, seed: int = 0) -> Evaluation:
+def evaluate(
+    logits_fn,
+    x,
+    labels,
+    epsilon: float,
+    adversarial: Mapping[str, np.ndarray],
+    noise_images,
+    steps: int = 10,
+    sigma: float = 0.1,
+    samples: int = 16,
+    seed: int = 0,
+) -> Evaluation:
     """One network on the clean images, under ``white_box``, on every surrogate's adversarial
     images (``adversarial``: name -> images of the shape of x) and on ``noise_images``."""
-    return Evaluation(correct_on(logits_fn, x, labels),
-                      white_box(logits_fn, x, labels, epsilon, steps, sigma, samples, seed),
-                      {name: correct_on(logits_fn, images, labels) for name, images in adversarial.items()},
-                      correct_on(logits_fn, noise_images, labels))
+    return Evaluation(
+        correct_on(logits_fn, x, labels),
+        white_box(logits_fn, x, labels, epsilon, steps, sigma, samples, seed),
+        {name: correct_on(logits_fn, images, labels) for name, images in adversarial.items()},
+        correct_on(logits_fn, noise_images, labels),
+    )
 
 
 def white_box_beats_transfer(evaluation: Evaluation, tolerance: float = 0.03) -> dict:
@@ -283,6 +332,7 @@ def _linear_logits(weights, bias, x):
 
 class ScaledRun(NamedTuple):
     """One network of an α sweep: its scale, seed, training and laziness."""
+
     alpha: float  # NaN for the linearised control
     seed: int
     net: training.TrainedNet
@@ -290,8 +340,19 @@ class ScaledRun(NamedTuple):
     reached: bool  # the training loss reached the target
 
 
-def train_scaled(init_fn, apply_fn, x, y, alpha: float | None, seed: int, learning_rate: float,
-                 target_loss: float, max_steps: int, probe, chunk: int = 50) -> ScaledRun:
+def train_scaled(
+    init_fn,
+    apply_fn,
+    x,
+    y,
+    alpha: float | None,
+    seed: int,
+    learning_rate: float,
+    target_loss: float,
+    max_steps: int,
+    probe,
+    chunk: int = 50,
+) -> ScaledRun:
     """Initialise the network with ``seed``, train α·(f − f₀) at rate η/α² to
     ``target_loss`` (``train_to_loss``) and measure its laziness on ``probe``.
     ``alpha=None`` trains the linearised network instead (centred as well, at rate η): the
@@ -303,10 +364,10 @@ def train_scaled(init_fn, apply_fn, x, y, alpha: float | None, seed: int, learni
         net = train_to_loss(model, params, x, y, learning_rate, target_loss, max_steps, chunk)
         return ScaledRun(float("nan"), seed, net, Laziness(0.0, 1.0), bool(net.losses[-1] <= target_loss))
     model = scaled(apply_fn, params, alpha)
-    net = train_to_loss(model, params, x, y, scaled_learning_rate(learning_rate, alpha), target_loss, max_steps,
-                        chunk)
-    return ScaledRun(float(alpha), seed, net, laziness(apply_fn, params, net.params, probe),
-                     bool(net.losses[-1] <= target_loss))
+    net = train_to_loss(model, params, x, y, scaled_learning_rate(learning_rate, alpha), target_loss, max_steps, chunk)
+    return ScaledRun(
+        float(alpha), seed, net, laziness(apply_fn, params, net.params, probe), bool(net.losses[-1] <= target_loss)
+    )
 
 
 def _centred_linear(linear, params_init, params, x):

@@ -19,14 +19,20 @@ def transfer_ratios(results: pd.DataFrame, surrogates):
     scaled, controls = results[results.alpha.notna()], results[results.alpha.isna()]
     floor = scaled["cosine distance"].min() / 3
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
-    sns.scatterplot(scaled, x="cosine distance", y="ratio, f_∞", hue="α", style="seed", s=70, ax=axes[0],
-                    palette="viridis")
-    axes[0].scatter(np.full(len(controls), floor), controls["ratio, f_∞"], marker="*", s=160, color="crimson",
-                    label="linearised")
+    sns.scatterplot(
+        scaled, x="cosine distance", y="ratio, f_∞", hue="α", style="seed", s=70, ax=axes[0], palette="viridis"
+    )
+    axes[0].scatter(
+        np.full(len(controls), floor), controls["ratio, f_∞"], marker="*", s=160, color="crimson", label="linearised"
+    )
     axes[0].legend(fontsize=8, ncols=2)
     axes[0].set_title("f_∞'s examples, one point per network")
-    by_source = scaled.melt(id_vars=["cosine distance", "seed"], value_vars=[f"ratio, {n}" for n in surrogates],
-                            var_name="surrogate", value_name="transfer ratio")
+    by_source = scaled.melt(
+        id_vars=["cosine distance", "seed"],
+        value_vars=[f"ratio, {n}" for n in surrogates],
+        var_name="surrogate",
+        value_name="transfer ratio",
+    )
     by_source["surrogate"] = by_source.surrogate.str.removeprefix("ratio, ")
     sns.scatterplot(by_source, x="cosine distance", y="transfer ratio", hue="surrogate", s=50, ax=axes[1])
     axes[1].set_title("every surrogate")
@@ -56,8 +62,17 @@ def width_sweep(by_width: pd.DataFrame):
     of the width sweep (``transfer_tables.width_frame``), coloured by width on a log
     scale. Returns the figure."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.scatterplot(by_width, x="cosine distance", y="ratio, f_∞", hue="width", style="seed", palette="viridis",
-                    s=70, ax=ax, hue_norm=matplotlib.colors.LogNorm())
+    sns.scatterplot(
+        by_width,
+        x="cosine distance",
+        y="ratio, f_∞",
+        hue="width",
+        style="seed",
+        palette="viridis",
+        s=70,
+        ax=ax,
+        hue_norm=matplotlib.colors.LogNorm(),
+    )
     ax.set_xscale("log")
     ax.set_xlabel("cosine distance S(K₀, K_T)")
     ax.set_ylabel("transfer ratio of f_∞'s examples")

@@ -15,8 +15,16 @@ from ntk_notes import claims, stats, transfer
 from ntk_notes.transfer_sweep import alpha_label
 
 WHITE_BOX = ["clean", "white-box", "PGD", "FGSM", "FGSM, smoothed gradient", "noise"]
-DEEP_COLUMNS = ["cosine distance", "norm ratio", "clean", "white-box", "transfer from f_∞", "noise", "ratio, f_∞",
-                "matched ratio"]
+DEEP_COLUMNS = [
+    "cosine distance",
+    "norm ratio",
+    "clean",
+    "white-box",
+    "transfer from f_∞",
+    "noise",
+    "ratio, f_∞",
+    "matched ratio",
+]
 WIDTH_COLUMNS = ["cosine distance", "norm ratio", "clean", "white-box", "transfer from f_∞", "ratio, f_∞"]
 
 
@@ -35,18 +43,31 @@ def surrogate_table(models: dict, x_test, labels, adversarial: dict, noise_image
 def training_table(runs) -> pd.DataFrame:
     """One row per run: seed, α, learning rate, steps, final loss, whether it reached the
     target loss, cosine distance and norm ratio of its kernel."""
-    return pd.DataFrame([{
-        "seed": r.seed, "α": alpha_label(r.alpha), "learning rate": r.net.learning_rate, "steps": r.net.steps,
-        "final loss": r.net.losses[-1], "reached target": r.reached,
-        "cosine distance": r.laziness.cosine_distance, "norm ratio": r.laziness.norm_ratio} for r in runs])
+    return pd.DataFrame(
+        [
+            {
+                "seed": r.seed,
+                "α": alpha_label(r.alpha),
+                "learning rate": r.net.learning_rate,
+                "steps": r.net.steps,
+                "final loss": r.net.losses[-1],
+                "reached target": r.reached,
+                "cosine distance": r.laziness.cosine_distance,
+                "norm ratio": r.laziness.norm_ratio,
+            }
+            for r in runs
+        ]
+    )
 
 
 def training_summary(runs, seconds: float) -> tuple[str, pd.DataFrame]:
     """A line (how many runs, in how long, how many missed the target loss) and the mean
     and standard deviation over seeds of steps, final loss and laziness, per α."""
     table = training_table(runs)
-    line = (f"{len(runs)} networks trained in {seconds:.0f} s; "
-            f"{int((~table['reached target']).sum())} did not reach the target loss")
+    line = (
+        f"{len(runs)} networks trained in {seconds:.0f} s; "
+        f"{int((~table['reached target']).sum())} did not reach the target loss"
+    )
     columns = ["steps", "final loss", "cosine distance", "norm ratio"]
     return line, table.groupby("α", sort=False)[columns].agg(["mean", "std"]).round(4)
 
@@ -54,8 +75,18 @@ def training_summary(runs, seconds: float) -> tuple[str, pd.DataFrame]:
 def results_table(runs, evaluations) -> pd.DataFrame:
     """One row per network: seed, alpha (NaN: linearised), laziness, every accuracy and
     transfer ratio of its evaluation (``Evaluation.row``) and its α label."""
-    results = pd.DataFrame([{"seed": r.seed, "alpha": r.alpha, "cosine distance": r.laziness.cosine_distance,
-                             "norm ratio": r.laziness.norm_ratio, **e.row()} for r, e in zip(runs, evaluations)])
+    results = pd.DataFrame(
+        [
+            {
+                "seed": r.seed,
+                "alpha": r.alpha,
+                "cosine distance": r.laziness.cosine_distance,
+                "norm ratio": r.laziness.norm_ratio,
+                **e.row(),
+            }
+            for r, e in zip(runs, evaluations)
+        ]
+    )
     results["α"] = results.alpha.map(alpha_label)
     return results
 
@@ -72,9 +103,12 @@ def white_box_checks(runs, evaluations) -> tuple[int, int, list[str]]:
     (``transfer.white_box_beats_transfer``), of how many, and a description of every
     network where it does not ("seed/α: surrogates")."""
     beats = [transfer.white_box_beats_transfer(e) for e in evaluations]
-    failing = [f"{r.seed}/{'linearised' if np.isnan(r.alpha) else f'α = {r.alpha:g}'}: "
-               + ", ".join(name for name, ok in b.items() if not ok)
-               for r, b in zip(runs, beats) if not all(b.values())]
+    failing = [
+        f"{r.seed}/{'linearised' if np.isnan(r.alpha) else f'α = {r.alpha:g}'}: "
+        + ", ".join(name for name, ok in b.items() if not ok)
+        for r, b in zip(runs, beats)
+        if not all(b.values())
+    ]
     return sum(all(b.values()) for b in beats), len(beats), failing
 
 
@@ -90,18 +124,28 @@ def control_table(results: pd.DataFrame, runs, evaluations, seeds, alphas) -> pd
     transfer accuracy with its interval, and whether it transfers at least as well as the
     best trained net."""
     scaled = results[results.alpha.notna()]
-    table = pd.DataFrame([{
-        "seed": s,
-        "linearised: ratio, f_∞": ratio_of(results, s, None),
-        "linearised: ratio, logistic regression": ratio_of(results, s, None, "ratio, logistic regression"),
-        "laziest net (largest α): ratio": ratio_of(results, s, max(alphas)),
-        "best trained net: ratio": scaled.loc[scaled.seed == s, "ratio, f_∞"].max(),
-        "linearised: noise − transfer accuracy [95%]": str(stats.paired_difference(
-            *[(e.noise, e.transfer["f_∞"]) for r, e in zip(runs, evaluations)
-              if r.seed == s and np.isnan(r.alpha)][0]))}
-        for s in seeds])
-    table["linearised at least as good"] = (table["linearised: ratio, f_∞"]
-                                            >= table["best trained net: ratio"] - 1e-9)
+    table = pd.DataFrame(
+        [
+            {
+                "seed": s,
+                "linearised: ratio, f_∞": ratio_of(results, s, None),
+                "linearised: ratio, logistic regression": ratio_of(results, s, None, "ratio, logistic regression"),
+                "laziest net (largest α): ratio": ratio_of(results, s, max(alphas)),
+                "best trained net: ratio": scaled.loc[scaled.seed == s, "ratio, f_∞"].max(),
+                "linearised: noise − transfer accuracy [95%]": str(
+                    stats.paired_difference(
+                        *[
+                            (e.noise, e.transfer["f_∞"])
+                            for r, e in zip(runs, evaluations)
+                            if r.seed == s and np.isnan(r.alpha)
+                        ][0]
+                    )
+                ),
+            }
+            for s in seeds
+        ]
+    )
+    table["linearised at least as good"] = table["linearised: ratio, f_∞"] >= table["best trained net: ratio"] - 1e-9
     return table
 
 
@@ -115,18 +159,37 @@ def matched_summary(matched: pd.DataFrame) -> tuple[str, pd.DataFrame]:
 def deep_table(sweep) -> pd.DataFrame:
     """The deep sweep (a ``transfer_sweep.Sweep``): mean and standard deviation over seeds,
     per α, of laziness, accuracies, f_∞'s transfer ratio and the matched ratio."""
-    results = pd.DataFrame([{
-        "seed": r.seed, "α": alpha_label(r.alpha), "cosine distance": r.laziness.cosine_distance,
-        "norm ratio": r.laziness.norm_ratio, "reached target": r.reached, **e.row()}
-        for r, e in zip(sweep.runs, sweep.evaluations)])
+    results = pd.DataFrame(
+        [
+            {
+                "seed": r.seed,
+                "α": alpha_label(r.alpha),
+                "cosine distance": r.laziness.cosine_distance,
+                "norm ratio": r.laziness.norm_ratio,
+                "reached target": r.reached,
+                **e.row(),
+            }
+            for r, e in zip(sweep.runs, sweep.evaluations)
+        ]
+    )
     results["matched ratio"] = sweep.matched["matched ratio"].to_numpy()
     return results.groupby("α", sort=False)[DEEP_COLUMNS].agg(["mean", "std"]).round(3)
 
 
 def width_frame(width_runs) -> pd.DataFrame:
     """One row per network of the width sweep ((width, run, evaluation) triples)."""
-    return pd.DataFrame([{"width": w, "seed": r.seed, "cosine distance": r.laziness.cosine_distance,
-                          "norm ratio": r.laziness.norm_ratio, **e.row()} for w, r, e in width_runs])
+    return pd.DataFrame(
+        [
+            {
+                "width": w,
+                "seed": r.seed,
+                "cosine distance": r.laziness.cosine_distance,
+                "norm ratio": r.laziness.norm_ratio,
+                **e.row(),
+            }
+            for w, r, e in width_runs
+        ]
+    )
 
 
 def width_text(width_runs) -> str:
@@ -137,8 +200,10 @@ def width_text(width_runs) -> str:
         return "too few widths for a rank correlation"
     measured = [e.run(r.seed, r.laziness.cosine_distance, "f_∞") for _, r, e in width_runs]
     rho, low, high, p, _ = claims.laziness_correlation(measured)
-    return (f"within-seed Spearman ρ of cosine distance and transfer ratio {rho:+.2f} [{low:+.2f}, {high:+.2f}], "
-            f"one-sided p = {p:.3g} for ρ < 0")
+    return (
+        f"within-seed Spearman ρ of cosine distance and transfer ratio {rho:+.2f} [{low:+.2f}, {high:+.2f}], "
+        f"one-sided p = {p:.3g} for ρ < 0"
+    )
 
 
 def width_summary(by_width: pd.DataFrame) -> pd.DataFrame:
@@ -150,8 +215,10 @@ def claim_runs(sweep) -> tuple[list, list]:
     """The rule's inputs from a sweep: the α runs and the linearised controls as
     ``transfer.TransferRun``s, f_∞ as the surrogate, logistic regression as the baseline,
     each with its matched ratio."""
-    measured = [e.run(r.seed, r.laziness.cosine_distance, "f_∞", "logistic regression", m)
-                for r, e, m in zip(sweep.runs, sweep.evaluations, sweep.matched["matched ratio"])]
+    measured = [
+        e.run(r.seed, r.laziness.cosine_distance, "f_∞", "logistic regression", m)
+        for r, e, m in zip(sweep.runs, sweep.evaluations, sweep.matched["matched ratio"])
+    ]
     is_control = [np.isnan(r.alpha) for r in sweep.runs]
     return ([m for m, c in zip(measured, is_control) if not c], [m for m, c in zip(measured, is_control) if c])
 
@@ -170,8 +237,9 @@ def rho_text(found: dict) -> str:
     return f"{found['rho']:+.2f} (one-sided p = {found['p_below']:.3g} for ρ < 0)"
 
 
-def summary(results: pd.DataFrame, controls: pd.DataFrame, result, deep_result, width: str, cfg
-            ) -> tuple[list[str], dict]:
+def summary(
+    results: pd.DataFrame, controls: pd.DataFrame, result, deep_result, width: str, cfg
+) -> tuple[list[str], dict]:
     """The chapter's summary: Markdown list lines and the texts glued for the report
     (key -> text, keyed without the ``transfer_`` prefix). ``controls`` is the
     ``control_table``; ``result`` and ``deep_result`` the rule on the main and the deep
@@ -201,10 +269,17 @@ def summary(results: pd.DataFrame, controls: pd.DataFrame, result, deep_result, 
         f"{rho_text(deep_result.details['matched'])}; the rule on the deep sweep alone: **{deep_result.verdict}**.",
         f"- Width sweep at α = {cfg.width_sweep['alpha']:g}: {width}.",
     ]
-    glued = {"distance": spread("cosine distance"), "ratio": spread("ratio, f_∞"),
-             "logistic_ratio": spread("ratio, logistic regression"), "rich_net_ratio": spread("ratio, rich net"),
-             "matched_rho": rho_text(result.details["matched"]), "rho": rho_text(result.details),
-             "deep_rho": rho_text(deep_result.details), "deep_outcome": deep_result.verdict, "width_rho": width}
+    glued = {
+        "distance": spread("cosine distance"),
+        "ratio": spread("ratio, f_∞"),
+        "logistic_ratio": spread("ratio, logistic regression"),
+        "rich_net_ratio": spread("ratio, rich net"),
+        "matched_rho": rho_text(result.details["matched"]),
+        "rho": rho_text(result.details),
+        "deep_rho": rho_text(deep_result.details),
+        "deep_outcome": deep_result.verdict,
+        "width_rho": width,
+    }
     return lines, glued
 
 
@@ -219,13 +294,23 @@ def report_table(measured, controls, runs, alphas) -> pd.DataFrame:
     sweep and over the linearised nets, with Wilson intervals, and the mean ± sd of the
     transfer ratio. ``measured``: the rule's α runs (in the order of ``runs``, the sweep's
     α runs); ``controls``: the linearised ones."""
-    ends = {f"α = {max(alphas):g} (lazy)": [m for m, r in zip(measured, runs) if r.alpha == max(alphas)],
-            f"α = {min(alphas):g} (rich)": [m for m, r in zip(measured, runs) if r.alpha == min(alphas)],
-            "linearised": controls}
-    return pd.DataFrame([{
-        "networks": name, "cosine distance": f"{np.mean([m.distance for m in ms]):.3g}",
-        "clean": pooled(ms, "clean"), "white-box": pooled(ms, "white_box"),
-        "on f_∞'s examples": pooled(ms, "transfer"), "noise": pooled(ms, "noise"),
-        "transfer ratio (mean ± sd)": f"{np.mean([m.ratio for m in ms]):.2f} ± "
-                                      f"{np.std([m.ratio for m in ms], ddof=1):.2f}"}
-        for name, ms in ends.items()]).set_index("networks")
+    ends = {
+        f"α = {max(alphas):g} (lazy)": [m for m, r in zip(measured, runs) if r.alpha == max(alphas)],
+        f"α = {min(alphas):g} (rich)": [m for m, r in zip(measured, runs) if r.alpha == min(alphas)],
+        "linearised": controls,
+    }
+    return pd.DataFrame(
+        [
+            {
+                "networks": name,
+                "cosine distance": f"{np.mean([m.distance for m in ms]):.3g}",
+                "clean": pooled(ms, "clean"),
+                "white-box": pooled(ms, "white_box"),
+                "on f_∞'s examples": pooled(ms, "transfer"),
+                "noise": pooled(ms, "noise"),
+                "transfer ratio (mean ± sd)": f"{np.mean([m.ratio for m in ms]):.2f} ± "
+                f"{np.std([m.ratio for m in ms], ddof=1):.2f}",
+            }
+            for name, ms in ends.items()
+        ]
+    ).set_index("networks")

@@ -35,9 +35,17 @@ from urllib.parse import urldefrag
 from ntk_notes import pipeline
 
 # Known to work headless as root on a machine without a display or internet access.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1280,1000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+]
 SIDEBAR_LINKS = "nav.bd-docs-nav a[href]"
 OUTPUTS = "div.output"  # every output myst-nb renders carries the class `output`
 TRACEBACK = "Traceback (most recent call last)"
@@ -147,10 +155,12 @@ def load(driver, url: str) -> None:
             if (y < document.documentElement.scrollHeight) setTimeout(step, 20); else done();
         })();""")
     # External images (CDNs) may never finish here, without internet: wait for local ones only.
-    wait_for(lambda: driver.execute_script("""
+    wait_for(
+        lambda: driver.execute_script("""
         return [...document.images]
             .filter(img => img.src.startsWith(location.origin) || img.src.startsWith('data:'))
-            .every(img => img.complete);"""))
+            .every(img => img.complete);""")
+    )
     # Formulas are typeset after the load: wait for MathJax 3 when the page has it.
     driver.execute_async_script("""
         const done = arguments[arguments.length - 1];
@@ -175,9 +185,11 @@ def broken_images(driver, base: str) -> list[str]:
         return [...document.images].map(img => ({
             src: img.currentSrc || img.src, html: img.outerHTML,
             ok: img.complete && img.naturalWidth > 0}));""")
-    return [f"broken image {image['src'][:EXCERPT] or image['html'][:EXCERPT]}"
-            for image in images
-            if not image["ok"] and (not image["src"] or is_local(image["src"], base))]
+    return [
+        f"broken image {image['src'][:EXCERPT] or image['html'][:EXCERPT]}"
+        for image in images
+        if not image["ok"] and (not image["src"] or is_local(image["src"], base))
+    ]
 
 
 def missing_resources(driver, base: str) -> list[str]:
@@ -196,9 +208,12 @@ def error_outputs(driver) -> list[str]:
     traceback, and stderr that mentions an error or a warning."""
     # textContent, not innerText: outputs folded away by a hide-output toggle count too; the
     # text of <pre> alone where there is one, without the copy button's "Copy to clipboard".
-    outputs = driver.execute_script("""
+    outputs = driver.execute_script(
+        """
         return [...document.querySelectorAll(arguments[0])].map(o => [o.className,
-            [...o.querySelectorAll('pre')].map(pre => pre.textContent).join('\\n') || o.textContent]);""", OUTPUTS)
+            [...o.querySelectorAll('pre')].map(pre => pre.textContent).join('\\n') || o.textContent]);""",
+        OUTPUTS,
+    )
     problems = []
     for class_name, text in outputs:
         classes = class_name.split()
@@ -233,12 +248,13 @@ def unrendered_math(driver) -> list[str]:
 
 def screenshot(driver, target: Path) -> None:
     """The whole page (at most 20000 px high) as a PNG, written atomically."""
-    width, height = driver.execute_script(
-        "return [window.innerWidth, document.documentElement.scrollHeight];")
+    width, height = driver.execute_script("return [window.innerWidth, document.documentElement.scrollHeight];")
     # A viewport as tall as the page: Page.captureScreenshot with captureBeyondViewport
     # instead shifts this theme's layout sideways on long pages.
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": width, "height": min(height, MAX_SCREENSHOT_HEIGHT), "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": min(height, MAX_SCREENSHOT_HEIGHT), "deviceScaleFactor": 1, "mobile": False},
+    )
     try:
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
     finally:
@@ -256,8 +272,13 @@ def check_page(driver, base: str, page: Page, screenshot_dir: Path | None = None
     if status != 200:
         return [f"{page.path}: HTTP {status} (the page is in _toc.yml but not in the site)"]
     load(driver, url)
-    problems = (broken_images(driver, base) + missing_resources(driver, base) + error_outputs(driver)
-                + unrendered_math(driver) + scrolling_code(driver))
+    problems = (
+        broken_images(driver, base)
+        + missing_resources(driver, base)
+        + error_outputs(driver)
+        + unrendered_math(driver)
+        + scrolling_code(driver)
+    )
     if screenshot_dir is not None:
         screenshot(driver, screenshot_dir / f"{page.name}.png")
     return problems
@@ -290,6 +311,7 @@ def check_navigation(driver, base: str, pages: list[Page]) -> list[str]:
         driver.get(url)
         if looks_like_404(driver.title):
             problems.append(f"sidebar link {url}: the page's title is {driver.title!r}")
-    problems += [f"the sidebar has no link to {page.path} (in _toc.yml)"
-                 for page in pages if base + page.path not in targets]
+    problems += [
+        f"the sidebar has no link to {page.path} (in _toc.yml)" for page in pages if base + page.path not in targets
+    ]
     return problems

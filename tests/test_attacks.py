@@ -144,8 +144,10 @@ def test_noise_has_exactly_the_budget_away_from_the_box_edges():
 # static arguments compiles once and hypothesis only varies data, ε and options.
 PROPERTY_SHAPE = (5, 4, 4, 1)
 _rng = np.random.default_rng(42)
-_WEIGHTS = {c: (jnp.asarray(_rng.normal(size=(16, c)), jnp.float32),
-                jnp.asarray(_rng.normal(size=(1, c)), jnp.float32)) for c in (1, 3)}
+_WEIGHTS = {
+    c: (jnp.asarray(_rng.normal(size=(16, c)), jnp.float32), jnp.asarray(_rng.normal(size=(1, c)), jnp.float32))
+    for c in (1, 3)
+}
 
 
 def _tanh_model(z, n_logits):
@@ -158,20 +160,35 @@ pixels = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0, width=32))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(x=hnp.arrays(np.float32, PROPERTY_SHAPE, elements=pixels),
-       epsilon=st.floats(0.0, 1.5),
-       n_logits=st.sampled_from([1, 3]),
-       method=st.sampled_from(attacks.METHODS),
-       norm=st.sampled_from(attacks.NORMS),
-       random_start=st.booleans(),
-       restarts=st.sampled_from([1, 3]),
-       seed=st.integers(0, 2 ** 16),
-       data_=st.data())
-def test_property_perturbations_stay_in_the_ball_and_the_box(x, epsilon, n_logits, method, norm, random_start,
-                                                              restarts, seed, data_):
-    labels = np.asarray(data_.draw(hnp.arrays(np.int64, PROPERTY_SHAPE[0], elements=st.integers(0, max(n_logits, 2) - 1))))
-    result = attacks.attack(PROPERTY_MODELS[n_logits], x, labels, epsilon, method, norm=norm, steps=3,
-                            random_start=random_start, restarts=restarts, seed=seed)
+@given(
+    x=hnp.arrays(np.float32, PROPERTY_SHAPE, elements=pixels),
+    epsilon=st.floats(0.0, 1.5),
+    n_logits=st.sampled_from([1, 3]),
+    method=st.sampled_from(attacks.METHODS),
+    norm=st.sampled_from(attacks.NORMS),
+    random_start=st.booleans(),
+    restarts=st.sampled_from([1, 3]),
+    seed=st.integers(0, 2**16),
+    data_=st.data(),
+)
+def test_property_perturbations_stay_in_the_ball_and_the_box(
+    x, epsilon, n_logits, method, norm, random_start, restarts, seed, data_
+):
+    labels = np.asarray(
+        data_.draw(hnp.arrays(np.int64, PROPERTY_SHAPE[0], elements=st.integers(0, max(n_logits, 2) - 1)))
+    )
+    result = attacks.attack(
+        PROPERTY_MODELS[n_logits],
+        x,
+        labels,
+        epsilon,
+        method,
+        norm=norm,
+        steps=3,
+        random_start=random_start,
+        restarts=restarts,
+        seed=seed,
+    )
     assert_in_ball_and_box(result.x_adv, x, epsilon, norm)
     if epsilon == 0.0:  # up to subnormal pixels, which XLA on CPU flushes to zero
         np.testing.assert_allclose(result.x_adv, x, rtol=0, atol=np.finfo(np.float32).tiny)
@@ -216,8 +233,10 @@ def _numpy_loss(loss, logits, labels):
     raise AssertionError(loss)
 
 
-@pytest.mark.parametrize("n_outputs,loss", [(1, "binary_cross_entropy"), (1, "margin"), (1, "mse"),
-                                            (3, "softmax_cross_entropy"), (3, "margin"), (3, "mse")])
+@pytest.mark.parametrize(
+    "n_outputs,loss",
+    [(1, "binary_cross_entropy"), (1, "margin"), (1, "mse"), (3, "softmax_cross_entropy"), (3, "margin"), (3, "mse")],
+)
 def test_attack_gradient_matches_central_finite_differences(float64, fc_kernel_fn, n_outputs, loss):
     """jax.grad through logits_fn and per_example_loss against finite differences of the
     host-side predictor (predict) and the numpy loss: two independent paths."""
@@ -254,16 +273,21 @@ def test_fgsm_is_the_clipped_sign_step_along_the_loss_gradient(float64, fc_kerne
     l2 = attacks.attack(logits_fn, interior, labels, epsilon, "fgsm", norm="l2")
     np.testing.assert_allclose(l2.x_adv, np.asarray(interior) + epsilon * unit, rtol=0, atol=1e-12)
     # And the loss it reports is the loss at the image it returns.
-    np.testing.assert_allclose(fgsm.loss, _numpy_loss("binary_cross_entropy", predictor.predict(fgsm.x_adv), labels),
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        fgsm.loss, _numpy_loss("binary_cross_entropy", predictor.predict(fgsm.x_adv), labels), rtol=1e-8
+    )
 
 
 # ---------------------------------------------------------------------------- 3. losses
 
 
 # Every loss with every number of logits it is defined for (the others raise, tested below).
-DEFINED_LOSSES = [(loss, c) for loss in attacks.LOSSES for c in (1, 4)
-                  if (loss, c) not in {("binary_cross_entropy", 4), ("softmax_cross_entropy", 1)}]
+DEFINED_LOSSES = [
+    (loss, c)
+    for loss in attacks.LOSSES
+    for c in (1, 4)
+    if (loss, c) not in {("binary_cross_entropy", 4), ("softmax_cross_entropy", 1)}
+]
 
 
 @pytest.mark.parametrize("loss,n_outputs", DEFINED_LOSSES)
@@ -317,15 +341,17 @@ def _split_is_a_prefix():
 def test_restarts_keep_the_worst_case_of_each_example(toy, method, norm, batch_size):
     epsilon = 0.1 if norm == "linf" else 0.6
     # A short PGD with small steps, so that the random start matters.
-    args = dict(method=method, norm=norm, steps=2, step_size=epsilon / 4, random_start=True, seed=4,
-                batch_size=batch_size)
+    args = dict(
+        method=method, norm=norm, steps=2, step_size=epsilon / 4, random_start=True, seed=4, batch_size=batch_size
+    )
     one = attacks.attack(toy.logits_fn, toy.x, toy.labels, epsilon, restarts=1, **args)
     four = attacks.attack(toy.logits_fn, toy.x, toy.labels, epsilon, restarts=4, **args)
     assert four.accuracy <= one.accuracy
     # The result is self-consistent: its loss and correctness are those of the image it returns.
     logits = toy.logits_fn(four.x_adv)
-    np.testing.assert_allclose(four.loss, attacks.per_example_loss("binary_cross_entropy", logits, toy.labels),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        four.loss, attacks.per_example_loss("binary_cross_entropy", logits, toy.labels), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_array_equal(four.correct, attacks.is_correct(logits, toy.labels))
     if not _split_is_a_prefix():
         pytest.skip("restart keys are not prefix-consistent here: only the accuracy comparison is valid")
@@ -440,20 +466,23 @@ def test_ten_class_predictor_is_broken_by_pgd(ten_classes, loss):
 # ---------------------------------------------------------------------------- 8. bad arguments
 
 
-@pytest.mark.parametrize("change,message", [
-    (dict(epsilon=-0.1), "-0.1"),
-    (dict(epsilon=float("nan")), "nan"),
-    (dict(norm="l3"), "'l3'"),
-    (dict(loss="hinge"), "'hinge'"),
-    (dict(method="cw"), "'cw'"),
-    (dict(labels=np.array([0, 1, 1, 0])), re.escape("got shape (4,)")),
-    (dict(labels=np.array([0, 1, 2, 0, 1])), "0..2"),
-    (dict(x="above"), "1.5"),
-    (dict(x="below"), "-0.25"),
-    (dict(steps=0), "got 0"),
-    (dict(restarts=0), "got 0"),
-    (dict(step_size=-0.01), "-0.01"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(epsilon=-0.1), "-0.1"),
+        (dict(epsilon=float("nan")), "nan"),
+        (dict(norm="l3"), "'l3'"),
+        (dict(loss="hinge"), "'hinge'"),
+        (dict(method="cw"), "'cw'"),
+        (dict(labels=np.array([0, 1, 1, 0])), re.escape("got shape (4,)")),
+        (dict(labels=np.array([0, 1, 2, 0, 1])), "0..2"),
+        (dict(x="above"), "1.5"),
+        (dict(x="below"), "-0.25"),
+        (dict(steps=0), "got 0"),
+        (dict(restarts=0), "got 0"),
+        (dict(step_size=-0.01), "-0.01"),
+    ],
+)
 def test_attack_refuses_bad_arguments_and_names_them(change, message):
     x = np.full((5, 4, 4, 1), 0.5, np.float32)
     if change.get("x") == "above":
@@ -541,8 +570,18 @@ def test_attack_fgsm_equals_one_public_pgd_step(toy):
     model = attacks.as_model(toy.logits_fn)
     x = jnp.asarray(toy.x)
     steps, step_size, random_start = attacks.step_plan("fgsm", epsilon, 10)
-    x_adv, _, correct = attacks.pgd(model, x, jnp.asarray(toy.labels), epsilon, step_size, jax.random.PRNGKey(0),
-                                    loss="binary_cross_entropy", norm="linf", steps=steps, random_start=random_start)
+    x_adv, _, correct = attacks.pgd(
+        model,
+        x,
+        jnp.asarray(toy.labels),
+        epsilon,
+        step_size,
+        jax.random.PRNGKey(0),
+        loss="binary_cross_entropy",
+        norm="linf",
+        steps=steps,
+        random_start=random_start,
+    )
     result = attacks.attack(toy.logits_fn, toy.x, toy.labels, epsilon, "fgsm")
     np.testing.assert_array_equal(result.x_adv, np.asarray(x_adv))
     np.testing.assert_array_equal(result.correct, np.asarray(correct))

@@ -17,8 +17,11 @@ def _no_temporary_files(directory):
 
 
 def test_round_trip_keeps_names_dtypes_and_the_config(tmp_path):
-    arrays = {"kernel": np.arange(6.0).reshape(2, 3), "history/loss": np.array([1, 2], dtype=np.int32),
-              "params[0][1]": np.ones(3, np.float32)}
+    arrays = {
+        "kernel": np.arange(6.0).reshape(2, 3),
+        "history/loss": np.array([1, 2], dtype=np.int32),
+        "params[0][1]": np.ones(3, np.float32),
+    }
     path = tmp_path / "sub" / "x.npz"
     checkpoints.save_npz(path, arrays, {"k": (1, 2), "name": "run"})
     loaded, config = checkpoints.read_npz(path)

@@ -191,17 +191,25 @@ def feature_parts(rng, labels, model="planted"):
 # of f_∞ (last), after PAPER.md's MNIST numbers (top-10 0.93 / 0.74, f_∞ 0.985 / 0.27). "c"
 # marks a nearly constant predictor (top-1, top-2; f_t at the first times).
 PATH_MODELS = {
-    "planted": (["c", "c", 0.88, 0.93, 0.96, 0.98, 0.98, 0.98, 0.985],
-                ["c", "c", 0.70, 0.74, 0.70, 0.67, 0.50, 0.36, 0.27]),
+    "planted": (
+        ["c", "c", 0.88, 0.93, 0.96, 0.98, 0.98, 0.98, 0.985],
+        ["c", "c", 0.70, 0.74, 0.70, 0.67, 0.50, 0.36, 0.27],
+    ),
     # Nearly constant at first, then no more robust than f_∞: only the constants look robust.
-    "constant-ish": (["c", "c", 0.88, 0.93, 0.96, 0.98, 0.98, 0.98, 0.985],
-                     ["c", "c", 0.27, 0.27, 0.27, 0.27, 0.27, 0.27, 0.27]),
+    "constant-ish": (
+        ["c", "c", 0.88, 0.93, 0.96, 0.98, 0.98, 0.98, 0.985],
+        ["c", "c", 0.27, 0.27, 0.27, 0.27, 0.27, 0.27, 0.27],
+    ),
     # f_∞ exactly as robust as the most robust predictor: on the boundary of "more robust".
-    "as robust as f_∞": (["c", "c", 0.88, 0.93, 0.96, 0.98, 0.98, 0.98, 0.985],
-                         ["c", "c", 0.70, 0.74, 0.70, 0.67, 0.50, 0.36, 0.74]),
+    "as robust as f_∞": (
+        ["c", "c", 0.88, 0.93, 0.96, 0.98, 0.98, 0.98, 0.985],
+        ["c", "c", 0.70, 0.74, 0.70, 0.67, 0.50, 0.36, 0.74],
+    ),
     # Truncation costs no clean accuracy: on the boundary of "less accurate than f_∞".
-    "as accurate as f_∞": (["c", "c", 0.985, 0.985, 0.985, 0.985, 0.985, 0.985, 0.985],
-                           ["c", "c", 0.70, 0.74, 0.70, 0.67, 0.50, 0.36, 0.27]),
+    "as accurate as f_∞": (
+        ["c", "c", 0.985, 0.985, 0.985, 0.985, 0.985, 0.985, 0.985],
+        ["c", "c", 0.70, 0.74, 0.70, 0.67, 0.50, 0.36, 0.27],
+    ),
 }
 
 
@@ -266,7 +274,7 @@ def random_rotation(rng, n):
 
 
 def kernel_family(rng, model="planted", n=N_KERNEL, names=("fc", "conv", "myrtle"), null_names=("linear", "rbf")):
-    """"Neural tangent" kernels (``names``) and null kernels (``null_names``), each (N, N),
+    """ "Neural tangent" kernels (``names``) and null kernels (``null_names``), each (N, N),
     and every kernel's feature robustness (N,), for ``claims.claim4``: ``(kernels,
     null_kernels, robustness)``. With a single null kernel the null models are sharpest: the
     rule's excess is then unbiased under exchangeability, not pushed down by a maximum over
@@ -310,8 +318,7 @@ def kernel_family(rng, model="planted", n=N_KERNEL, names=("fc", "conv", "myrtle
         family = {name: near(0.02) if model == "null kernel" else rotated() for name in names}
         nulls = {name: near(0.02) for name in null_names}
         common = rng.standard_normal(n)
-        robustness = {name: trend + 0.1 * (common + rng.standard_normal(n)) / np.sqrt(2)
-                      for name in names + null_names}
+        robustness = {name: trend + 0.1 * (common + rng.standard_normal(n)) / np.sqrt(2) for name in names + null_names}
     else:
         raise ValueError(f"unknown kernel model {model!r}")
     return family, nulls, robustness
@@ -345,9 +352,10 @@ def check_power(rule, results, minimum=MIN_POWER):
     """Print and assert the share of seeds on which a planted effect is reproduced."""
     passes = sum(r.verdict == "reproduced" for r in results)
     print(f"power {rule} planted: {passes}/{len(results)}")
-    assert passes >= minimum * len(results), \
-        f"{rule} reproduced a planted effect on only {passes}/{len(results)} seeds: " + \
-        next(r for r in results if r.verdict != "reproduced").markdown()
+    assert passes >= minimum * len(results), (
+        f"{rule} reproduced a planted effect on only {passes}/{len(results)} seeds: "
+        + next(r for r in results if r.verdict != "reproduced").markdown()
+    )
 
 
 # ---------------------------------------------------------------------------- claim 1
@@ -355,11 +363,13 @@ def check_power(rule, results, minimum=MIN_POWER):
 
 def claim1_on(model, checks=(4, 4)):
     """Claim 1 on two kernel predictors ("fc", "conv") drawn from ``attack_outcomes``."""
+
     def rule(seed):
         rng = np.random.default_rng(seed)
         labels, _ = binary_labels(rng)
         outcomes = {name: attack_outcomes(rng, labels, model) for name in ("fc", "conv")}
         return claims.claim1(outcomes, *checks)
+
     return rule
 
 
@@ -367,11 +377,14 @@ def test_claim1_planted():
     check_power("claim1", run(claim1_on("planted"), range(100)))
 
 
-@pytest.mark.parametrize("kind,parts", [
-    ("attack like noise", {"removes DROP": 2, "beats noise": 3}),
-    ("labels permuted", {"accurate (gate)": 1}),
-    ("boundary", {"removes DROP": 2, "beats noise": 3}),
-])
+@pytest.mark.parametrize(
+    "kind,parts",
+    [
+        ("attack like noise", {"removes DROP": 2, "beats noise": 3}),
+        ("labels permuted", {"accurate (gate)": 1}),
+        ("boundary", {"removes DROP": 2, "beats noise": 3}),
+    ],
+)
 def test_claim1_null(kind, parts):
     check_null("claim1", kind, run(claim1_on(kind), SEEDS), parts)
 
@@ -396,8 +409,7 @@ def test_claim1_gates():
     assert result.deciding == result.parts[1]  # the gate that capped the verdict, not a part that held
     # Below the majority rate (a blind guess at 0.35): the gate fails and nothing is tested.
     worse = knows(rng, labels, 0.35)
-    result = claims.claim1({**planted, "fc": claims.AttackOutcomes(worse, np.zeros_like(worse), worse, majority)},
-                           4, 4)
+    result = claims.claim1({**planted, "fc": claims.AttackOutcomes(worse, np.zeros_like(worse), worse, majority)}, 4, 4)
     assert result.verdict == "not tested: a kernel predictor is no better than the majority rate"
 
 
@@ -418,10 +430,12 @@ def test_claim1_bad_inputs_are_named():
 
 def claim3_features_on(model):
     """Claim 3 (features) on the outcomes of ``feature_parts``."""
+
     def rule(seed):
         rng = np.random.default_rng(seed)
         labels, majority = binary_labels(rng)
         return claims.claim3_features(*feature_parts(rng, labels, model), majority)
+
     return rule
 
 
@@ -429,12 +443,15 @@ def test_claim3_features_planted():
     check_power("claim3_features", run(claim3_features_on("planted"), range(100)))
 
 
-@pytest.mark.parametrize("kind,parts", [
-    ("labels permuted", {"top part": 0, "deep part": 1, "relies on both": 2}),
-    ("top not robust", {"top part": 0}),
-    ("deep not non-robust", {"deep part": 1}),
-    ("f_∞ as accurate", {"relies on both": 2}),
-])
+@pytest.mark.parametrize(
+    "kind,parts",
+    [
+        ("labels permuted", {"top part": 0, "deep part": 1, "relies on both": 2}),
+        ("top not robust", {"top part": 0}),
+        ("deep not non-robust", {"deep part": 1}),
+        ("f_∞ as accurate", {"relies on both": 2}),
+    ],
+)
 def test_claim3_features_null(kind, parts):
     check_null("claim3_features", kind, run(claim3_features_on(kind), SEEDS), parts)
 
@@ -453,8 +470,11 @@ def test_claim3_features_takes_a_constant_top_part_for_what_it_is():
 # ---------------------------------------------------------------------------- single features
 
 
-SPECTRUM_NULLS = {"labels permuted": (False, None), "boundary robust": (True, "robust"),
-                  "boundary non-robust": (True, "non-robust")}
+SPECTRUM_NULLS = {
+    "labels permuted": (False, None),
+    "boundary robust": (True, "robust"),
+    "boundary non-robust": (True, "non-robust"),
+}
 TOP_FAMILY, DEEP_FAMILY = np.arange(50), np.arange(10, N_FEATURES)  # the chapter's candidates
 
 
@@ -474,8 +494,10 @@ def test_significant_features_null(kind):
     seeds = range(100)
     found = [single_features(seed, *SPECTRUM_NULLS[kind]) for seed in seeds]
     failures = []
-    for which, index, applies in [("robust", 0, kind != "boundary non-robust"),
-                                  ("non-robust", 1, kind != "boundary robust")]:
+    for which, index, applies in [
+        ("robust", 0, kind != "boundary non-robust"),
+        ("non-robust", 1, kind != "boundary robust"),
+    ]:
         if applies:
             count = sum(len(f[index].indices) > 0 for f in found)
             print(f"FPR significant_features {kind} [any {which} feature]: {count}/{len(seeds)}")
@@ -489,8 +511,10 @@ def test_significant_features_planted():
     found = [single_features(seed) for seed in seeds]
     robust_power = sum(bool(set(f[0].indices) & {1, 2, 3, 4}) for f in found)
     fragile_power = sum(bool(set(f[1].indices) & set(range(30, N_FEATURES, 10))) for f in found)
-    print(f"power significant_features planted: robust {robust_power}/{len(seeds)}, "
-          f"non-robust {fragile_power}/{len(seeds)}")
+    print(
+        f"power significant_features planted: robust {robust_power}/{len(seeds)}, "
+        f"non-robust {fragile_power}/{len(seeds)}"
+    )
     assert robust_power >= MIN_POWER * len(seeds) and fragile_power >= MIN_POWER * len(seeds)
     for robust, fragile in found:
         # Only features that are useful in the model are found, each among its candidates.
@@ -506,11 +530,13 @@ def test_significant_features_planted():
 
 def claim6_on(planted=True, boundary=None):
     """Claim 6 on a ``feature_spectrum``, searching beyond the top 10 as the chapter does."""
+
     def rule(seed):
         rng = np.random.default_rng(seed)
         labels, majority = binary_labels(rng)
         clean, hit = feature_spectrum(rng, labels, planted, boundary)
         return claims.claim6(clean, hit, majority, seed=seed, candidates=DEEP_FAMILY)
+
     return rule
 
 
@@ -539,10 +565,12 @@ def test_claim6_without_a_non_robust_feature_fails():
 
 def claim3_tradeoff_on(model):
     """Claim 3 (trade-off) on the top-k predictors of ``predictor_path``."""
+
     def rule(seed):
         rng = np.random.default_rng(seed)
         labels, majority = binary_labels(rng)
         return claims.claim3_tradeoff(*predictor_path(rng, labels, model), majority, seed=seed)
+
     return rule
 
 
@@ -550,12 +578,15 @@ def test_claim3_tradeoff_planted():
     check_power("claim3_tradeoff", run(claim3_tradeoff_on("planted"), range(100)))
 
 
-@pytest.mark.parametrize("kind,parts", [
-    ("labels permuted", {"most robust top-k is robust": 0, "less accurate": 1}),
-    ("constant-ish", {"most robust top-k is robust": 0}),
-    ("as robust as f_∞", {"most robust top-k is robust": 0}),
-    ("as accurate as f_∞", {"less accurate": 1}),
-])
+@pytest.mark.parametrize(
+    "kind,parts",
+    [
+        ("labels permuted", {"most robust top-k is robust": 0, "less accurate": 1}),
+        ("constant-ish", {"most robust top-k is robust": 0}),
+        ("as robust as f_∞", {"most robust top-k is robust": 0}),
+        ("as accurate as f_∞", {"less accurate": 1}),
+    ],
+)
 def test_claim3_tradeoff_null(kind, parts):
     check_null("claim3_tradeoff", kind, run(claim3_tradeoff_on(kind), SEEDS), parts)
 
@@ -567,6 +598,7 @@ def claim5_on(path="planted", spectrum="planted"):
     """Claim 5 on f_t along ``predictor_path`` and on the features of ``feature_spectrum``
     (``spectrum="random directions"``: the planted features, assigned to the eigenvalues in
     a random order)."""
+
     def rule(seed):
         rng = np.random.default_rng(seed)
         labels, majority = binary_labels(rng)
@@ -576,6 +608,7 @@ def claim5_on(path="planted", spectrum="planted"):
             order = rng.permutation(len(clean))
             clean, hit = clean[order], hit[order]
         return claims.claim5(clean_t, attacked_t, full_attacked, majority, eigenvalues(), clean, hit, seed=seed)
+
     return rule
 
 
@@ -585,12 +618,15 @@ def test_claim5_planted():
     assert min(r.details["useful_features"] for r in results) >= 5
 
 
-@pytest.mark.parametrize("kind,path,spectrum,parts", [
-    ("labels permuted", "labels permuted", "labels permuted", {"early stopping": 0, "rank": 1}),
-    ("random directions", "planted", "random directions", {"rank": 1}),
-    ("constant-ish", "constant-ish", "planted", {"early stopping": 0}),
-    ("as robust as f_∞", "as robust as f_∞", "planted", {"early stopping": 0}),
-])
+@pytest.mark.parametrize(
+    "kind,path,spectrum,parts",
+    [
+        ("labels permuted", "labels permuted", "labels permuted", {"early stopping": 0, "rank": 1}),
+        ("random directions", "planted", "random directions", {"rank": 1}),
+        ("constant-ish", "constant-ish", "planted", {"early stopping": 0}),
+        ("as robust as f_∞", "as robust as f_∞", "planted", {"early stopping": 0}),
+    ],
+)
 def test_claim5_null(kind, path, spectrum, parts):
     check_null("claim5", kind, run(claim5_on(path, spectrum), FEW_SEEDS), parts)
 
@@ -599,8 +635,14 @@ def test_claim5_with_too_few_useful_features_is_inconclusive():
     result = claim5_on("planted", "labels permuted")(0)
     assert result.parts[1].outcome == "inconclusive" and result.details["useful_features"] < 5
     with pytest.raises(ValueError, match=r"\(300,\).*\(3,\)"):
-        claims.claim5(*(np.ones((2, 10), bool),) * 2, np.ones(10, bool), 0.5, [1.0, 0.5, 0.2],
-                      np.ones((300, 10), bool), np.ones((300, 10), bool))
+        claims.claim5(
+            *(np.ones((2, 10), bool),) * 2,
+            np.ones(10, bool),
+            0.5,
+            [1.0, 0.5, 0.2],
+            np.ones((300, 10), bool),
+            np.ones((300, 10), bool),
+        )
 
 
 # ---------------------------------------------------------------------------- claim 4
@@ -608,11 +650,14 @@ def test_claim5_with_too_few_useful_features_is_inconclusive():
 
 def claim4_on(model, names=("fc", "conv"), null_names=("rbf",), with_robustness=True, resamples=100):
     """Claim 4 on ``kernel_family`` (by default the sharpest null: two NTKs, one null kernel)."""
+
     def rule(seed):
         rng = np.random.default_rng(seed)
         family, nulls, robustness = kernel_family(rng, model, names=names, null_names=null_names)
-        return claims.claim4(family, nulls, TOP_K, robustness if with_robustness else None,
-                             resamples=resamples, seed=seed)
+        return claims.claim4(
+            family, nulls, TOP_K, robustness if with_robustness else None, resamples=resamples, seed=seed
+        )
+
     return rule
 
 
@@ -624,14 +669,19 @@ def test_claim4_planted():
 
 def test_claim4_null_kernel():
     # Bootstraps of eigendecompositions are slow: 40 seeds, of which at most 2 may pass.
-    check_null("claim4", "null kernel", run(claim4_on("null kernel"), range(40)),
-               {"eigenspaces": 0, "robustness ranks": 1})
+    check_null(
+        "claim4", "null kernel", run(claim4_on("null kernel"), range(40)), {"eigenspaces": 0, "robustness ranks": 1}
+    )
 
 
 def test_claim4_random_directions():
     # The NTKs have random eigenvectors and the same eigenvalues; the eigenspace part alone.
-    check_null("claim4", "random directions", run(claim4_on("random directions", with_robustness=False), range(40)),
-               {"eigenspaces": 0})
+    check_null(
+        "claim4",
+        "random directions",
+        run(claim4_on("random directions", with_robustness=False), range(40)),
+        {"eigenspaces": 0},
+    )
 
 
 def test_claim4_bad_inputs_are_named():
@@ -657,8 +707,7 @@ def test_across_seeds_holds_a_part_only_if_it_held_on_every_draw():
     assert mixed.parts[1].outcome != "held" and mixed.verdict != "reproduced"
     assert [p.name for p in mixed.parts] == [p.name for p in planted[0].parts]
     # Null draws stay null together (at most as often as one draw alone).
-    nulls = [claims.across_seeds(run(claim3_features_on("top not robust"), range(3 * s, 3 * s + 3)))
-             for s in range(50)]
+    nulls = [claims.across_seeds(run(claim3_features_on("top not robust"), range(3 * s, 3 * s + 3))) for s in range(50)]
     check_null("across_seeds(claim3_features)", "top not robust", nulls, {"top part": 0})
     with pytest.raises(ValueError, match="same parts"):
         claims.across_seeds([planted[0], claim1_on("planted")(0)])
@@ -705,25 +754,30 @@ def real_pipeline(dataset, kernel_fn, seed, permute):
     every = spectral.feature_weights(predictor)
     top = every[:, :top_k].sum(axis=1, keepdims=True)
     deep = spectral.feature_weights(predictor, np.arange(top_k, n)).sum(axis=1, keepdims=True)
-    scores = spectral.feature_scores(predictor, np.concatenate([every, top, deep], axis=1), task.x_test, labels,
-                                     0.1, "fgsm")
+    scores = spectral.feature_scores(
+        predictor, np.concatenate([every, top, deep], axis=1), task.x_test, labels, 0.1, "fgsm"
+    )
     clean, hit = scores.clean_correct, scores.robust_correct
     full_clean = np.asarray(attacks.is_correct(predictor.predict(task.x_test), labels))
     majority = max(labels.mean(), 1 - labels.mean())
     claim3 = claims.claim3_features(clean[n], hit[n], clean[n + 1], hit[n + 1], full_clean, majority)
     deep_family = np.arange(top_k, n)
     claim6 = claims.claim6(clean[:n], hit[:n], majority, seed=seed, candidates=deep_family)
-    found = (claims.significant_features(claims.useful_robust_p(clean[:n], hit[:n], majority), np.arange(50)),
-             claims.significant_features(claims.useful_non_robust_p(clean[:n], hit[:n], majority), deep_family))
+    found = (
+        claims.significant_features(claims.useful_robust_p(clean[:n], hit[:n], majority), np.arange(50)),
+        claims.significant_features(claims.useful_non_robust_p(clean[:n], hit[:n], majority), deep_family),
+    )
     return claim3, claim6, found
 
 
 def test_real_pipeline_with_permuted_labels_reproduces_nothing(mnist):
     for seed in range(3):
         claim3, claim6, (robust, fragile) = real_pipeline(*mnist, seed, permute=True)
-        print(f"labels permuted, seed {seed}: claim 3 (features) {claim3.verdict} "
-              f"({', '.join(p.outcome for p in claim3.parts)}); claim 6 {claim6.verdict}; "
-              f"{len(robust.indices)} robust and {len(fragile.indices)} non-robust single features")
+        print(
+            f"labels permuted, seed {seed}: claim 3 (features) {claim3.verdict} "
+            f"({', '.join(p.outcome for p in claim3.parts)}); claim 6 {claim6.verdict}; "
+            f"{len(robust.indices)} robust and {len(fragile.indices)} non-robust single features"
+        )
         assert claim3.verdict != "reproduced" and claim6.verdict != "reproduced"
         assert claim3.parts[0].outcome != "held" and claim3.parts[1].outcome != "held"
         assert claim6.parts[0].outcome != "held"

@@ -47,8 +47,11 @@ def null_same_for_every_test(seed):
 
 def null_no_motion(seed):
     nan = {mode: np.full(N_RUN_SEEDS, np.nan) for mode in MODES}
-    return {"settling epoch": nan, "direction and norm": nan,
-            "linearisation": {mode: np.zeros(N_RUN_SEEDS) for mode in MODES}}
+    return {
+        "settling epoch": nan,
+        "direction and norm": nan,
+        "linearisation": {mode: np.zeros(N_RUN_SEEDS) for mode in MODES},
+    }
 
 
 def null_ties(seed):
@@ -66,18 +69,29 @@ def planted(seed):
     rng = np.random.default_rng(seed)
     out = {}
     for test in claims.SETTLING_TESTS:
-        epochs = {mode: np.clip(np.round(rng.normal(25 if mode == "standard" else 8,
-                                                    6 if mode == "standard" else 3, N_RUN_SEEDS)), 0, EPOCHS)
-                  for mode in MODES}
+        epochs = {
+            mode: np.clip(
+                np.round(rng.normal(25 if mode == "standard" else 8, 6 if mode == "standard" else 3, N_RUN_SEEDS)),
+                0,
+                EPOCHS,
+            )
+            for mode in MODES
+        }
         for values in epochs.values():
             values[rng.random(N_RUN_SEEDS) < 0.05] = np.nan
         out[test] = epochs
     return out
 
 
-@pytest.mark.parametrize("kind,generator", [("exchangeable", null_independent),
-                                            ("exchangeable, same for every test", null_same_for_every_test),
-                                            ("no motion", null_no_motion), ("ties", null_ties)])
+@pytest.mark.parametrize(
+    "kind,generator",
+    [
+        ("exchangeable", null_independent),
+        ("exchangeable, same for every test", null_same_for_every_test),
+        ("no motion", null_no_motion),
+        ("ties", null_ties),
+    ],
+)
 def test_claim7_null(kind, generator):
     results = [claims.claim7(generator(seed)) for seed in SEEDS]
     passes = sum(r.verdict == "reproduced" for r in results)
@@ -100,15 +114,18 @@ def test_claim7_planted():
 
 def test_claim7_planted_the_other_way_is_not_reproduced():
     """Standard runs settling clearly earlier (the issue's probe (c)) refute the claim."""
-    reversed_ = {test: {"standard": v["fgsm"], "fgsm": v["standard"], "pgd": v["standard"]}
-                 for test, v in planted(1).items()}
+    reversed_ = {
+        test: {"standard": v["fgsm"], "fgsm": v["standard"], "pgd": v["standard"]} for test, v in planted(1).items()
+    }
     assert claims.claim7(reversed_).verdict == "not reproduced"
 
 
 def clear(standard=25.0, adversarial=8.0):
     """Every run of a mode settling at one epoch, the same in every test."""
-    return {test: {mode: np.full(N_RUN_SEEDS, standard if mode == "standard" else adversarial)
-                   for mode in MODES} for test in claims.SETTLING_TESTS}
+    return {
+        test: {mode: np.full(N_RUN_SEEDS, standard if mode == "standard" else adversarial) for mode in MODES}
+        for test in claims.SETTLING_TESTS
+    }
 
 
 def test_claim7_two_tests_of_three_suffice():
@@ -137,12 +154,12 @@ def test_claim7_a_difference_within_the_standard_runs_spread_does_not_count():
 
 def test_claim7_one_contradicting_run_fails_a_test_and_undecided_runs_leave_it_open():
     earlier = [5.0, 6.0, 7.0]
-    assert claims.earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, 6, 40]}, 2 / 3,
-                                5 / 6).outcome == "failed"
+    assert (
+        claims.earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, 6, 40]}, 2 / 3, 5 / 6).outcome == "failed"
+    )
     one_open = claims.earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, 6, np.nan]}, 2 / 3, 5 / 6)
     assert one_open.outcome == "held" and (one_open.low, one_open.high) == (5, 6)
-    two_open = claims.earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, np.nan, np.nan]}, 2 / 3,
-                                    5 / 6)
+    two_open = claims.earlier_part("t", [20, 25, 30], {"fgsm": earlier, "pgd": [5, np.nan, np.nan]}, 2 / 3, 5 / 6)
     assert two_open.outcome == "inconclusive"
 
 
@@ -154,9 +171,11 @@ def test_claim7_is_not_tested_when_a_run_does_not_work():
     """A collapsed run (clean accuracy at the majority rate) settles trivially: the gate
     stops the claim from being decided on it, whatever the settling epochs say."""
     rng = np.random.default_rng(0)
-    working = {"standard": [outcomes(rng, 0.97, 0.3) for _ in range(3)],
-               "fgsm": [outcomes(rng, 0.97, 0.9) for _ in range(3)],
-               "pgd": [outcomes(rng, 0.97, 0.9) for _ in range(3)]}
+    working = {
+        "standard": [outcomes(rng, 0.97, 0.3) for _ in range(3)],
+        "fgsm": [outcomes(rng, 0.97, 0.9) for _ in range(3)],
+        "pgd": [outcomes(rng, 0.97, 0.9) for _ in range(3)],
+    }
     result = claims.claim7(clear(), working, 0.5)
     assert result.verdict == "reproduced" and [p.outcome for p in result.parts[:2]] == ["held", "held"]
     assert result.deciding is result.parts[2]

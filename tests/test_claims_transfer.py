@@ -67,14 +67,18 @@ def experiment(seed, model="planted"):
             ratio = np.clip(trend + seed_effect + 0.05 * rng.standard_normal(), 0.0, 1.0)
             matched = 0.0 if model == "no transfer at all" else trend + seed_effect + 0.05 * rng.standard_normal()
             rate = NOISE if model == "no transfer at all" else CLEAN - ratio * (CLEAN - white_box)
-            runs.append(transfer.TransferRun(s, float(distance), *outcomes(rng, CLEAN, white_box, rate),
-                                             matched_ratio=float(matched)))
+            runs.append(
+                transfer.TransferRun(
+                    s, float(distance), *outcomes(rng, CLEAN, white_box, rate), matched_ratio=float(matched)
+                )
+            )
         # The control is the same seed's lazy limit: the seed effect moves it too.
         control_ratio = np.clip(0.9 + seed_effect, 0.0, 1.0)
         rate = NOISE if model == "no transfer at all" else CLEAN - control_ratio * (CLEAN - 0.02)
         clean, white, moved, noise = outcomes(rng, CLEAN, 0.02, rate)
-        base_rate = rate if model in ("no transfer at all", "baseline transfers as well") \
-            else CLEAN - 0.5 * (CLEAN - 0.02)
+        base_rate = (
+            rate if model in ("no transfer at all", "baseline transfers as well") else CLEAN - 0.5 * (CLEAN - 0.02)
+        )
         baseline = clean & (rng.random(N_TEST) < base_rate / CLEAN)
         controls.append(transfer.TransferRun(s, 0.0, clean, white, moved, noise, baseline))
     return runs, controls
@@ -85,12 +89,15 @@ def rule(seed, model="planted", checks=(15, 15)):
     return claims.claim2(runs, controls, *checks, permutations=1000, seed=seed, resamples=300)
 
 
-@pytest.mark.parametrize("kind,part,index", [
-    ("ratio independent of laziness", "weakens", WEAKEN),
-    ("ratio independent of laziness", "weakens at matched robustness", MATCHED),
-    ("no transfer at all", "transfer exists", EXISTS),
-    ("baseline transfers as well", "positive control of a weakening", 2),
-])
+@pytest.mark.parametrize(
+    "kind,part,index",
+    [
+        ("ratio independent of laziness", "weakens", WEAKEN),
+        ("ratio independent of laziness", "weakens at matched robustness", MATCHED),
+        ("no transfer at all", "transfer exists", EXISTS),
+        ("baseline transfers as well", "positive control of a weakening", 2),
+    ],
+)
 def test_claim2_null(kind, part, index):
     results = [rule(seed, kind) for seed in NULL_SEEDS]
     n = len(results)
@@ -151,8 +158,10 @@ def test_claim2_compares_only_nets_of_comparable_clean_accuracy():
     # Two nets of seed 0 that learned much less: they leave the comparison, and seed 0 is
     # left with 3 nets, too few for a rank correlation.
     rng = np.random.default_rng(5)
-    worse = [r._replace(clean=r.clean & (rng.random(N_TEST) < 0.8)) if r.seed == 0 and i % 5 < 2 else r
-             for i, r in enumerate(runs)]
+    worse = [
+        r._replace(clean=r.clean & (rng.random(N_TEST) < 0.8)) if r.seed == 0 and i % 5 < 2 else r
+        for i, r in enumerate(runs)
+    ]
     result = claims.claim2(worse, controls, 15, 15)
     assert result.details["excluded"] == 2
     assert result.parts[WEAKEN].outcome == "inconclusive"
@@ -166,10 +175,12 @@ def test_laziness_correlation_ignores_a_seed_effect():
     for s in range(3):
         for i in range(5):
             removed = 20 * s + 10 - 2 * i  # ratio = removed / 100: falls with i, rises with s
-            runs.append(transfer.TransferRun(s, 10.0 ** s * (1 + i), clean, np.zeros(100, bool),
-                                             np.arange(100) >= removed, clean))
-    pooled = np.corrcoef(np.argsort(np.argsort([r.distance for r in runs])),
-                         np.argsort(np.argsort([r.ratio for r in runs])))[0, 1]
+            runs.append(
+                transfer.TransferRun(s, 10.0**s * (1 + i), clean, np.zeros(100, bool), np.arange(100) >= removed, clean)
+            )
+    pooled = np.corrcoef(
+        np.argsort(np.argsort([r.distance for r in runs])), np.argsort(np.argsort([r.ratio for r in runs]))
+    )[0, 1]
     assert pooled > 0.5
     rho, low, high, p_below, _ = claims.laziness_correlation(runs, 500)
     assert rho == pytest.approx(-1.0, abs=1e-5) and p_below < 0.01 and low < high < 0
@@ -296,9 +307,13 @@ def test_claim2_lazy_limit_part_fails_when_a_trained_net_transfers_clearly_bette
     reproduced, not untested."""
     runs, controls = experiment(0)
     rng = np.random.default_rng(1)
-    weak = [c._replace(transfer=c.clean & (rng.random(N_TEST) < (CLEAN - 0.4 * (CLEAN - 0.02)) / CLEAN),
-                       baseline=c.clean & (rng.random(N_TEST) < (CLEAN - 0.05 * (CLEAN - 0.02)) / CLEAN))
-            for c in controls]
+    weak = [
+        c._replace(
+            transfer=c.clean & (rng.random(N_TEST) < (CLEAN - 0.4 * (CLEAN - 0.02)) / CLEAN),
+            baseline=c.clean & (rng.random(N_TEST) < (CLEAN - 0.05 * (CLEAN - 0.02)) / CLEAN),
+        )
+        for c in controls
+    ]
     result = claims.claim2(runs, weak, 15, 15)
     part = result.parts[LAZY_LIMIT]
     assert part.outcome == "failed" and part.estimate > 0.3, part.describe()

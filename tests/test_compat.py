@@ -15,8 +15,14 @@ from ntk_notes import _compat
 
 
 def small_cnn():
-    return stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu(), stax.Conv(4, (3, 3), padding="SAME"),
-                       stax.Relu(), stax.Flatten(), stax.Dense(3))
+    return stax.serial(
+        stax.Conv(4, (3, 3), padding="SAME"),
+        stax.Relu(),
+        stax.Conv(4, (3, 3), padding="SAME"),
+        stax.Relu(),
+        stax.Flatten(),
+        stax.Dense(3),
+    )
 
 
 def test_three_empirical_ntk_implementations_agree():
@@ -24,9 +30,14 @@ def test_three_empirical_ntk_implementations_agree():
     x1 = jax.random.normal(jax.random.PRNGKey(0), (5, 6, 6, 2))
     x2 = jax.random.normal(jax.random.PRNGKey(1), (3, 6, 6, 2))
     _, params = init_fn(jax.random.PRNGKey(2), x1.shape)
-    kernels = {impl: np.asarray(nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=impl)(x1, x2, params))
-               for impl in (nt.NtkImplementation.JACOBIAN_CONTRACTION, nt.NtkImplementation.NTK_VECTOR_PRODUCTS,
-                            nt.NtkImplementation.STRUCTURED_DERIVATIVES)}
+    kernels = {
+        impl: np.asarray(nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=impl)(x1, x2, params))
+        for impl in (
+            nt.NtkImplementation.JACOBIAN_CONTRACTION,
+            nt.NtkImplementation.NTK_VECTOR_PRODUCTS,
+            nt.NtkImplementation.STRUCTURED_DERIVATIVES,
+        )
+    }
     reference = kernels[nt.NtkImplementation.JACOBIAN_CONTRACTION]
     assert reference.shape == (5, 3, 3, 3)
     assert np.abs(reference).max() > 1e-2  # a kernel of zeros would agree trivially
@@ -42,14 +53,15 @@ def test_empirical_ntk_matches_explicit_jacobian_contraction():
     flat = jnp.concatenate([leaf.reshape(4, 3, -1) for leaf in jax.tree.leaves(jac)], axis=-1)
     explicit = jnp.einsum("iap,jbp->ijab", flat, flat)
     fast = nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES)(
-        x, None, params)
+        x, None, params
+    )
     np.testing.assert_allclose(fast, explicit, rtol=2e-4, atol=1e-4 * float(jnp.abs(explicit).max()))
 
 
 def test_infinite_width_kernel_input_gradient_matches_finite_differences():
     jax.config.update("jax_enable_x64", True)
     try:
-        _, _, kernel_fn = stax.serial(stax.Dense(512, 2 ** 0.5, 0.1), stax.Relu(), stax.Dense(1, 2 ** 0.5, 0.1))
+        _, _, kernel_fn = stax.serial(stax.Dense(512, 2**0.5, 0.1), stax.Relu(), stax.Dense(1, 2**0.5, 0.1))
         x = jax.random.uniform(jax.random.PRNGKey(5), (1, 10), dtype=jnp.float64)
         x_train = jax.random.uniform(jax.random.PRNGKey(6), (7, 10), dtype=jnp.float64)
         w = jax.random.normal(jax.random.PRNGKey(7), (7,), dtype=jnp.float64)

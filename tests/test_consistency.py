@@ -15,8 +15,9 @@ def fake_run(vectors, robustness, outputs, usefulness=None):
     values = np.linspace(2.0, 1.0, vectors.shape[1])
     predictor = SimpleNamespace(eigen=(values, vectors), k_train_train=(vectors * values) @ vectors.T)
     usefulness = np.linspace(0.9, 0.5, len(robustness)) if usefulness is None else usefulness
-    scores = SimpleNamespace(robustness=np.asarray(robustness), usefulness=usefulness,
-                             clean_outputs=np.asarray(outputs))
+    scores = SimpleNamespace(
+        robustness=np.asarray(robustness), usefulness=usefulness, clean_outputs=np.asarray(outputs)
+    )
     return SimpleNamespace(predictor=predictor, scores=scores, seconds=0.5)
 
 
@@ -41,8 +42,11 @@ OUTPUTS = RNG.normal(size=(N, 9, 1))
 def test_identical_kernels_agree_on_every_measure():
     a = fake_run(VECTORS, ROBUSTNESS, OUTPUTS)
     values = {title: measure(a, a) for title, measure in consistency.measures(K).items()}
-    assert list(values) == ["robustness rank correlation", f"top-{K} eigenspace overlap",
-                            f"output correlation, top {K}"]
+    assert list(values) == [
+        "robustness rank correlation",
+        f"top-{K} eigenspace overlap",
+        f"output correlation, top {K}",
+    ]
     assert values == pytest.approx({title: 1.0 for title in values})
 
 
@@ -58,9 +62,12 @@ def test_a_rotation_within_the_top_eigenspace_keeps_the_overlap():
 
 def test_unrelated_eigenspaces_overlap_about_k_over_n():
     n, k = 200, 10
-    overlaps = [consistency.measures(k, with_robustness=False)[f"top-{k} eigenspace overlap"](
-        fake_run(orthonormal(n, s), ROBUSTNESS, OUTPUTS), fake_run(orthonormal(n, s + 100), ROBUSTNESS, OUTPUTS))
-        for s in range(5)]
+    overlaps = [
+        consistency.measures(k, with_robustness=False)[f"top-{k} eigenspace overlap"](
+            fake_run(orthonormal(n, s), ROBUSTNESS, OUTPUTS), fake_run(orthonormal(n, s + 100), ROBUSTNESS, OUTPUTS)
+        )
+        for s in range(5)
+    ]
     assert np.mean(overlaps) == pytest.approx(k / n, rel=0.3)
 
 
@@ -74,10 +81,12 @@ def test_rank_correlation_and_output_correlation_see_reversed_and_scaled_feature
 
 
 def three_runs():
-    return {"FC-1": fake_run(VECTORS, ROBUSTNESS, OUTPUTS),
-            "FC-2": fake_run(rotated_top(VECTORS, K, 3), ROBUSTNESS, OUTPUTS),
-            "linear": fake_run(VECTORS[:, ::-1], ROBUSTNESS[::-1], OUTPUTS[::-1]),
-            "RBF": fake_run(orthonormal(N, 9), RNG.uniform(size=N), RNG.normal(size=(N, 9, 1)))}
+    return {
+        "FC-1": fake_run(VECTORS, ROBUSTNESS, OUTPUTS),
+        "FC-2": fake_run(rotated_top(VECTORS, K, 3), ROBUSTNESS, OUTPUTS),
+        "linear": fake_run(VECTORS[:, ::-1], ROBUSTNESS[::-1], OUTPUTS[::-1]),
+        "RBF": fake_run(orthonormal(N, 9), RNG.uniform(size=N), RNG.normal(size=(N, 9, 1))),
+    }
 
 
 def test_similarity_matrices_are_symmetric_with_ones_on_the_diagonal():
@@ -92,14 +101,21 @@ def test_similarity_matrices_are_symmetric_with_ones_on_the_diagonal():
 def test_summary_takes_ntk_pairs_and_the_closest_null():
     matrices = consistency.similarity(three_runs(), consistency.measures(K))
     found = consistency.summary(matrices, ["FC-1", "FC-2"], K, N)
-    assert list(found) == ["consistency_rank_correlation", "consistency_rank_correlation_null",
-                           "consistency_eigenspace_overlap", "consistency_eigenspace_overlap_null",
-                           "consistency_output_correlation", "consistency_output_correlation_null",
-                           "consistency_top_k", "consistency_chance_overlap"]
+    assert list(found) == [
+        "consistency_rank_correlation",
+        "consistency_rank_correlation_null",
+        "consistency_eigenspace_overlap",
+        "consistency_eigenspace_overlap_null",
+        "consistency_output_correlation",
+        "consistency_output_correlation_null",
+        "consistency_top_k",
+        "consistency_chance_overlap",
+    ]
     overlap = matrices[f"top-{K} eigenspace overlap"]
     assert found["consistency_eigenspace_overlap"] == 1.0  # FC-2 is FC-1 rotated within its top K
     assert found["consistency_eigenspace_overlap_null"] == round(
-        max(overlap.loc[["FC-1", "FC-2"], z].mean() for z in consistency.NULLS), 2)
+        max(overlap.loc[["FC-1", "FC-2"], z].mean() for z in consistency.NULLS), 2
+    )
     assert found["consistency_top_k"] == K and found["consistency_chance_overlap"] == round(K / N, 2)
 
 
@@ -122,9 +138,15 @@ def test_curves_figure_dashes_the_null_kernels():
 
 
 def small_cfg(**changes):
-    cfg = SimpleNamespace(dataset="mnist-5k", classes=(3, 5), epsilon=0.1, data_dir=None, seeds=(0,),
-                          scored=dict(image_size=4, n_train=20, n_test=6),
-                          myrtle=dict(image_size=4, n_train=20, n_test=6, robustness=True))
+    cfg = SimpleNamespace(
+        dataset="mnist-5k",
+        classes=(3, 5),
+        epsilon=0.1,
+        data_dir=None,
+        seeds=(0,),
+        scored=dict(image_size=4, n_train=20, n_test=6),
+        myrtle=dict(image_size=4, n_train=20, n_test=6, robustness=True),
+    )
     for name, value in changes.items():
         setattr(cfg, name, value)
     return cfg
@@ -155,5 +177,7 @@ def test_a_comparison_on_real_images_adds_the_null_kernels_and_a_ridge_where_nee
 
 def test_describe_names_the_sizes_and_whether_myrtle_is_scored():
     text = consistency.describe(small_cfg(myrtle=dict(image_size=8, n_train=12, n_test=6, robustness=False)))
-    assert text == ("mnist-5k, digits 3 vs 5; FC-1/2/3, Conv and null kernels on 4² images, 20 train / 6 test; "
-                    "Myrtle-5 on 8² images, 12 / 6 (eigenspaces only)")
+    assert text == (
+        "mnist-5k, digits 3 vs 5; FC-1/2/3, Conv and null kernels on 4² images, 20 train / 6 test; "
+        "Myrtle-5 on 8² images, 12 / 6 (eigenspaces only)"
+    )

@@ -33,10 +33,13 @@ def test_fit_predictors_interpolate_the_training_set(task, fitted):
 
 
 def test_accuracy_text_names_the_range_and_the_extremes():
-    table = pd.DataFrame({"train accuracy f_∞": [1.0, 1.0], "test accuracy f_∞": [0.8, 0.9]},
-                         index=pd.Index(["A", "B"], name="architecture"))
-    assert convergence.accuracy_text(table) == ("In this build f_∞ has train accuracy 1.000 for every kernel "
-                                                "and test accuracy 0.800 (A) to 0.900 (B).")
+    table = pd.DataFrame(
+        {"train accuracy f_∞": [1.0, 1.0], "test accuracy f_∞": [0.8, 0.9]},
+        index=pd.Index(["A", "B"], name="architecture"),
+    )
+    assert convergence.accuracy_text(table) == (
+        "In this build f_∞ has train accuracy 1.000 for every kernel and test accuracy 0.800 (A) to 0.900 (B)."
+    )
     table.loc["A", "train accuracy f_∞"] = 0.95
     assert "train accuracy 0.950 to 1.000 and" in convergence.accuracy_text(table)
 
@@ -61,18 +64,23 @@ def test_flow_curves_go_from_zero_to_f_infinity(task, fitted):
 
 
 def test_early_accuracy_finds_the_first_time_within_a_hundredth_of_the_best():
-    curve = pd.DataFrame({convergence.TAU: [0.1, 1.0, 10.0, 100.0], "test accuracy": [0.5, 0.895, 0.9, 0.9],
-                          "train loss": [0.5, 0.25, 0.05, 0.01]})
+    curve = pd.DataFrame(
+        {
+            convergence.TAU: [0.1, 1.0, 10.0, 100.0],
+            "test accuracy": [0.5, 0.895, 0.9, 0.9],
+            "train loss": [0.5, 0.25, 0.05, 0.01],
+        }
+    )
     assert convergence.early_accuracy(curve) == (1.0, 0.5)
 
 
 def test_width_sweep_moves_wide_networks_less(task, fitted):
     reference, k_test = fitted[0]["FC depth 1"]
     rate = training.stable_learning_rate(reference.k_train_train)
-    runs = convergence.width_sweep(reference, k_test, task, widths=(16, 1024), seeds=(0, 1), learning_rate=rate,
-                                   steps=20, probe_size=6)
-    assert list(runs[["width", "seed"]].itertuples(index=False, name=None)) == [(16, 0), (16, 1), (1024, 0),
-                                                                                 (1024, 1)]
+    runs = convergence.width_sweep(
+        reference, k_test, task, widths=(16, 1024), seeds=(0, 1), learning_rate=rate, steps=20, probe_size=6
+    )
+    assert list(runs[["width", "seed"]].itertuples(index=False, name=None)) == [(16, 0), (16, 1), (1024, 0), (1024, 1)]
     means = runs.groupby("width").mean(numeric_only=True)
     assert (runs["parameter change"] > 0).all()
     # The lazy regime: parameters and kernel move less, and the network stays closer to
@@ -89,12 +97,18 @@ def test_width_sweep_moves_wide_networks_less(task, fitted):
 
 def test_width_slopes_and_distance_text_on_a_power_law():
     widths = np.array([64, 256, 1024])
-    runs = pd.DataFrame({"width": widths, "seed": 0, "distance to own limit": widths ** -0.5,
-                         "parameter change": 3 * widths ** -1.0, "kernel change": widths ** -0.25,
-                         "distance to f_t": np.full(3, 0.7)})
+    runs = pd.DataFrame(
+        {
+            "width": widths,
+            "seed": 0,
+            "distance to own limit": widths**-0.5,
+            "parameter change": 3 * widths**-1.0,
+            "kernel change": widths**-0.25,
+            "distance to f_t": np.full(3, 0.7),
+        }
+    )
     slopes = convergence.width_slopes(runs)
-    assert slopes == pytest.approx({"distance to own limit": -0.5, "parameter change": -1.0,
-                                    "kernel change": -0.25})
+    assert slopes == pytest.approx({"distance to own limit": -0.5, "parameter change": -1.0, "kernel change": -0.25})
     text = convergence.distance_text(runs)
     assert "slope 0.00 against width and goes from 0.7 at width 64 to 0.7 at width 1024" in text
     assert text.endswith("goes from 0.125 to 0.0312.")
@@ -118,12 +132,22 @@ def test_spectrum_text_sees_a_constant_top_eigenvector():
     predictor = SimpleNamespace(eigen=(np.array([8.0, 2.0, 1.0, 0.5]), vectors))
     y = (vectors[:, 1] * 2).reshape(n, 1)  # the labels lie along the second eigenvector
     text = convergence.spectrum_text({"K": (predictor, None)}, y)
-    assert text == ("In this build: K: λ₁/λ₂ = 4, cosine of v₁ with the constant vector 1.000, E_1 = 0.000, "
-                    "E_10 = 1.000.")
+    assert text == (
+        "In this build: K: λ₁/λ₂ = 4, cosine of v₁ with the constant vector 1.000, E_1 = 0.000, E_10 = 1.000."
+    )
 
 
 def test_describe_names_sizes_depths_and_widths():
-    cfg = SimpleNamespace(dataset="mnist-5k", classes=(3, 5), image_size=14, n_train=64, n_test=64, depths=(1, 2),
-                          widths=(64, 256), seeds=(0,))
-    assert convergence.describe(cfg) == ("mnist-5k, digits 3 vs 5, 14² images, 64 train / 64 test; FC depths 1, 2, "
-                                         "widths 64 to 256, seeds 0")
+    cfg = SimpleNamespace(
+        dataset="mnist-5k",
+        classes=(3, 5),
+        image_size=14,
+        n_train=64,
+        n_test=64,
+        depths=(1, 2),
+        widths=(64, 256),
+        seeds=(0,),
+    )
+    assert convergence.describe(cfg) == (
+        "mnist-5k, digits 3 vs 5, 14² images, 64 train / 64 test; FC depths 1, 2, widths 64 to 256, seeds 0"
+    )

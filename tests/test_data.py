@@ -57,8 +57,7 @@ IDX_TEST = make_idx_split(2, N_TEST)
 
 def idx_files(gzipped: bool = True) -> dict[str, bytes]:
     """The four MNIST-layout files (named as in data.IDX_FILES, minus .gz if not gzipped)."""
-    payloads = [idx_bytes(IDX_TRAIN[0]), idx_bytes(IDX_TRAIN[1]),
-                idx_bytes(IDX_TEST[0]), idx_bytes(IDX_TEST[1])]
+    payloads = [idx_bytes(IDX_TRAIN[0]), idx_bytes(IDX_TRAIN[1]), idx_bytes(IDX_TEST[0]), idx_bytes(IDX_TEST[1])]
     files = {}
     for name, payload in zip(data.IDX_FILES, payloads):
         if gzipped:
@@ -68,8 +67,9 @@ def idx_files(gzipped: bool = True) -> dict[str, bytes]:
     return files
 
 
-def write_mnist_folder(folder: Path, dataset: data.Dataset | None = None,
-                       gzipped: bool = True) -> tuple[data.Images, data.Images]:
+def write_mnist_folder(
+    folder: Path, dataset: data.Dataset | None = None, gzipped: bool = True
+) -> tuple[data.Images, data.Images]:
     """Write the offline mnist-5k digits into ``folder`` as MNIST's four IDX files (named as
     in data.IDX_FILES, minus .gz if not gzipped): every fifth image goes to the test split,
     the others to the training split. Returns the two splits as written."""
@@ -77,16 +77,17 @@ def write_mnist_folder(folder: Path, dataset: data.Dataset | None = None,
     pixels = np.rint(dataset.train.images[..., 0] * 255).astype(np.uint8)
     labels = dataset.train.labels.astype(np.uint8)
     test = np.arange(len(labels)) % 5 == 0
-    payloads = [idx_bytes(pixels[~test]), idx_bytes(labels[~test]),
-                idx_bytes(pixels[test]), idx_bytes(labels[test])]
+    payloads = [idx_bytes(pixels[~test]), idx_bytes(labels[~test]), idx_bytes(pixels[test]), idx_bytes(labels[test])]
     folder.mkdir(parents=True, exist_ok=True)
     for name, payload in zip(data.IDX_FILES, payloads):
         if gzipped:
             (folder / name).write_bytes(gzip.compress(payload, compresslevel=1, mtime=0))
         else:
             (folder / name.removesuffix(".gz")).write_bytes(payload)
-    return (data.Images(dataset.train.images[~test], dataset.train.labels[~test]),
-            data.Images(dataset.train.images[test], dataset.train.labels[test]))
+    return (
+        data.Images(dataset.train.images[~test], dataset.train.labels[~test]),
+        data.Images(dataset.train.images[test], dataset.train.labels[test]),
+    )
 
 
 def make_cifar_batches() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -158,8 +159,7 @@ def check_idx_dataset(dataset: data.Dataset, name: str):
         np.testing.assert_array_equal(split.labels, raw_labels.astype(np.int64))
         assert split.labels.dtype == np.int64
         # Every pixel round-trips: value v becomes exactly float32(v) / 255.
-        np.testing.assert_array_equal(split.images[..., 0],
-                                      raw_images.astype(np.float32) / np.float32(255))
+        np.testing.assert_array_equal(split.images[..., 0], raw_images.astype(np.float32) / np.float32(255))
     train = dataset.train.images
     assert train[0, 0, 0, 0] == 1.0
     assert train[1, 3, 5, 0] == pytest.approx(0.2, abs=1e-7)
@@ -178,8 +178,7 @@ def check_cifar_dataset(dataset: data.Dataset):
         np.testing.assert_array_equal(split.labels, labels)
         # images[i, row, col, c] is plane c at row-major position row * 32 + col.
         for c in range(3):
-            np.testing.assert_array_equal(split.images[..., c],
-                                          planes[:, c].astype(np.float32) / np.float32(255))
+            np.testing.assert_array_equal(split.images[..., c], planes[:, c].astype(np.float32) / np.float32(255))
     first = dataset.train.images[0]
     np.testing.assert_allclose(first[3, 7], [1.0, 0.2, 0.0], atol=1e-7)
     np.testing.assert_allclose(first[7, 3], [0.0, 1.0, 0.4], atol=1e-7)
@@ -352,8 +351,7 @@ def test_download_cifar10_then_cache_hit(server, cache, monkeypatch):
 def test_fetch_without_mirror_uses_source_url(server, cache, monkeypatch):
     files = idx_files(gzipped=True)
     server.put(files)
-    monkeypatch.setitem(data.SOURCES, "mnist",
-                        data.Source(server.url, {f: sha256(b) for f, b in files.items()}))
+    monkeypatch.setitem(data.SOURCES, "mnist", data.Source(server.url, {f: sha256(b) for f, b in files.items()}))
     path = data.fetch("mnist", "train-labels-idx1-ubyte.gz")
     assert path == cache / "mnist" / "train-labels-idx1-ubyte.gz"
     np.testing.assert_array_equal(data.read_idx(path), IDX_TRAIN[1])
@@ -496,12 +494,16 @@ def test_read_idx_valid(tmp_path, gzipped):
     np.testing.assert_array_equal(parsed, IDX_TRAIN[0])
 
 
-@pytest.mark.parametrize("header", [
-    bytes([0, 0, 0x09, 3]),  # signed bytes
-    bytes([0, 0, 0x0D, 3]),  # float32
-    bytes([1, 0, 0x08, 3]),
-    bytes([0x1F, 0x8B, 0x08, 0]),  # gzip magic in a file not named .gz
-], ids=["signed-bytes", "float32", "nonzero-first-byte", "gzip-not-named-gz"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        bytes([0, 0, 0x09, 3]),  # signed bytes
+        bytes([0, 0, 0x0D, 3]),  # float32
+        bytes([1, 0, 0x08, 3]),
+        bytes([0x1F, 0x8B, 0x08, 0]),  # gzip magic in a file not named .gz
+    ],
+    ids=["signed-bytes", "float32", "nonzero-first-byte", "gzip-not-named-gz"],
+)
 def test_read_idx_rejects_wrong_magic(tmp_path, header):
     payload = header + b"".join(int(d).to_bytes(4, "big") for d in (2, 28, 28)) + bytes(2 * 784)
     path = tmp_path / "bad.idx"
@@ -515,7 +517,7 @@ def test_read_idx_rejects_wrong_magic(tmp_path, header):
 def test_read_idx_rejects_shape_mismatch(tmp_path, extra, gzipped):
     images = np.zeros((3, 28, 28), np.uint8)
     blob = idx_bytes(images)
-    blob = blob[:len(blob) + extra] if extra < 0 else blob + bytes(extra)
+    blob = blob[: len(blob) + extra] if extra < 0 else blob + bytes(extra)
     path = tmp_path / ("bad.gz" if gzipped else "bad")
     path.write_bytes(gzip.compress(blob) if gzipped else blob)
     with pytest.raises(ValueError, match=r"\(3, 28, 28\)"):
@@ -527,8 +529,7 @@ def test_parse_cifar10_batch_valid():
     parsed = data.parse_cifar10_batch(cifar_batch_bytes(planes, labels))
     check_images(parsed.images, (CIFAR_PER_BATCH, 32, 32, 3))
     np.testing.assert_array_equal(parsed.labels, labels.astype(np.int64))
-    np.testing.assert_array_equal(parsed.images * np.float32(255),
-                                  planes.transpose(0, 2, 3, 1).astype(np.float32))
+    np.testing.assert_array_equal(parsed.images * np.float32(255), planes.transpose(0, 2, 3, 1).astype(np.float32))
     assert tuple(parsed.images[0, 3, 7]) == (1.0, np.float32(51) / np.float32(255), 0.0)
 
 
@@ -566,8 +567,7 @@ def test_binary_targets(mnist5k, mnist5k_lookup, classes):
     task = data.make_task(mnist5k, classes=classes, n_train=40, n_test=30, seed=1)
     assert task.binary and task.classes == classes
     assert task.class_names == (str(classes[0]), str(classes[1]))
-    for x, y, labels in ((task.x_train, task.y_train, task.labels_train),
-                         (task.x_test, task.y_test, task.labels_test)):
+    for x, y, labels in ((task.x_train, task.y_train, task.labels_train), (task.x_test, task.y_test, task.labels_test)):
         assert y.shape == (len(x), 1) and y.dtype == np.float32
         original = np.array([mnist5k_lookup[row.tobytes()] for row in x])
         # First class -> -1, second -> +1, decided by the image's true label.
@@ -580,8 +580,7 @@ def test_all_classes_one_hot(mnist5k, mnist5k_lookup):
     task = data.make_task(mnist5k, n_train=100, n_test=50, seed=3)
     assert not task.binary and task.classes == tuple(range(10))
     assert task.class_names == data.DIGIT_NAMES
-    for x, y, labels in ((task.x_train, task.y_train, task.labels_train),
-                         (task.x_test, task.y_test, task.labels_test)):
+    for x, y, labels in ((task.x_train, task.y_train, task.labels_train), (task.x_test, task.y_test, task.labels_test)):
         assert y.shape == (len(x), 10)
         assert set(np.unique(y)) == {0.0, 1.0}
         np.testing.assert_array_equal(y.sum(axis=1), np.ones(len(x)))
@@ -643,19 +642,24 @@ def test_digits():
         data.make_task("digits", classes=(0, 1), n_train=5, n_test=5, image_size=14)
 
 
-@pytest.mark.parametrize("call", [lambda: data.load("mnist-6k"), lambda: data.make_task("mnist-6k")],
-                         ids=["load", "make_task"])
+@pytest.mark.parametrize(
+    "call", [lambda: data.load("mnist-6k"), lambda: data.make_task("mnist-6k")], ids=["load", "make_task"]
+)
 def test_unknown_dataset(call):
     with pytest.raises(ValueError, match="'mnist-6k'"):
         call()
 
 
-@pytest.mark.parametrize("classes, pattern", [
-    ((0, 12), r"class 12 is out of range"),
-    ((-1, 3), r"class -1 is out of range"),
-    ((4, 4), r"classes \(4, 4\)"),
-    ((1, 2, 3), r"classes \(1, 2, 3\)"),
-], ids=["12", "-1", "equal", "three"])
+@pytest.mark.parametrize(
+    "classes, pattern",
+    [
+        ((0, 12), r"class 12 is out of range"),
+        ((-1, 3), r"class -1 is out of range"),
+        ((4, 4), r"classes \(4, 4\)"),
+        ((1, 2, 3), r"classes \(1, 2, 3\)"),
+    ],
+    ids=["12", "-1", "equal", "three"],
+)
 def test_bad_classes(mnist5k, classes, pattern):
     with pytest.raises(ValueError, match=pattern):
         data.make_task(mnist5k, classes=classes, n_train=10, n_test=10)
@@ -708,11 +712,9 @@ def test_make_task_reads_mnist_from_a_folder(tmp_path, cache, monkeypatch, mnist
         raise AssertionError(f"data_dir given, yet fetch{args} was called")
 
     monkeypatch.setattr(data, "fetch", no_download)
-    task = data.make_task("mnist", classes=(3, 5), n_train=40, n_test=20, seed=0,
-                          data_dir=tmp_path / "mnist")
+    task = data.make_task("mnist", classes=(3, 5), n_train=40, n_test=20, seed=0, data_dir=tmp_path / "mnist")
     assert task.dataset == "mnist" and task.classes == (3, 5)
-    for x, labels, split in ((task.x_train, task.labels_train, train),
-                             (task.x_test, task.labels_test, test)):
+    for x, labels, split in ((task.x_train, task.labels_train, train), (task.x_test, task.labels_test, test)):
         written = {row.tobytes(): int(label) for row, label in zip(split.images, split.labels)}
         assert [written.get(row.tobytes()) for row in x] == [task.classes[i] for i in labels]
     assert not cache.exists()  # nothing downloaded
@@ -727,7 +729,7 @@ def parameters_cell(source: str) -> list[str]:
     lines = source.splitlines()
     start = lines.index('# %% tags=["parameters"]')
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("# %%"))
-    return lines[start + 1:end]
+    return lines[start + 1 : end]
 
 
 def test_the_book_has_chapters():
@@ -740,8 +742,9 @@ def test_every_chapter_takes_a_data_dir(chapter):
     `make_task` that loads `cfg.dataset` and to none that loads a fixed dataset (the authors'
     CIFAR-10 setting); it is not a profile size, and no data is loaded past make_task."""
     source = chapter.read_text()
-    assigned = [line.split("=")[0].strip() for line in parameters_cell(source)
-                if line.strip() and not line.startswith("#")]
+    assigned = [
+        line.split("=")[0].strip() for line in parameters_cell(source) if line.strip() and not line.startswith("#")
+    ]
     assert assigned[assigned.index("dataset") + 1] == "data_dir"
     assert any(line.startswith("data_dir = None") for line in parameters_cell(source))
     calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)]
@@ -762,8 +765,7 @@ def test_every_chapter_takes_a_data_dir(chapter):
         assert name not in ("data.load", "load"), f"line {call.lineno}: loads data past make_task"
         if name == "settings":
             assert "data_dir" not in {keyword.arg for keyword in call.keywords}
-    assert all("data_dir" not in sizes for notebook in profiles.SIZES.values()
-               for sizes in notebook.values())
+    assert all("data_dir" not in sizes for notebook in profiles.SIZES.values() for sizes in notebook.values())
 
 
 def test_local_cifar10_folder_missing_batch_names_it(tmp_path):

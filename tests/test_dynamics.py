@@ -22,8 +22,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_notes import (adversarial_training, architectures, attacks, checkpoints, data, empirical, kernel_metrics,
-                       linearisation, training)
+from ntk_notes import (
+    adversarial_training,
+    architectures,
+    attacks,
+    checkpoints,
+    data,
+    empirical,
+    kernel_metrics,
+    linearisation,
+    training,
+)
 
 EPSILON = 0.05
 
@@ -45,8 +54,9 @@ def mlp():
 def _train(mlp, task, **kwargs):
     apply_fn, params = mlp
     options = dict(epochs=2, learning_rate=0.1, batch_size=32, mode="pgd", epsilon=EPSILON, steps=3)
-    return adversarial_training.adversarial_train(apply_fn, params, task.x_train, task.labels_train,
-                                                  **{**options, **kwargs})
+    return adversarial_training.adversarial_train(
+        apply_fn, params, task.x_train, task.labels_train, **{**options, **kwargs}
+    )
 
 
 def _same(a, b) -> bool:
@@ -147,8 +157,10 @@ def test_alignment_and_label_energy_by_hand():
     np.testing.assert_allclose(kernel_metrics.top_label_energy([np.eye(4) + 0.0], y, 4), [1.0])
     table = kernel_metrics.kernel_metrics([target + np.eye(4), 2 * target + np.eye(4)], y, ks=(1, 2), epochs=[0, 5])
     assert list(table.epoch) == [0, 5] and np.isnan(table.velocity[0])
-    np.testing.assert_allclose(table.mass_top1_centred, kernel_metrics.spectral_mass(
-        [target + np.eye(4), 2 * target + np.eye(4)], 1, centred=True))
+    np.testing.assert_allclose(
+        table.mass_top1_centred,
+        kernel_metrics.spectral_mass([target + np.eye(4), 2 * target + np.eye(4)], 1, centred=True),
+    )
     np.testing.assert_allclose(table.label_energy_top1, [1.0, 1.0])
 
 
@@ -203,8 +215,11 @@ def test_fgsm_training_is_sgd_on_the_attacks_fgsm_images(mlp, task):
     apply_fn, params = mlp
     run = _train(mlp, task, epochs=1, batch_size=len(task.x_train), mode="fgsm")
     x_adv = attacks.attack(run.logits_fn(0), task.x_train, task.labels_train, EPSILON, "fgsm").x_adv
-    grads = jax.grad(lambda p: jnp.mean(attacks.per_example_loss(
-        "binary_cross_entropy", apply_fn(p, jnp.asarray(x_adv)), task.labels_train)))(params)
+    grads = jax.grad(
+        lambda p: jnp.mean(
+            attacks.per_example_loss("binary_cross_entropy", apply_fn(p, jnp.asarray(x_adv)), task.labels_train)
+        )
+    )(params)
     expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
     for got, want in zip(jax.tree.leaves(run.params_at(1)), jax.tree.leaves(expected)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -228,11 +243,22 @@ def test_pgd_training_buys_robustness(task):
     _, params = init_fn(jax.random.PRNGKey(0), (1, 8, 8, 1))
     results = {}
     for mode in ("standard", "pgd"):
-        run = adversarial_training.adversarial_train(apply_fn, params, task.x_train, task.labels_train, epochs=40,
-                                                     learning_rate=0.1, batch_size=32, mode=mode, epsilon=EPSILON,
-                                                     steps=5, record_epochs=[0, 40])
-        results[mode] = linearisation.accuracy_over_epochs(run, task.x_test, task.labels_test, EPSILON, "pgd",
-                                                      epochs=[40], steps=10, random_start=True).iloc[0]
+        run = adversarial_training.adversarial_train(
+            apply_fn,
+            params,
+            task.x_train,
+            task.labels_train,
+            epochs=40,
+            learning_rate=0.1,
+            batch_size=32,
+            mode=mode,
+            epsilon=EPSILON,
+            steps=5,
+            record_epochs=[0, 40],
+        )
+        results[mode] = linearisation.accuracy_over_epochs(
+            run, task.x_test, task.labels_test, EPSILON, "pgd", epochs=[40], steps=10, random_start=True
+        ).iloc[0]
     assert results["pgd"].robust_accuracy >= results["standard"].robust_accuracy + 0.08, results
     assert results["pgd"].clean_accuracy > 0.8 and results["standard"].clean_accuracy > 0.85, results
 
@@ -330,9 +356,11 @@ def test_linearised_training_freezes_the_kernel(mlp, task, tmp_path):
     direct = _train(mlp, task, epochs=4, mode="standard", learning_rate=0.5, linearise_from_epoch=2)
     assert _same(linear.params, direct.params)
     assert kernel_metrics.relative_change(linear.params_at(2), linear.params_at(4)) > 1e-3  # it did train
-    kernels = {name: empirical.kernel_trajectory(run, probe, probe_labels, trace=True, epochs=[2, 3, 4],
-                                                epsilon=EPSILON)
-               for name, run in (("network", network), ("linear", linear))}
+    kernels = {
+        name: empirical.kernel_trajectory(run, probe, probe_labels, trace=True, epochs=[2, 3, 4], epsilon=EPSILON)
+        for name, run in (("network", network), ("linear", linear))
+    }
+
     def moved(series):
         return np.array([kernel_metrics.relative_change(series[0], k) for k in series])
 
@@ -347,8 +375,9 @@ def test_linearised_training_freezes_the_kernel(mlp, task, tmp_path):
 
     table = linearisation.ablation(network, [2, 4], task.x_test[:32], task.labels_test[:32], EPSILON, steps=3)
     assert list(table.linearised_from) == [2, 4] and list(table["mode"]) == ["standard"] * 2
-    final = linearisation.accuracy_over_epochs(network, task.x_test[:32], task.labels_test[:32], EPSILON, epochs=[4],
-                                          steps=3)
+    final = linearisation.accuracy_over_epochs(
+        network, task.x_test[:32], task.labels_test[:32], EPSILON, epochs=[4], steps=3
+    )
     assert table.clean_accuracy[1] == final.clean_accuracy[0]  # k = final epoch: the network itself
     _no_temporary_files(tmp_path)
 
@@ -356,8 +385,17 @@ def test_linearised_training_freezes_the_kernel(mlp, task, tmp_path):
 def test_full_kernel_trajectory_on_a_two_output_network(task):
     init_fn, apply_fn, _ = architectures.network("cnn", 2, (4, 4, 8))
     _, params = init_fn(jax.random.PRNGKey(0), (1, 8, 8, 1))
-    run = adversarial_training.adversarial_train(apply_fn, params, task.x_train, task.labels_train, epochs=1,
-                                                 learning_rate=0.1, batch_size=64, mode="fgsm", epsilon=EPSILON)
+    run = adversarial_training.adversarial_train(
+        apply_fn,
+        params,
+        task.x_train,
+        task.labels_train,
+        epochs=1,
+        learning_rate=0.1,
+        batch_size=64,
+        mode="fgsm",
+        epsilon=EPSILON,
+    )
     result = empirical.kernel_trajectory(run, task.x_train[:6], task.labels_train[:6])
     assert result.clean.shape == (2, 12, 12) and result.attack["method"] == "fgsm"
     expected, _ = _jacobian_ntk(apply_fn, run.params_at(1), jnp.asarray(task.x_train[:6]))
@@ -386,8 +424,9 @@ def test_bad_input_names_the_value(mlp, task):
         with pytest.raises(ValueError, match=message):
             _train(mlp, task, **kwargs)
     with pytest.raises(ValueError, match="7"):
-        adversarial_training.adversarial_train(apply_fn, params, task.x_train, task.labels_train + 7, epochs=1,
-                                               learning_rate=0.1, batch_size=32)
+        adversarial_training.adversarial_train(
+            apply_fn, params, task.x_train, task.labels_train + 7, epochs=1, learning_rate=0.1, batch_size=32
+        )
     with pytest.raises(ValueError, match="resnet"):
         architectures.network("resnet")
     with pytest.raises(ValueError, match=r"\(8, 8\)"):
@@ -484,8 +523,11 @@ def test_linearisation_epoch(mlp, task, tmp_path):
     assert list(found.table.linearised_from) == sorted(found.table.linearised_from, reverse=True)
     within = found.table.within.to_numpy()
     assert within[:-1].all()  # tried from the latest down, stopping at the first miss
-    assert found.epoch == (found.table.linearised_from.iloc[-1] if within[-1] else
-                           (found.table.linearised_from.iloc[-2] if len(within) > 1 else 4))
+    assert found.epoch == (
+        found.table.linearised_from.iloc[-1]
+        if within[-1]
+        else (found.table.linearised_from.iloc[-2] if len(within) > 1 else 4)
+    )
     tolerant = linearisation.linearisation_epoch(network, [0, 1, 2, 3], x, labels, EPSILON, tolerance=1.0, steps=3)
     assert tolerant.epoch == 0 and len(tolerant.table) == 4
 

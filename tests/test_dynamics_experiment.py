@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ntk_notes import claims, data, empirical, kernel_metrics, report
+from ntk_notes import claims, data, empirical, kernel_metrics, plotting_dynamics, report
 from ntk_notes import dynamics_experiment as experiment
-from ntk_notes import plotting_dynamics
 from ntk_notes.profiles import settings
 
 matplotlib.use("Agg")
@@ -24,22 +23,50 @@ REPORT = Path(__file__).resolve().parents[1] / "book" / "reproduction_report.md"
 
 
 def tiny_settings():
-    return settings("adversarial_training_dynamics", "smoke", n_train=40, n_test=20, seeds=(0,), network="mlp",
-                    widths=(8,), epochs=2, batch_size=20, probe_size=4, top_k=2, eval_steps=2, pgd_steps=2)
+    return settings(
+        "adversarial_training_dynamics",
+        "smoke",
+        n_train=40,
+        n_test=20,
+        seeds=(0,),
+        network="mlp",
+        widths=(8,),
+        epochs=2,
+        batch_size=20,
+        probe_size=4,
+        top_k=2,
+        eval_steps=2,
+        pgd_steps=2,
+    )
 
 
 @pytest.fixture(scope="module")
 def experiment_run(tmp_path_factory):
     cfg = tiny_settings()
-    task = data.make_task(cfg.dataset, classes=cfg.classes, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
-                          image_size=cfg.image_size)
+    task = data.make_task(
+        cfg.dataset,
+        classes=cfg.classes,
+        n_train=cfg.n_train,
+        n_test=cfg.n_test,
+        seed=cfg.seed,
+        image_size=cfg.image_size,
+    )
     directory = tmp_path_factory.mktemp("checkpoints")
     runs = experiment.train_runs(cfg, task, directory=directory, verbose=False)
     outcomes, final = experiment.final_outcomes(runs, task, cfg)
     kernels = experiment.probe_kernels(runs, task, cfg)
     settling, linearisations = experiment.settling_tests(runs, kernels, task, cfg)
-    return dict(cfg=cfg, task=task, directory=directory, runs=runs, outcomes=outcomes, final=final,
-                kernels=kernels, settling=settling, linearisations=linearisations)
+    return dict(
+        cfg=cfg,
+        task=task,
+        directory=directory,
+        runs=runs,
+        outcomes=outcomes,
+        final=final,
+        kernels=kernels,
+        settling=settling,
+        linearisations=linearisations,
+    )
 
 
 def test_runs_are_checkpointed_and_a_rerun_trains_nothing(experiment_run):
@@ -73,8 +100,9 @@ def test_probe_kernels_are_the_empirical_ntk_on_each_probe(experiment_run):
         assert list(by_probe) == ["clean", "moving", "fixed adversarial"]
         assert all(k.shape == (3, 4, 4) for k in by_probe.values())
         run = runs[s, mode]
-        direct = empirical.empirical_ntk(run.apply_fn, run.params_at(2), task.x_train[:4],
-                                         implementation="jacobian_contraction")
+        direct = empirical.empirical_ntk(
+            run.apply_fn, run.params_at(2), task.x_train[:4], implementation="jacobian_contraction"
+        )
         np.testing.assert_allclose(by_probe["clean"][2], direct, rtol=1e-4, atol=1e-6 * np.abs(direct).max())
         assert not np.allclose(by_probe["fixed adversarial"][0], by_probe["clean"][0])  # attacked inputs
     # The fixed probe is attacked once, against θ₀ of the seed: at epoch 0 all three runs agree.
@@ -86,8 +114,9 @@ def test_settling_tests_curves_and_the_rule_inputs(experiment_run):
     cfg, settling, linearisations = (experiment_run[k] for k in ("cfg", "settling", "linearisations"))
     assert len(settling) == 3 * 3  # modes x probes, one seed
     row = settling[(settling["mode"] == "pgd") & (settling.probe == "clean")].iloc[0]
-    expected = kernel_metrics.settling_summary(experiment_run["kernels"][0, "pgd"]["clean"], [0, 1, 2],
-                                               cfg.settle_threshold, cfg.norm_tolerance, cfg.top_k, 1)
+    expected = kernel_metrics.settling_summary(
+        experiment_run["kernels"][0, "pgd"]["clean"], [0, 1, 2], cfg.settle_threshold, cfg.norm_tolerance, cfg.top_k, 1
+    )
     assert row.turned == expected["turned"] and row.linearisation_epoch == linearisations[0, "pgd"].epoch
     assert experiment.linearisation_candidates(cfg) == [1]
     view = experiment.settling_view(settling, cfg.top_k)
@@ -106,8 +135,9 @@ def test_settling_tests_curves_and_the_rule_inputs(experiment_run):
 
 def test_the_positive_control_uses_linearised_standard_runs(experiment_run):
     cfg = experiment_run["cfg"]
-    control = experiment.positive_control(experiment_run["runs"], experiment_run["task"],
-                                          experiment_run["settling"], cfg)
+    control = experiment.positive_control(
+        experiment_run["runs"], experiment_run["task"], experiment_run["settling"], cfg
+    )
     assert control.k0 == 1 and len(control.rows) == 1
     assert control.result.verdict in report.VERDICTS
     assert "Positive control" in experiment.control_text(control)
@@ -128,8 +158,14 @@ def test_spread_by_hand():
 
 
 def test_accuracy_summary_by_hand():
-    final = pd.DataFrame({"seed": [0] * 3, "mode": list(experiment.MODES), "clean_accuracy": [0.9, 0.8, 0.7],
-                          "robust_accuracy": [0.1, 0.4, 0.5]})
+    final = pd.DataFrame(
+        {
+            "seed": [0] * 3,
+            "mode": list(experiment.MODES),
+            "clean_accuracy": [0.9, 0.8, 0.7],
+            "robust_accuracy": [0.1, 0.4, 0.5],
+        }
+    )
     text = experiment.accuracy_summary(final, 0.55)
     assert text.startswith("Predicting the most common class scores 0.55.")
     assert "+0.300 (fgsm), +0.400 (pgd)" in text
@@ -140,8 +176,9 @@ def test_the_checkpoint_folder_depends_on_the_settings_only(monkeypatch, tmp_pat
     monkeypatch.setenv("NTK_NOTES_DATA", str(tmp_path))
     cfg = tiny_settings()
     digest = hashlib.sha256(repr(sorted(vars(cfg).items())).encode()).hexdigest()[:12]
-    assert experiment.checkpoint_folder(cfg) == (tmp_path / "checkpoints" / "adversarial_training_dynamics"
-                                                 / f"smoke-{digest}")
+    assert experiment.checkpoint_folder(cfg) == (
+        tmp_path / "checkpoints" / "adversarial_training_dynamics" / f"smoke-{digest}"
+    )
     cfg.data_dir, cfg.started = "/somewhere", 123.4  # what chapter.begin adds: not settings of the runs
     assert experiment.checkpoint_folder(cfg).name == f"smoke-{digest}"
     cfg.epochs = 3

@@ -15,17 +15,31 @@ matplotlib.use("Agg")
 
 @pytest.fixture(scope="module")
 def cfg():
-    return SimpleNamespace(dataset="mnist-5k", classes=(3, 5), n_train=30, n_test=16, image_size=8, seed=0,
-                           seeds=(0, 1), data_dir=None, epsilon=0.1, pgd_steps=2, top_k=3, n_ks=4, n_times=3,
-                           multiclass=dict(n_train=30, n_test=10), authors_setting=None, profile="smoke")
+    return SimpleNamespace(
+        dataset="mnist-5k",
+        classes=(3, 5),
+        n_train=30,
+        n_test=16,
+        image_size=8,
+        seed=0,
+        seeds=(0, 1),
+        data_dir=None,
+        epsilon=0.1,
+        pgd_steps=2,
+        top_k=3,
+        n_ks=4,
+        n_times=3,
+        multiclass=dict(n_train=30, n_test=10),
+        authors_setting=None,
+        profile="smoke",
+    )
 
 
 @pytest.fixture(scope="module")
 def fitted(cfg):
     task, predictor = features.fc_predictor(cfg)
     weights = spectral.feature_weights(predictor)
-    scored = features.score_every_feature(predictor, weights, task.x_test, task.labels_test, cfg.epsilon,
-                                          cfg.pgd_steps)
+    scored = features.score_every_feature(predictor, weights, task.x_test, task.labels_test, cfg.epsilon, cfg.pgd_steps)
     return SimpleNamespace(task=task, predictor=predictor, weights=weights, scored=scored)
 
 
@@ -57,8 +71,15 @@ def test_every_feature_scored_under_fgsm_and_pgd(cfg, fitted):
     table, fgsm, pgd = fitted.scored.table, fitted.scored.fgsm, fitted.scored.pgd
     assert list(table.index) == list(range(1, 31)) and table.index.name == "index"
     np.testing.assert_array_equal(table.eigenvalue, fitted.predictor.eigen[0])
-    reference = spectral.feature_scores(fitted.predictor, fitted.weights, fitted.task.x_test, fitted.task.labels_test,
-                                        cfg.epsilon, "pgd", steps=cfg.pgd_steps)
+    reference = spectral.feature_scores(
+        fitted.predictor,
+        fitted.weights,
+        fitted.task.x_test,
+        fitted.task.labels_test,
+        cfg.epsilon,
+        "pgd",
+        steps=cfg.pgd_steps,
+    )
     np.testing.assert_array_equal(table["robustness (PGD)"], reference.robustness)
     np.testing.assert_array_equal(table.usefulness, fgsm.usefulness)
     np.testing.assert_array_equal(pgd.clean_correct, fgsm.clean_correct)
@@ -79,8 +100,7 @@ def test_band_summary_and_interval_table(fitted):
 
 
 def test_two_parts_add_up_to_f_infinity_and_their_table(cfg, fitted):
-    parts = features.draws(cfg, lambda task, fit: features.two_parts(task, fit, cfg.top_k, cfg.epsilon,
-                                                                       cfg.pgd_steps))
+    parts = features.draws(cfg, lambda task, fit: features.two_parts(task, fit, cfg.top_k, cfg.epsilon, cfg.pgd_steps))
     first = parts[0]
     full = attacks.is_correct(fitted.predictor.predict(fitted.task.x_test), fitted.task.labels_test)
     np.testing.assert_array_equal(first.full_clean, full)
@@ -104,8 +124,16 @@ def test_feature_figures(cfg, fitted):
     assert (ax.get_ylabel(), ax.get_title(), ax.get_xscale()) == ("accuracy", "all", "log")
     assert len(ax.lines) == 3  # two running means and the reference line
     task = fitted.task
-    fig = features.gradient_figure(fitted.predictor, fitted.weights, table, task.x_test, task.labels_test,
-                                   task.class_names, identified=6, n_images=4)
+    fig = features.gradient_figure(
+        fitted.predictor,
+        fitted.weights,
+        table,
+        task.x_test,
+        task.labels_test,
+        task.class_names,
+        identified=6,
+        n_images=4,
+    )
     assert len(fig.axes) == 6 * 5  # φ_1, φ_2, φ_3, φ_15, φ_7, φ_30; a label column and four images
     assert fig.axes[0].texts[0].get_text().startswith("φ_1\nuseful")
 

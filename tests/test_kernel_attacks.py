@@ -48,7 +48,7 @@ def test_fit_table_reports_sizes_and_clean_accuracy(models):
 def test_epsilon_curves_start_at_the_clean_accuracy_and_pgd_does_not_lose_to_noise(models, curves):
     table = kernel_attacks.fit_table(models)
     assert len(curves) == len(models) * 3 * 2
-    for (task_name, arch) in models:
+    for task_name, arch in models:
         clean = table.loc[(task_name, arch), "clean test accuracy"]
         for method in ("fgsm", "pgd", "noise"):
             assert kernel_attacks.accuracy_at(curves, task_name, arch, method, 0.0) == pytest.approx(clean)
@@ -132,4 +132,5 @@ def test_describe_names_both_tasks_and_kernels():
     cfg = SimpleNamespace(dataset="mnist-5k", binary_classes=(3, 5), fc=SIZES["FC"], conv=SIZES["Conv"])
     assert kernel_attacks.describe(cfg) == (
         "mnist-5k, digits 3 vs 5 and all ten digits; FC kernel on 6² images, 30 train / 12 test; "
-        "Conv kernel on 4² images, 20 train / 8 test")
+        "Conv kernel on 4² images, 20 train / 8 test"
+    )

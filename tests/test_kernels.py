@@ -32,7 +32,9 @@ def test_kernel_matrix_in_blocks_equals_one_call(problem, float64, name, depth):
     assert blocked.dtype == np.float64
     np.testing.assert_allclose(blocked, direct, rtol=1e-7)  # arccos near 1 amplifies rounding to ~sqrt(eps)
     symmetric = kernels.kernel_matrix(kernel_fn, x_train, batch_size=9)
-    np.testing.assert_allclose(symmetric, np.asarray(kernel_fn(x_train, x_train, "ntk")), rtol=1e-7)  # arccos near 1 amplifies rounding to ~sqrt(eps)
+    np.testing.assert_allclose(
+        symmetric, np.asarray(kernel_fn(x_train, x_train, "ntk")), rtol=1e-7
+    )  # arccos near 1 amplifies rounding to ~sqrt(eps)
 
 
 def test_architecture_kernel_matches_monte_carlo_of_finite_networks(problem):
@@ -62,7 +64,9 @@ def test_f_infinity_is_the_kernel_regression_solution_and_interpolates(problem, 
     _, _, kernel_fn = architectures.architecture("conv", 1)
     predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
     k = np.asarray(kernel_fn(x_train, x_train, "ntk"), np.float64)
-    np.testing.assert_allclose(predictor.alpha, np.linalg.solve(k, np.asarray(y_train)), rtol=1e-6)  # kernel recomputed: ~1e-9 differences, amplified by conditioning
+    np.testing.assert_allclose(
+        predictor.alpha, np.linalg.solve(k, np.asarray(y_train)), rtol=1e-6
+    )  # kernel recomputed: ~1e-9 differences, amplified by conditioning
     np.testing.assert_allclose(predictor.predict(x_train), y_train, atol=1e-3)
     assert predictor.jitter == 0.0
 
@@ -163,8 +167,9 @@ def test_blocked_kernel_saves_every_block_and_equals_the_direct_kernel(float64, 
     x2 = None if symmetric else jnp.asarray(images(12, 4))
     job = kernels.BlockedKernel(fc_kernel_fn, x1, x2, block_size=8, batch_size=4, directory=tmp_path)
     # 20 rows -> 3 row blocks (8, 8, 4); symmetric keeps j >= i only, rectangular has 3 x 2.
-    assert job.blocks == ([(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)] if symmetric
-                          else [(i, j) for i in range(3) for j in range(2)])
+    assert job.blocks == (
+        [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)] if symmetric else [(i, j) for i in range(3) for j in range(2)]
+    )
     np.testing.assert_allclose(job.run(), direct(fc_kernel_fn, x1, x2), rtol=1e-7)
     # One file per block, named block-i-j.npz, and no temporary file left behind.
     assert block_files(tmp_path) == sorted(job.path(i, j).name for i, j in job.blocks)
@@ -222,8 +227,18 @@ def test_a_second_run_computes_only_the_missing_blocks(float64, fc_kernel_fn, tm
 
 def test_blocks_from_two_machines_sharing_a_directory_assemble(float64, fc_kernel_fn, tmp_path):
     x1, x2 = jnp.asarray(images(20, 6)), jnp.asarray(images(12, 7))
-    make = lambda: kernels.BlockedKernel(fc_kernel_fn, x1, x2, block_size=8, batch_size=4,  # noqa: E731
-                                         directory=tmp_path, config={"arch": "fc", "depth": 1})
+
+    def make():
+        return kernels.BlockedKernel(
+            fc_kernel_fn,
+            x1,
+            x2,
+            block_size=8,
+            batch_size=4,  # noqa: E731
+            directory=tmp_path,
+            config={"arch": "fc", "depth": 1},
+        )
+
     machine_a, machine_b = make(), make()
     for k, (i, j) in enumerate(machine_a.blocks):
         (machine_a if k % 2 else machine_b).compute(i, j)
@@ -237,7 +252,7 @@ def test_an_unreadable_block_is_recomputed_with_a_warning(float64, fc_kernel_fn,
     expected = job.run()
     path = job.path(0, 1)
     content = path.read_bytes()
-    path.write_bytes({"truncate": content[:len(content) // 2], "garbage": b"not a block" * 50, "empty": b""}[damage])
+    path.write_bytes({"truncate": content[: len(content) // 2], "garbage": b"not a block" * 50, "empty": b""}[damage])
     count_kernel_blocks.clear()
     with pytest.warns(UserWarning, match="unreadable"):
         again = kernels.BlockedKernel(fc_kernel_fn, x, block_size=8, batch_size=4, directory=tmp_path).run()
@@ -249,24 +264,33 @@ def test_an_unreadable_block_is_recomputed_with_a_warning(float64, fc_kernel_fn,
 
 def test_a_block_from_another_configuration_is_refused(float64, fc_kernel_fn, tmp_path):
     x = jnp.asarray(images(20, 9))
-    kernels.BlockedKernel(fc_kernel_fn, x, block_size=8, batch_size=4, directory=tmp_path,
-                          config={"arch": "fc", "depth": 1}).run()
+    kernels.BlockedKernel(
+        fc_kernel_fn, x, block_size=8, batch_size=4, directory=tmp_path, config={"arch": "fc", "depth": 1}
+    ).run()
     # Another caller config: mixing its blocks with ours would silently give a wrong matrix.
-    other = kernels.BlockedKernel(fc_kernel_fn, x, block_size=8, batch_size=4, directory=tmp_path,
-                                  config={"arch": "fc", "depth": 2})
+    other = kernels.BlockedKernel(
+        fc_kernel_fn, x, block_size=8, batch_size=4, directory=tmp_path, config={"arch": "fc", "depth": 2}
+    )
     with pytest.raises(ValueError, match="differs in depth"):
         other.load(0, 0)
     with pytest.raises(ValueError, match="differs in depth"):
         other.run()
     # Same config, other images (same shape): caught by the inputs' fingerprint.
-    moved = kernels.BlockedKernel(fc_kernel_fn, x + 1e-3, block_size=8, batch_size=4, directory=tmp_path,
-                                  config={"arch": "fc", "depth": 1})
+    moved = kernels.BlockedKernel(
+        fc_kernel_fn, x + 1e-3, block_size=8, batch_size=4, directory=tmp_path, config={"arch": "fc", "depth": 1}
+    )
     with pytest.raises(ValueError, match="x1_sha256"):
         moved.run()
     # Same inputs but float32: also another kernel.
     with pytest.raises(ValueError, match="x1_sha256"):
-        kernels.BlockedKernel(fc_kernel_fn, x.astype(jnp.float32), block_size=8, batch_size=4,
-                              directory=tmp_path, config={"arch": "fc", "depth": 1}).assemble()
+        kernels.BlockedKernel(
+            fc_kernel_fn,
+            x.astype(jnp.float32),
+            block_size=8,
+            batch_size=4,
+            directory=tmp_path,
+            config={"arch": "fc", "depth": 1},
+        ).assemble()
 
 
 def test_a_config_with_tuples_or_int_keys_can_be_resumed(float64, fc_kernel_fn, tmp_path):
@@ -274,8 +298,9 @@ def test_a_config_with_tuples_or_int_keys_can_be_resumed(float64, fc_kernel_fn, 
     # constructor accepted must still match its own saved blocks on the next run.
     x = jnp.asarray(images(12, 10))
     config = {"image_shape": (6, 6, 1), "classes": {3: "cat", 5: "dog"}}
-    expected = kernels.BlockedKernel(fc_kernel_fn, x, block_size=8, batch_size=4, directory=tmp_path,
-                                     config=config).run()
+    expected = kernels.BlockedKernel(
+        fc_kernel_fn, x, block_size=8, batch_size=4, directory=tmp_path, config=config
+    ).run()
     resumed = kernels.BlockedKernel(fc_kernel_fn, x, block_size=8, batch_size=4, directory=tmp_path, config=config)
     assert resumed.missing() == []
     np.testing.assert_array_equal(resumed.assemble(), expected)
@@ -321,8 +346,10 @@ def test_float64_predictor_matches_a_direct_float64_solve(problem64, fc_kernel_f
     np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(predictor.predict(x_test), expected, rtol=1e-8, atol=1e-10)
     # Without float64=True the predictor stays float32 even with x64 on.
-    assert kernels.KernelPredictor(fc_kernel_fn, x_train, y_train, k_train_train=k).logits_fn()(x_test).dtype \
+    assert (
+        kernels.KernelPredictor(fc_kernel_fn, x_train, y_train, k_train_train=k).logits_fn()(x_test).dtype
         == jnp.float32
+    )
 
 
 @pytest.mark.parametrize("t", [None, 10.0])
@@ -368,8 +395,9 @@ def test_eigendecomposition_is_descending_and_reconstructs_the_kernel():
 
 def test_fitted_fraction_is_the_gain_of_gradient_flow():
     values = np.array([4.0, 1.0, 0.0, -1e-9])  # N = 4; a negative eigenvalue counts as 0
-    np.testing.assert_allclose(kernels.fitted_fraction(values, 2.0, n_outputs=2),
-                               1 - np.exp(-np.array([4.0, 1.0, 0.0, 0.0]) * 2.0 / 8))
+    np.testing.assert_allclose(
+        kernels.fitted_fraction(values, 2.0, n_outputs=2), 1 - np.exp(-np.array([4.0, 1.0, 0.0, 0.0]) * 2.0 / 8)
+    )
     np.testing.assert_array_equal(kernels.fitted_fraction(values, 0.0), 0.0)
     assert kernels.fitted_fraction([1e-20, 5.0], 1.0)[0] == pytest.approx(0.5e-20, rel=1e-12)  # no cancellation
 
@@ -380,8 +408,9 @@ def test_predictor_weights_at_t_use_the_same_gain(problem):
     values, vectors = predictor.eigen
     t = 3.0
     gain = kernels.fitted_fraction(values, t, predictor.n_outputs) / values
-    np.testing.assert_allclose(predictor.weights(t), vectors @ (gain[:, None] * (vectors.T @ predictor.y_train)),
-                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        predictor.weights(t), vectors @ (gain[:, None] * (vectors.T @ predictor.y_train)), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_null_kernels():
@@ -396,9 +425,13 @@ def test_null_kernels():
     # the root of the median squared distance (with an even number of pairs, the two middle ones' mean)
     assert bandwidth == pytest.approx(np.sqrt(np.median(distances[np.triu_indices(5, 1)] ** 2)), rel=1e-6)
     rbf = np.asarray(null_kernels.null_kernel("rbf", bandwidth)(x, x, "ntk"))
-    np.testing.assert_allclose(rbf, np.exp(-distances ** 2 / (2 * bandwidth ** 2)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(rbf, np.exp(-(distances**2) / (2 * bandwidth**2)), rtol=1e-4, atol=1e-6)
     assert null_kernels.null_kernel is null_kernels.null_kernel  # still reachable as null_kernels.null_kernel
-    for args, message in [(("cosine",), "unknown null kernel 'cosine'"), (("linear", 1.0), "takes no bandwidth"),
-                          (("rbf",), "positive bandwidth, got None"), (("rbf", -1.0), "positive bandwidth")]:
+    for args, message in [
+        (("cosine",), "unknown null kernel 'cosine'"),
+        (("linear", 1.0), "takes no bandwidth"),
+        (("rbf",), "positive bandwidth, got None"),
+        (("rbf", -1.0), "positive bandwidth"),
+    ]:
         with pytest.raises(ValueError, match=message):
             null_kernels.null_kernel(*args)

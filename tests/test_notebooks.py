@@ -10,8 +10,12 @@ from ntk_notes import data, pipeline
 
 def glued_keys(notebook) -> set[str]:
     """The names a notebook glued with myst_nb.glue."""
-    return {output.metadata["scrapbook"]["name"] for cell in notebook.cells for output in cell.get("outputs", [])
-            if "scrapbook" in output.get("metadata", {})}
+    return {
+        output.metadata["scrapbook"]["name"]
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "scrapbook" in output.get("metadata", {})
+    }
 
 
 @pytest.mark.notebooks
@@ -26,15 +30,18 @@ def test_notebook_executes_under_smoke(source, tmp_path):
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("chapter,marker", [("adversarial_without_training", "authors (CIFAR-10)"),
-                                            ("eigen_features", "ours, mnist-5k (useful / robust)")])
+@pytest.mark.parametrize(
+    "chapter,marker",
+    [("adversarial_without_training", "authors (CIFAR-10)"), ("eigen_features", "ours, mnist-5k (useful / robust)")],
+)
 def test_the_authors_cifar10_section_runs_on_stand_in_data(chapter, marker, tmp_path):
     """The `paper` profile's CIFAR-10 comparisons cannot download here: run their code on
     MNIST digits 0 vs 1 instead, so that a GPU run does not meet it untested."""
     stand_in = {"dataset": "mnist-5k", "classes": [0, 1], "n_train": 100, "n_test": 20}
     output = tmp_path / f"{chapter}.ipynb"
-    pipeline.execute_notebook(pipeline.BOOK / f"{chapter}.py", "smoke", output,
-                              parameters={"authors_setting": stand_in})
+    pipeline.execute_notebook(
+        pipeline.BOOK / f"{chapter}.py", "smoke", output, parameters={"authors_setting": stand_in}
+    )
     assert marker in output.read_text()
 
 
@@ -51,8 +58,12 @@ def test_a_chapter_reads_its_dataset_from_data_dir(tmp_path, monkeypatch):
     for var in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)
     output = tmp_path / "robustness_tradeoff.ipynb"
-    pipeline.execute_notebook(pipeline.BOOK / "robustness_tradeoff.py", "smoke", output,
-                              parameters={"dataset": "mnist", "data_dir": str(folder)})
+    pipeline.execute_notebook(
+        pipeline.BOOK / "robustness_tradeoff.py",
+        "smoke",
+        output,
+        parameters={"dataset": "mnist", "data_dir": str(folder)},
+    )
     assert "mnist, digits 3 vs 5" in output.read_text()
     assert not (tmp_path / "cache" / "mnist").exists()
 
@@ -62,9 +73,19 @@ def test_the_dynamics_chapter_runs_the_paper_profiles_cnn_on_ten_classes(tmp_pat
     """`paper` trains the authors' CNN on all ten CIFAR-10 classes (a full class x class
     kernel), with plain FGSM and no warm-up; run that code path here on ten MNIST digits
     with a tiny version of that CNN."""
-    stand_in = {"classes": None, "network": "authors_cnn", "widths": [2, 2, 4, 4, 4, 4], "n_train": 100,
-                "n_test": 20, "image_size": 8, "epochs": 2, "probe_size": 6, "top_k": 3, "warmup_epochs": 0,
-                "fgsm_random_start": False}
+    stand_in = {
+        "classes": None,
+        "network": "authors_cnn",
+        "widths": [2, 2, 4, 4, 4, 4],
+        "n_train": 100,
+        "n_test": 20,
+        "image_size": 8,
+        "epochs": 2,
+        "probe_size": 6,
+        "top_k": 3,
+        "warmup_epochs": 0,
+        "fgsm_random_start": False,
+    }
     output = tmp_path / "dynamics.ipynb"
     pipeline.execute_notebook(pipeline.BOOK / "adversarial_training_dynamics.py", "smoke", output, parameters=stand_in)
     assert "AUTHORS_CNN (2, 2, 4, 4, 4, 4)" in output.read_text()

@@ -57,7 +57,7 @@ def test_the_package_imports_without_a_cycle():
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -87,16 +87,25 @@ def private_uses(path: Path) -> list[str]:
                 elif a.name.startswith("_") and node.module != own:
                     uses.append(f"{path.relative_to(ROOT)}: from {node.module} import {a.name}")
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__")
-                and aliases[node.value.id] != own):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and aliases[node.value.id] != own
+        ):
             uses.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
     return uses
 
 
 def test_no_file_uses_another_modules_private_names():
-    files = [*PACKAGE.rglob("*.py"), *(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
-             *(ROOT / "book").glob("*.py")]
+    files = [
+        *PACKAGE.rglob("*.py"),
+        *(ROOT / "tests").glob("*.py"),
+        *(ROOT / "benchmarks").glob("*.py"),
+        *(ROOT / "book").glob("*.py"),
+    ]
     uses = [use for path in files for use in private_uses(path)]
     assert not uses, "private names used across modules:\n" + "\n".join(uses)
 
@@ -133,7 +142,10 @@ def test_chapter_code_fits_the_page(path):
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapters_are_thin(path):
-    code = [line for _, line, parameters in chapter_code(path)
-            if not parameters and line.strip() and not line.lstrip().startswith("#")]
+    code = [
+        line
+        for _, line, parameters in chapter_code(path)
+        if not parameters and line.strip() and not line.lstrip().startswith("#")
+    ]
     print(f"{path.stem}: {len(code)} lines of code")
     assert len(code) <= MAX_CHAPTER_CODE, f"{path.name} has {len(code)} lines of code (at most {MAX_CHAPTER_CODE})"

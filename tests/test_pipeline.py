@@ -24,11 +24,14 @@ def test_every_notebook_has_every_profile_with_the_same_settings():
         assert len({frozenset(n) for n in names.values()}) == 1, notebook
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: settings("ntk_in_practice", "huge"), "'huge'.*smoke, default, paper"),
-    (lambda: settings("nope", "smoke"), "'nope'"),
-    (lambda: settings("ntk_in_practice", "smoke", n_trian=5), "'n_trian'"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: settings("ntk_in_practice", "huge"), "'huge'.*smoke, default, paper"),
+        (lambda: settings("nope", "smoke"), "'nope'"),
+        (lambda: settings("ntk_in_practice", "smoke", n_trian=5), "'n_trian'"),
+    ],
+)
 def test_bad_settings_name_the_value(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -41,7 +44,7 @@ def test_toc_lists_the_chapters_in_order():
     assert sources[0].stem == "ntk_in_practice"
 
 
-FAILING = '''# %% [markdown]
+FAILING = """# %% [markdown]
 # # A notebook that fails
 
 # %% tags=["parameters"]
@@ -52,14 +55,14 @@ print("fine so far")
 
 # %%
 raise RuntimeError("boom from the third cell")
-'''
+"""
 
-PASSING = '''# %% tags=["parameters"]
+PASSING = """# %% tags=["parameters"]
 profile = "default"
 
 # %%
 print(f"running under {profile}")
-'''
+"""
 
 
 def test_failing_notebook_names_notebook_and_cell_and_writes_nothing(tmp_path):
@@ -100,8 +103,9 @@ def test_time_limit_stops_a_notebook(tmp_path):
 
 
 def test_unknown_profile_is_refused_by_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "ntk_notes.pipeline", "execute", "--profile", "huge"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ntk_notes.pipeline", "execute", "--profile", "huge"], capture_output=True, text=True
+    )
     assert result.returncode != 0 and "huge" in result.stderr
 
 

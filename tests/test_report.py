@@ -7,26 +7,29 @@ import pytest
 from ntk_notes import pipeline, report
 
 
-@pytest.mark.parametrize("parts,expected", [
-    # Booleans: True is "held", False is "failed".
-    ({"a": True}, "reproduced"),
-    ({"a": True, "b": True, "c": True}, "reproduced"),
-    ({"a": True, "b": False}, "partly reproduced"),
-    ({"a": False, "b": True, "c": False}, "partly reproduced"),
-    ({"a": False}, "not reproduced"),
-    ({"a": False, "b": False}, "not reproduced"),
-    # Outcome strings, with "inconclusive" for a part whose interval straddles its threshold.
-    ({"a": "held", "b": "held"}, "reproduced"),
-    ({"a": "held", "b": "failed"}, "partly reproduced"),
-    ({"a": "failed", "b": "failed"}, "not reproduced"),
-    ({"a": "inconclusive"}, "inconclusive at this size"),
-    ({"a": "held", "b": "held", "c": "inconclusive"}, "inconclusive at this size"),
-    ({"a": "held", "b": "failed", "c": "inconclusive"}, "partly reproduced"),
-    ({"a": "failed", "b": "inconclusive"}, "not reproduced"),
-    # Booleans and strings mix.
-    ({"a": True, "b": "inconclusive"}, "inconclusive at this size"),
-    ({"a": False, "b": "held"}, "partly reproduced"),
-])
+@pytest.mark.parametrize(
+    "parts,expected",
+    [
+        # Booleans: True is "held", False is "failed".
+        ({"a": True}, "reproduced"),
+        ({"a": True, "b": True, "c": True}, "reproduced"),
+        ({"a": True, "b": False}, "partly reproduced"),
+        ({"a": False, "b": True, "c": False}, "partly reproduced"),
+        ({"a": False}, "not reproduced"),
+        ({"a": False, "b": False}, "not reproduced"),
+        # Outcome strings, with "inconclusive" for a part whose interval straddles its threshold.
+        ({"a": "held", "b": "held"}, "reproduced"),
+        ({"a": "held", "b": "failed"}, "partly reproduced"),
+        ({"a": "failed", "b": "failed"}, "not reproduced"),
+        ({"a": "inconclusive"}, "inconclusive at this size"),
+        ({"a": "held", "b": "held", "c": "inconclusive"}, "inconclusive at this size"),
+        ({"a": "held", "b": "failed", "c": "inconclusive"}, "partly reproduced"),
+        ({"a": "failed", "b": "inconclusive"}, "not reproduced"),
+        # Booleans and strings mix.
+        ({"a": True, "b": "inconclusive"}, "inconclusive at this size"),
+        ({"a": False, "b": "held"}, "partly reproduced"),
+    ],
+)
 def test_verdict_follows_the_parts_that_held(parts, expected):
     assert report.verdict(parts) == expected
     assert expected in report.VERDICTS
@@ -77,8 +80,16 @@ def test_the_report_pastes_from_every_chapter_with_a_claim():
     chapters = {source.stem for source in pipeline.toc_notebooks()}
     assert set(references) <= chapters, f"the report names pages that are not chapters: {set(references) - chapters}"
     claims = {key for keys in references.values() for key in keys if key.endswith("_verdict")}
-    assert claims == {"claim1_verdict", "claim2_verdict", "claim3_features_verdict", "claim3_tradeoff_verdict",
-                      "claim4_verdict", "claim5_verdict", "claim6_verdict", "claim7_verdict"}
+    assert claims == {
+        "claim1_verdict",
+        "claim2_verdict",
+        "claim3_features_verdict",
+        "claim3_tradeoff_verdict",
+        "claim4_verdict",
+        "claim5_verdict",
+        "claim6_verdict",
+        "claim7_verdict",
+    }
 
 
 def test_chapters_decide_no_claim_themselves():
@@ -87,8 +98,7 @@ def test_chapters_decide_no_claim_themselves():
     glued = set()
     for source in pipeline.toc_notebooks():
         text = source.read_text()
-        for forbidden in ("report.verdict(", "glue_verdict(", "_verdict\", "):
+        for forbidden in ("report.verdict(", "glue_verdict(", '_verdict", '):
             assert forbidden not in text, f"{source.name} decides a verdict itself ({forbidden!r})"
         glued |= set(re.findall(r'glue_claim\("(\w+)"', text))
-    assert glued == {"claim1", "claim2", "claim3_features", "claim3_tradeoff", "claim4", "claim5", "claim6",
-                     "claim7"}
+    assert glued == {"claim1", "claim2", "claim3_features", "claim3_tradeoff", "claim4", "claim5", "claim6", "claim7"}

@@ -11,7 +11,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 import sitecheck
 from sitecheck import Page
 
@@ -33,8 +32,10 @@ def unavailable(reason: str):
 def browser():
     found = sitecheck.find_chromium()
     if found is None:
-        unavailable("chromium and chromedriver are not installed (python3 tasks.py test installs them "
-                    "with apt-get on Debian/Ubuntu)")
+        unavailable(
+            "chromium and chromedriver are not installed (python3 tasks.py test installs them "
+            "with apt-get on Debian/Ubuntu)"
+        )
     with sitecheck.chromium(*found) as driver:
         yield driver
 
@@ -62,18 +63,27 @@ def test_sidebar_links_resolve_and_cover_the_toc(site_url, browser):
 
 # --- The checks fail where they should: a synthetic site with one defect per page. ---
 
+
 def png(width: int = 4, height: int = 3) -> bytes:
     """A valid grey RGB PNG."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     rows = b"".join(b"\x00" + b"\x80" * 3 * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def html(body: str, title: str = "A page") -> str:
-    return (f"<!DOCTYPE html><html><head><title>{title}</title>"
-            f'<link rel="stylesheet" href="style.css"></head><body>{body}</body></html>')
+    return (
+        f"<!DOCTYPE html><html><head><title>{title}</title>"
+        f'<link rel="stylesheet" href="style.css"></head><body>{body}</body></html>'
+    )
 
 
 def cell_output(output: str) -> str:
@@ -85,23 +95,28 @@ ERROR_OUTPUT = cell_output(
     '<div class="output traceback highlight-ipythontb notranslate"><div class="highlight"><pre><span></span>'
     '<span class="gt">---------------------------------------------------------------------------</span>\n'
     '<span class="ne">ZeroDivisionError</span><span class="g g-Whitespace">                         </span>'
-    'Traceback (most recent call last)\n'
+    "Traceback (most recent call last)\n"
     '<span class="n">Cell</span> <span class="n">In</span><span class="p">[</span><span class="mi">2</span>'
     '<span class="p">],</span> <span class="n">line</span> <span class="mi">1</span>\n'
     '<span class="ne">----&gt; </span><span class="mi">1</span> <span class="mi">1</span>'
     '<span class="o">/</span><span class="mi">0</span>\n\n'
-    '<span class="ne">ZeroDivisionError</span>: division by zero\n</pre></div>\n</div>')
+    '<span class="ne">ZeroDivisionError</span>: division by zero\n</pre></div>\n</div>'
+)
 STDERR_WARNING = cell_output(
     '<div class="output stderr highlight-myst-ansi notranslate"><div class="highlight"><pre><span></span>'
-    "/tmp/x.py:2: UserWarning: careful\n  warnings.warn('careful')\n</pre></div>\n</div>")
+    "/tmp/x.py:2: UserWarning: careful\n  warnings.warn('careful')\n</pre></div>\n</div>"
+)
 STDOUT_AND_PROGRESS = cell_output(
     '<div class="output stream highlight-myst-ansi notranslate"><div class="highlight"><pre>accuracy 0.93\n'
     '</pre></div></div><div class="output stderr highlight-myst-ansi notranslate"><div class="highlight">'
-    "<pre>100%|##########| 20/20 [00:01&lt;00:00]\n</pre></div></div>")
-SIDEBAR = ('<nav class="bd-links bd-docs-nav"><ul><li><a class="reference internal" href="#">Home</a></li>'
-           '<li><a class="reference internal" href="clean.html">Clean</a></li>'
-           '<li><a class="reference internal" href="gone.html">Gone</a></li>'
-           '<li><a class="reference internal" href="moved.html">Moved</a></li></ul></nav>')
+    "<pre>100%|##########| 20/20 [00:01&lt;00:00]\n</pre></div></div>"
+)
+SIDEBAR = (
+    '<nav class="bd-links bd-docs-nav"><ul><li><a class="reference internal" href="#">Home</a></li>'
+    '<li><a class="reference internal" href="clean.html">Clean</a></li>'
+    '<li><a class="reference internal" href="gone.html">Gone</a></li>'
+    '<li><a class="reference internal" href="moved.html">Moved</a></li></ul></nav>'
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,16 +125,23 @@ def synthetic_site(tmp_path_factory):
     files = {
         "index.html": html(SIDEBAR, title="Home"),
         "clean.html": html('<img src="good.png" alt="fine">' + STDOUT_AND_PROGRESS),
-        "broken.html": html('<img src="missing.png"><img src="corrupt.png"><img src="good.png">'
-                            '<link rel="stylesheet" href="missing.css">'),
+        "broken.html": html(
+            '<img src="missing.png"><img src="corrupt.png"><img src="good.png">'
+            '<link rel="stylesheet" href="missing.css">'
+        ),
         "error.html": html(ERROR_OUTPUT),
         "stderr.html": html(STDERR_WARNING),
         "moved.html": html("This page has moved.", title="404 Page not found"),
         # Sphinx's markup for inline math, with no MathJax to typeset it.
         "math.html": html(r'<p>Kernel regression <span class="math notranslate nohighlight">\(f_\infty\)</span>.</p>'),
-        "wide.html": html('<div class="cell docutils container"><div class="cell_input docutils container">'
-                          '<div class="highlight"><pre style="overflow-x: auto; width: 300px">'
-                          + "x = 1\n" + "y = " + "1 + " * 60 + "1\n</pre></div></div></div>"),
+        "wide.html": html(
+            '<div class="cell docutils container"><div class="cell_input docutils container">'
+            '<div class="highlight"><pre style="overflow-x: auto; width: 300px">'
+            + "x = 1\n"
+            + "y = "
+            + "1 + " * 60
+            + "1\n</pre></div></div></div>"
+        ),
         "style.css": "body { font-family: sans-serif; }",
     }
     for name, text in files.items():
@@ -142,8 +164,12 @@ def test_a_clean_page_has_no_problem(synthetic_site, browser):
 @pytest.mark.browser
 def test_broken_images_and_missing_stylesheets_are_reported(synthetic_site, browser):
     problems = check(browser, synthetic_site, "broken")
-    assert sorted(problems) == [f"HTTP 404 for {synthetic_site}missing.css", f"HTTP 404 for {synthetic_site}missing.png",
-                                f"broken image {synthetic_site}corrupt.png", f"broken image {synthetic_site}missing.png"]
+    assert sorted(problems) == [
+        f"HTTP 404 for {synthetic_site}missing.css",
+        f"HTTP 404 for {synthetic_site}missing.png",
+        f"broken image {synthetic_site}corrupt.png",
+        f"broken image {synthetic_site}missing.png",
+    ]
 
 
 @pytest.mark.browser
@@ -179,15 +205,22 @@ def test_a_page_missing_from_the_site_is_reported(synthetic_site, browser):
 def test_sidebar_links_to_missing_pages_are_reported(synthetic_site, browser):
     pages = [Page("clean", "clean.html"), Page("error", "error.html")]
     problems = sitecheck.check_navigation(browser, synthetic_site, pages)
-    assert problems == [f"sidebar link {synthetic_site}gone.html: HTTP 404",
-                        f"sidebar link {synthetic_site}moved.html: the page's title is '404 Page not found'",
-                        "the sidebar has no link to error.html (in _toc.yml)"]
+    assert problems == [
+        f"sidebar link {synthetic_site}gone.html: HTTP 404",
+        f"sidebar link {synthetic_site}moved.html: the page's title is '404 Page not found'",
+        "the sidebar has no link to error.html (in _toc.yml)",
+    ]
 
 
 def test_toc_pages_walks_parts_chapters_and_sections(tmp_path):
     toc = tmp_path / "_toc.yml"
-    toc.write_text("format: jb-book\nroot: book/intro\nparts:\n  - caption: A\n    chapters:\n"
-                   "      - file: book/one.md\n        sections:\n          - file: book/one_a\n"
-                   "      - url: https://example.org\n        title: elsewhere\n")
-    assert sitecheck.toc_pages(toc) == [Page("intro", "book/intro.html"), Page("one", "book/one.html"),
-                                        Page("one_a", "book/one_a.html")]
+    toc.write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n  - caption: A\n    chapters:\n"
+        "      - file: book/one.md\n        sections:\n          - file: book/one_a\n"
+        "      - url: https://example.org\n        title: elsewhere\n"
+    )
+    assert sitecheck.toc_pages(toc) == [
+        Page("intro", "book/intro.html"),
+        Page("one", "book/one.html"),
+        Page("one_a", "book/one_a.html"),
+    ]

@@ -95,8 +95,7 @@ def test_features_sum_to_f_infinity_and_match_an_independent_eigh(float64, fc_ke
     np.testing.assert_allclose(weights / scale, expected / scale, atol=1e-9)
     # A subset of indices picks the same columns (index 0 = top eigenvalue), up to BLAS rounding.
     picked = [0, 7, N_TRAIN - 1]
-    np.testing.assert_allclose(spectral.feature_weights(predictor, picked), weights[:, picked], rtol=1e-12,
-                               atol=1e-15)
+    np.testing.assert_allclose(spectral.feature_weights(predictor, picked), weights[:, picked], rtol=1e-12, atol=1e-15)
 
     # The features' clean outputs sum to f_∞ = Θ(x, X) Θ⁻¹ Y (a Cholesky solve in the predictor).
     scores = spectral.feature_scores(predictor, weights, x_test, labels, 0.05, "fgsm")
@@ -105,8 +104,12 @@ def test_features_sum_to_f_infinity_and_match_an_independent_eigh(float64, fc_ke
     assert np.abs(f_infinity).max() > 0.1
     np.testing.assert_allclose(scores.clean_outputs.sum(axis=0), f_infinity, rtol=1e-8, atol=1e-8)
     # And each clean output is Θ(x, X) @ W[:, i], with the kernel computed directly.
-    np.testing.assert_allclose(scores.clean_outputs, np.einsum("an,nfc->fac", direct(fc_kernel_fn, x_test,
-                               predictor.x_train), weights), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        scores.clean_outputs,
+        np.einsum("an,nfc->fac", direct(fc_kernel_fn, x_test, predictor.x_train), weights),
+        rtol=1e-9,
+        atol=1e-9,
+    )
 
 
 # ---------------------------------------------------------------------------- 2. f_t
@@ -171,6 +174,7 @@ def test_bad_k_and_feature_indices_are_named(fc_kernel_fn):
 def _feature_logits(kernel_fn, dtype):
     """x -> Θ(x, X) @ w, written here independently of spectral's batched evaluation; one
     function object per test, so every feature's Partial shares one compiled attack."""
+
     def logits(x_train, w, x):
         return kernel_fn(x, x_train, "ntk").astype(dtype) @ w
 
@@ -228,15 +232,16 @@ def test_feature_gradients_equal_each_features_own_gradient(float64, fc_kernel_f
 def test_chunk_size_does_not_change_the_scores(fc_kernel_fn):
     predictor, x_test, labels = predictor_for(fc_kernel_fn, 1, float64=False)
     weights = spectral.feature_weights(predictor, np.arange(0, N_TRAIN, 4))  # 10 features: chunks of 3 are ragged
-    results = {chunk: spectral.feature_scores(predictor, weights, x_test, labels, 0.1, "fgsm", chunk=chunk)
-               for chunk in (None, 1, 3)}
+    results = {
+        chunk: spectral.feature_scores(predictor, weights, x_test, labels, 0.1, "fgsm", chunk=chunk)
+        for chunk in (None, 1, 3)
+    }
     reference = results[None]
     assert len(reference.robustness) == weights.shape[1]
     for chunk in (1, 3):
         np.testing.assert_array_equal(results[chunk].usefulness, reference.usefulness)
         np.testing.assert_array_equal(results[chunk].robustness, reference.robustness)
         np.testing.assert_array_equal(results[chunk].clean_outputs, reference.clean_outputs)
-
 
 
 def test_no_epsilon_gives_usefulness_alone(fc_kernel_fn):
@@ -249,6 +254,7 @@ def test_no_epsilon_gives_usefulness_alone(fc_kernel_fn):
     np.testing.assert_array_equal(clean.clean_outputs, attacked.clean_outputs)
     assert clean.robustness.shape == (3,) and np.all(np.isnan(clean.robustness))
 
+
 # ---------------------------------------------------------------------------- 5. real data
 
 
@@ -259,10 +265,12 @@ def mnist_features():
     halved)."""
     task = data.make_task("mnist-5k", classes=(3, 5), n_train=400, n_test=100, seed=0)
     predictor = kernels.KernelPredictor(architectures.architecture("fc", 1)[2], task.x_train, task.y_train)
-    scores = spectral.feature_scores(predictor, spectral.feature_weights(predictor), task.x_test,
-                                     task.labels_test, 0.1, "fgsm")
-    top_k = spectral.feature_scores(predictor, spectral.top_k_weights(predictor, [10, 400]), task.x_test,
-                                    task.labels_test, 0.1, "fgsm")
+    scores = spectral.feature_scores(
+        predictor, spectral.feature_weights(predictor), task.x_test, task.labels_test, 0.1, "fgsm"
+    )
+    top_k = spectral.feature_scores(
+        predictor, spectral.top_k_weights(predictor, [10, 400]), task.x_test, task.labels_test, 0.1, "fgsm"
+    )
     return task, predictor, scores, top_k
 
 
@@ -334,7 +342,7 @@ def test_eigenspace_overlap_known_answers():
     # Unrelated random spaces overlap by about k / N (standard deviation about √2 / N).
     assert spectral.eigenspace_overlap(a, b, k) == pytest.approx(k / n, abs=0.03)
     # Orthogonal spaces do not overlap at all.
-    complement = np.concatenate([a[:, k:2 * k], a[:, :k]], axis=1)
+    complement = np.concatenate([a[:, k : 2 * k], a[:, :k]], axis=1)
     assert spectral.eigenspace_overlap(a, complement, k) == pytest.approx(0.0, abs=1e-12)
 
 
@@ -384,8 +392,9 @@ def test_feature_gradients_with_labels_are_the_loss_gradient(float64, fc_kernel_
     images, 20 training and 12 test points, float64); and its direction against ∇ₓ φ_i: the same way for
     label 0 (target −1), opposite ways for label 1 (target +1), since ∇ₓ L = −y σ(−y φ) ∇ₓ φ."""
     task = data.make_task("mnist-5k", classes=(3, 5), n_train=20, n_test=12, image_size=6, seed=0)
-    predictor = kernels.KernelPredictor(fc_kernel_fn, jnp.asarray(task.x_train, jnp.float64), task.y_train,
-                                        float64=True)
+    predictor = kernels.KernelPredictor(
+        fc_kernel_fn, jnp.asarray(task.x_train, jnp.float64), task.y_train, float64=True
+    )
     x, labels = jnp.asarray(task.x_test, jnp.float64), np.asarray(task.labels_test)
     assert set(labels) == {0, 1}, "both classes must appear among the test images"
     indices = [0, 2, 9]
@@ -396,16 +405,18 @@ def test_feature_gradients_with_labels_are_the_loss_gradient(float64, fc_kernel_
 
     def losses(a, image):  # the loss of every feature at one image: (F,)
         outputs = direct(fc_kernel_fn, image[None], predictor.x_train) @ weights.reshape(len(weights), -1)
-        return np.asarray(attacks.per_example_loss("binary_cross_entropy", jnp.asarray(outputs.T),
-                                                   np.repeat(labels[a], len(indices))))
+        return np.asarray(
+            attacks.per_example_loss("binary_cross_entropy", jnp.asarray(outputs.T), np.repeat(labels[a], len(indices)))
+        )
 
     h = 1e-5
     for a in (int(np.argmax(labels == 0)), int(np.argmax(labels == 1))):  # one image of each class
         for pixel in [(2, 3, 0), (4, 1, 0)]:
             step = jnp.zeros_like(x[a]).at[pixel].set(h)
             numeric = (losses(a, x[a] + step) - losses(a, x[a] - step)) / (2 * h)
-            np.testing.assert_allclose(loss_grads[(slice(None), a) + pixel], numeric, rtol=1e-5, atol=1e-9,
-                                       err_msg=f"image {a}, pixel {pixel}")
+            np.testing.assert_allclose(
+                loss_grads[(slice(None), a) + pixel], numeric, rtol=1e-5, atol=1e-9, err_msg=f"image {a}, pixel {pixel}"
+            )
 
     # ∇ₓ L = −y σ(−y φ) ∇ₓ φ with y = ±1: a positive multiple of ∇ₓ φ for label 0, a negative
     # one for label 1.

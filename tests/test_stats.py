@@ -22,7 +22,6 @@ import scipy.stats
 
 from ntk_notes import stats
 
-
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -73,11 +72,14 @@ def test_wilson_at_the_edges_and_accuracy_agrees():
 # ---------------------------------------------------------------------------- Newcombe
 
 
-@pytest.mark.parametrize("p_both,p_only_a,p_only_b", [
-    (0.55, 0.25, 0.05),  # accuracies 0.80 and 0.60, positively correlated
-    (0.88, 0.07, 0.02),  # 0.95 and 0.90: near 1, strongly correlated
-    (0.30, 0.10, 0.10),  # equal accuracies 0.40: true difference 0
-])
+@pytest.mark.parametrize(
+    "p_both,p_only_a,p_only_b",
+    [
+        (0.55, 0.25, 0.05),  # accuracies 0.80 and 0.60, positively correlated
+        (0.88, 0.07, 0.02),  # 0.95 and 0.90: near 1, strongly correlated
+        (0.30, 0.10, 0.10),  # equal accuracies 0.40: true difference 0
+    ],
+)
 def test_newcombe_covers_the_true_paired_difference(p_both, p_only_a, p_only_b):
     rng = np.random.default_rng(1)
     truth = p_only_a - p_only_b
@@ -134,7 +136,7 @@ def test_exact_p_values_equal_scipy_binomtest():
             assert p_a == pytest.approx(scipy.stats.binomtest(k, n, rate, alternative="greater").pvalue, rel=1e-9)
             assert p_b == pytest.approx(scipy.stats.binomtest(k, n, rate, alternative="less").pvalue, rel=1e-9)
     # Extremes: everything right is very significant above 0.5, and not at all below it.
-    assert stats.p_above(np.ones(20, bool), 0.5) == pytest.approx(0.5 ** 20)
+    assert stats.p_above(np.ones(20, bool), 0.5) == pytest.approx(0.5**20)
     assert stats.p_below(np.ones(20, bool), 0.5) == pytest.approx(1.0)
     assert stats.p_above(np.zeros(20, bool), 0.5) == pytest.approx(1.0)
 
@@ -180,8 +182,9 @@ def test_spearman_p_is_about_uniform_under_independence():
     p_values = []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
-        p_values.append(stats.spearman_permutation(rng.normal(size=20), rng.normal(size=20), permutations=200,
-                                                   seed=seed)[1])
+        p_values.append(
+            stats.spearman_permutation(rng.normal(size=20), rng.normal(size=20), permutations=200, seed=seed)[1]
+        )
     p_values = np.array(p_values)
     rejected = int(np.sum(p_values < 0.05))
     print(f"FPR spearman_permutation independence: {rejected}/{seeds}")
@@ -258,28 +261,31 @@ def test_detectable_difference_shrinks_with_n():
 # ---------------------------------------------------------------------------- bad inputs
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: stats.wilson(5, 3), r"successes=5, n=3"),
-    (lambda: stats.wilson(-1, 3), r"successes=-1"),
-    (lambda: stats.wilson(0, 0), r"n=0"),
-    (lambda: stats.wilson(1, 3, level=1.5), r"1\.5"),
-    (lambda: stats.accuracy([True, False], level=0.0), r"got 0\.0"),
-    (lambda: stats.accuracy([]), r"\(0,\)"),
-    (lambda: stats.accuracy([0, 2, 1]), r"correct must be booleans"),
-    (lambda: stats.accuracy(np.ones((2, 3), bool)), r"\(2, 3\)"),
-    (lambda: stats.paired_difference([True, False], [True]), r"\(2,\) and \(1,\)"),
-    (lambda: stats.paired_difference([True, 3], [True, False]), r"correct_a"),
-    (lambda: stats.p_above([0.5, 1], 0.5), r"booleans"),
-    (lambda: stats.holm([]), r"\(0,\)"),
-    (lambda: stats.holm([[0.1, 0.2]]), r"\(1, 2\)"),
-    (lambda: stats.spearman_permutation([1, 2], [2, 1]), r"\(2,\) and \(2,\)"),
-    (lambda: stats.spearman_permutation([1, 2, 3], [1, 2, 3, 4]), r"\(3,\) and \(4,\)"),
-    (lambda: stats.halves(1), r"got 1"),
-    (lambda: stats.cross_fit(np.ones(5)), r"\(5,\)"),
-    (lambda: stats.detectable_difference(0, 0.5), r"n=0"),
-    (lambda: stats.detectable_difference(100, 1.0), r"rate=1\.0"),
-    (lambda: stats.detectable_difference(100, 0.5, level=2.0), r"2\.0"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: stats.wilson(5, 3), r"successes=5, n=3"),
+        (lambda: stats.wilson(-1, 3), r"successes=-1"),
+        (lambda: stats.wilson(0, 0), r"n=0"),
+        (lambda: stats.wilson(1, 3, level=1.5), r"1\.5"),
+        (lambda: stats.accuracy([True, False], level=0.0), r"got 0\.0"),
+        (lambda: stats.accuracy([]), r"\(0,\)"),
+        (lambda: stats.accuracy([0, 2, 1]), r"correct must be booleans"),
+        (lambda: stats.accuracy(np.ones((2, 3), bool)), r"\(2, 3\)"),
+        (lambda: stats.paired_difference([True, False], [True]), r"\(2,\) and \(1,\)"),
+        (lambda: stats.paired_difference([True, 3], [True, False]), r"correct_a"),
+        (lambda: stats.p_above([0.5, 1], 0.5), r"booleans"),
+        (lambda: stats.holm([]), r"\(0,\)"),
+        (lambda: stats.holm([[0.1, 0.2]]), r"\(1, 2\)"),
+        (lambda: stats.spearman_permutation([1, 2], [2, 1]), r"\(2,\) and \(2,\)"),
+        (lambda: stats.spearman_permutation([1, 2, 3], [1, 2, 3, 4]), r"\(3,\) and \(4,\)"),
+        (lambda: stats.halves(1), r"got 1"),
+        (lambda: stats.cross_fit(np.ones(5)), r"\(5,\)"),
+        (lambda: stats.detectable_difference(0, 0.5), r"n=0"),
+        (lambda: stats.detectable_difference(100, 1.0), r"rate=1\.0"),
+        (lambda: stats.detectable_difference(100, 0.5, level=2.0), r"2\.0"),
+    ],
+)
 def test_bad_inputs_are_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()

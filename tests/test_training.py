@@ -77,9 +77,15 @@ def test_linearised_net_is_kernel_regression_with_its_empirical_ntk(data):
     predictor = kernels.KernelPredictor(kernel_fn, x, y, k_train_train=k_train)
     rate = training.stable_learning_rate(k_train, fraction=0.05)  # small steps: GD ≈ gradient flow
     net = training.train(training.linearised(apply_fn, params), params, x, y, rate, steps=400)
-    expected = predictor.predict(x_test, net.time, k_test_train=empirical.empirical_ntk(
-                                     apply_fn, params, x_test, x, trace=True, implementation="jacobian_contraction"),
-                                 f0_train=apply_fn(params, x), f0_test=apply_fn(params, x_test))
+    expected = predictor.predict(
+        x_test,
+        net.time,
+        k_test_train=empirical.empirical_ntk(
+            apply_fn, params, x_test, x, trace=True, implementation="jacobian_contraction"
+        ),
+        f0_train=apply_fn(params, x),
+        f0_test=apply_fn(params, x_test),
+    )
     ours = net.logits_fn()(x_test)
     assert float(jnp.max(jnp.abs(ours - apply_fn(params, x_test)))) > 0.1  # it did move
     np.testing.assert_allclose(ours, expected, atol=2e-3)
@@ -117,7 +123,9 @@ def test_cross_entropy_losses_are_the_textbook_formulas():
     logits = jnp.array([[1.0, 2.0, 0.5]])
     onehot = jnp.array([[0.0, 1.0, 0.0]])
     expected = -np.log(np.exp(2.0) / np.exp([1.0, 2.0, 0.5]).sum())
-    assert float(training.training_loss("cross_entropy", identity, None, logits, onehot)) == pytest.approx(expected, rel=1e-6)
+    assert float(training.training_loss("cross_entropy", identity, None, logits, onehot)) == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 def test_bad_training_options(data):

@@ -33,15 +33,35 @@ def tiny_task(n_train=24, n_test=16, seed=0) -> data.Task:
     x_train, labels_train = draw(n_train)
     x_test, labels_test = draw(n_test)
     target = lambda labels: np.where(labels == 1, 1.0, -1.0).astype(np.float32)[:, None]  # noqa: E731
-    return data.Task(x_train, target(labels_train), x_test, target(labels_test), labels_train, labels_test,
-                     (0, 1), ("right", "left"), "synthetic")
+    return data.Task(
+        x_train,
+        target(labels_train),
+        x_test,
+        target(labels_test),
+        labels_train,
+        labels_test,
+        (0, 1),
+        ("right", "left"),
+        "synthetic",
+    )
 
 
 @pytest.fixture(scope="module")
 def experiment():
-    return Experiment(tiny_task(), depth=1, width=64, target_loss=0.1, max_steps=400, epsilon=0.1, pgd_steps=2,
-                      smooth_sigma=0.1, smooth_samples=2, probe_size=8, matched_epsilons=(0.01, 0.6),
-                      matched_accuracy=0.3)
+    return Experiment(
+        tiny_task(),
+        depth=1,
+        width=64,
+        target_loss=0.1,
+        max_steps=400,
+        epsilon=0.1,
+        pgd_steps=2,
+        smooth_sigma=0.1,
+        smooth_samples=2,
+        probe_size=8,
+        matched_epsilons=(0.01, 0.6),
+        matched_accuracy=0.3,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +72,40 @@ def swept(experiment):
 
 
 def test_describe_is_the_chapters_setting_line():
-    cfg = SimpleNamespace(dataset="mnist-5k", classes=(3, 5), image_size=8, n_train=64, n_test=32, depth=1,
-                          width=64, alphas=(10.0, 1.0, 0.03), seeds=(0, 1, 2),
-                          deep=dict(depth=2, alphas=(10.0, 0.03)), width_sweep=dict(widths=(32, 64), alpha=1.0))
-    assert describe(cfg) == ("mnist-5k, digits 3 vs 5, 8² images, 64 train / 32 test; FC depth 1, width 64, "
-                             "α from 10 to 0.03, 3 seeds; depth 2 with 2 values of α; widths 32, 64 at α = 1")
+    cfg = SimpleNamespace(
+        dataset="mnist-5k",
+        classes=(3, 5),
+        image_size=8,
+        n_train=64,
+        n_test=32,
+        depth=1,
+        width=64,
+        alphas=(10.0, 1.0, 0.03),
+        seeds=(0, 1, 2),
+        deep=dict(depth=2, alphas=(10.0, 0.03)),
+        width_sweep=dict(widths=(32, 64), alpha=1.0),
+    )
+    assert describe(cfg) == (
+        "mnist-5k, digits 3 vs 5, 8² images, 64 train / 32 test; FC depth 1, width 64, "
+        "α from 10 to 0.03, 3 seeds; depth 2 with 2 values of α; widths 32, 64 at α = 1"
+    )
     assert alpha_label(float("nan")) == "linearised" and alpha_label(0.30) == "0.3"
 
 
 def test_experiment_of_reads_the_chapters_settings():
-    cfg = SimpleNamespace(depth=2, width=32, target_loss=0.05, max_steps=10, epsilon=0.2, pgd_steps=3,
-                          smooth_sigma=0.1, smooth_samples=4, probe_size=5, matched_epsilons=[0.1, 0.3],
-                          matched_accuracy=0.2)
+    cfg = SimpleNamespace(
+        depth=2,
+        width=32,
+        target_loss=0.05,
+        max_steps=10,
+        epsilon=0.2,
+        pgd_steps=3,
+        smooth_sigma=0.1,
+        smooth_samples=4,
+        probe_size=5,
+        matched_epsilons=[0.1, 0.3],
+        matched_accuracy=0.2,
+    )
     exp = Experiment.of(tiny_task(), cfg)
     assert exp.probe.shape == (5, 4, 4, 1) and exp.matched_epsilons == (0.1, 0.3) and exp.depth == 2
     np.testing.assert_array_equal(np.asarray(exp.probe), exp.task.x_train[:5])
@@ -112,8 +154,12 @@ def test_matched_ratio_of_a_networks_own_examples_is_one(experiment, swept):
     assert row["matched ratio"] == pytest.approx(1.0, abs=1e-6)
     line, summary = tables.matched_summary(matched)
     assert line == "0 nets never fell to the matched accuracy"
-    assert list(summary.columns) == [("matched ε", "mean"), ("matched ε", "std"), ("matched ratio", "mean"),
-                                     ("matched ratio", "std")]
+    assert list(summary.columns) == [
+        ("matched ε", "mean"),
+        ("matched ε", "std"),
+        ("matched ratio", "mean"),
+        ("matched ratio", "std"),
+    ]
 
 
 def test_width_sweep_on_a_tiny_task(experiment, swept):
@@ -139,21 +185,25 @@ def outcomes(right: int, n: int = 100) -> np.ndarray:
 def evaluation(clean=100, white=0, transferred=None, noise=100) -> transfer.Evaluation:
     """An evaluation on 100 images: ``transferred`` maps surrogate names to correct counts."""
     strongest = outcomes(white)
-    return transfer.Evaluation(outcomes(clean), transfer.WhiteBox(strongest, strongest, strongest, strongest),
-                               {k: outcomes(v) for k, v in (transferred or {}).items()}, outcomes(noise))
+    return transfer.Evaluation(
+        outcomes(clean),
+        transfer.WhiteBox(strongest, strongest, strongest, strongest),
+        {k: outcomes(v) for k, v in (transferred or {}).items()},
+        outcomes(noise),
+    )
 
 
 def fake_run(seed, alpha, distance):
     """What the tables read of a ``transfer.ScaledRun``."""
     net = SimpleNamespace(learning_rate=0.1, steps=50, losses=np.array([0.01]))
-    return SimpleNamespace(seed=seed, alpha=alpha, net=net, reached=True,
-                           laziness=transfer.Laziness(distance, 1.0))
+    return SimpleNamespace(seed=seed, alpha=alpha, net=net, reached=True, laziness=transfer.Laziness(distance, 1.0))
 
 
 def test_width_text_gives_the_within_seed_correlation():
     widths = [(16, 0.4, 60), (64, 0.2, 40), (256, 0.1, 30), (1024, 0.05, 20)]  # width, distance, right
-    width_runs = [(w, fake_run(s, 1.0, d), evaluation(transferred={"f_∞": right}))
-                  for s in (0, 1, 2) for w, d, right in widths]
+    width_runs = [
+        (w, fake_run(s, 1.0, d), evaluation(transferred={"f_∞": right})) for s in (0, 1, 2) for w, d, right in widths
+    ]
     text = tables.width_text(width_runs)
     assert text.startswith("within-seed Spearman ρ of cosine distance and transfer ratio -1.00 [")
     assert text.endswith("for ρ < 0")
@@ -161,8 +211,10 @@ def test_width_text_gives_the_within_seed_correlation():
 
 def test_white_box_checks_name_the_failing_nets():
     runs = [fake_run(0, 10.0, 0.01), fake_run(0, float("nan"), 0.0)]
-    evaluations = [evaluation(white=10, transferred={"f_∞": 50, "rich net": 5}),
-                   evaluation(white=10, transferred={"f_∞": 50})]
+    evaluations = [
+        evaluation(white=10, transferred={"f_∞": 50, "rich net": 5}),
+        evaluation(white=10, transferred={"f_∞": 50}),
+    ]
     assert tables.white_box_checks(runs, evaluations) == (1, 2, ["0/α = 10: rich net"])
 
 
@@ -174,8 +226,9 @@ def three_seeds():
     for s in (0, 1, 2):
         for alpha, distance, fooled in zip(alphas, (0.01, 0.03, 0.1, 0.3), (85, 70, 55, 40)):
             runs.append(fake_run(s, alpha, distance))
-            evaluations.append(evaluation(transferred={"f_∞": 100 - fooled, "logistic regression": 100 - 30 - s,
-                                                       "rich net": 50}))
+            evaluations.append(
+                evaluation(transferred={"f_∞": 100 - fooled, "logistic regression": 100 - 30 - s, "rich net": 50})
+            )
     for s in (0, 1, 2):
         runs.append(fake_run(s, float("nan"), 0.0))
         evaluations.append(evaluation(transferred={"f_∞": 10, "logistic regression": 60, "rich net": 50}))
@@ -206,8 +259,17 @@ def test_control_table_summary_and_report_table(three_seeds):
     cfg = SimpleNamespace(alphas=alphas, seeds=(0, 1, 2), deep=dict(depth=2), width_sweep=dict(alpha=1.0))
     lines, glued = tables.summary(results, controls, result, result, "too few widths", cfg)
     assert len(lines) == 8 and lines[-1] == "- Width sweep at α = 1: too few widths."
-    assert set(glued) == {"distance", "ratio", "logistic_ratio", "rich_net_ratio", "matched_rho", "rho",
-                          "deep_rho", "deep_outcome", "width_rho"}
+    assert set(glued) == {
+        "distance",
+        "ratio",
+        "logistic_ratio",
+        "rich_net_ratio",
+        "matched_rho",
+        "rho",
+        "deep_rho",
+        "deep_outcome",
+        "width_rho",
+    }
     assert glued["ratio"] == "0.850 ± 0.000 at α = 10 and 0.400 ± 0.000 at α = 0.03"
     assert glued["distance"] == "0.010 ± 0.000 at α = 10 and 0.300 ± 0.000 at α = 0.03"
     assert glued["rho"].startswith("-1.00 (one-sided p = ")
@@ -239,8 +301,15 @@ def test_figures_have_the_expected_axes(three_seeds):
     # The linearised nets are drawn as stars at a third of the smallest distance.
     stars = [c for c in left.collections if c.get_label() == "linearised"][0]
     np.testing.assert_allclose(stars.get_offsets()[:, 0], 0.01 / 3)
-    matched = pd.DataFrame({"alpha": [1.0, 0.1, float("nan")], "seed": [0, 0, 0], "cosine distance": [0.1, 0.2, 0.0],
-                            "matched ε": [0.1, 0.2, 0.3], "matched ratio": [0.5, 0.4, 0.9]})
+    matched = pd.DataFrame(
+        {
+            "alpha": [1.0, 0.1, float("nan")],
+            "seed": [0, 0, 0],
+            "cosine distance": [0.1, 0.2, 0.0],
+            "matched ε": [0.1, 0.2, 0.3],
+            "matched ratio": [0.5, 0.4, 0.9],
+        }
+    )
     fig = figures.matched_robustness(matched)
     assert [ax.get_ylabel() for ax in fig.axes[:2]] == ["matched ε", "matched ratio"]
     assert len(fig.axes[0].collections[0].get_offsets()) == 2  # the linearised net is not drawn

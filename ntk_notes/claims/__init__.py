@@ -62,9 +62,34 @@ from ntk_notes.claims.parts import (
 from ntk_notes.claims.settling import SETTLING_TESTS, RunOutcomes, claim7, earlier_part
 from ntk_notes.claims.without_training import AttackOutcomes, claim1
 
-__all__ = ["ALPHA", "CLEAN_TOLERANCE", "DROP", "NON_ROBUST", "SETTLING_TESTS", "AttackOutcomes", "ClaimResult",
-           "Part", "RunOutcomes", "SignificantFeatures", "across_seeds", "all_of", "assemble", "check_rate", "claim1",
-           "claim2", "claim3_features", "claim3_tradeoff", "claim4", "claim5", "claim6", "claim7", "earlier_part",
-           "interval_part", "laziness_correlation", "merge", "significant_features", "useful_non_robust_p",
-           "useful_robust_p"]
-
+__all__ = [
+    "ALPHA",
+    "CLEAN_TOLERANCE",
+    "DROP",
+    "NON_ROBUST",
+    "SETTLING_TESTS",
+    "AttackOutcomes",
+    "ClaimResult",
+    "Part",
+    "RunOutcomes",
+    "SignificantFeatures",
+    "across_seeds",
+    "all_of",
+    "assemble",
+    "check_rate",
+    "claim1",
+    "claim2",
+    "claim3_features",
+    "claim3_tradeoff",
+    "claim4",
+    "claim5",
+    "claim6",
+    "claim7",
+    "earlier_part",
+    "interval_part",
+    "laziness_correlation",
+    "merge",
+    "significant_features",
+    "useful_non_robust_p",
+    "useful_robust_p",
+]

@@ -34,8 +34,14 @@ def _excess(similarity, n_family: int) -> float:
     return float(within - similarity[:n_family, n_family:].mean(0).max())
 
 
-def claim4(kernels: Mapping[str, np.ndarray], null_kernels: Mapping[str, np.ndarray], k: int,
-           robustness: Mapping[str, np.ndarray] | None = None, resamples: int = 200, seed: int = 0) -> ClaimResult:
+def claim4(
+    kernels: Mapping[str, np.ndarray],
+    null_kernels: Mapping[str, np.ndarray],
+    k: int,
+    robustness: Mapping[str, np.ndarray] | None = None,
+    resamples: int = 200,
+    seed: int = 0,
+) -> ClaimResult:
     """The features of different architectures' kernels agree, more than with kernels that are
     not neural tangent kernels.
 
@@ -48,13 +54,16 @@ def claim4(kernels: Mapping[str, np.ndarray], null_kernels: Mapping[str, np.ndar
     bootstrap over features.
     """
     if len(kernels) < 2 or len(null_kernels) < 1:
-        raise ValueError(f"claim 4 needs at least two kernels and one null kernel, got {len(kernels)} and "
-                         f"{len(null_kernels)}")
+        raise ValueError(
+            f"claim 4 needs at least two kernels and one null kernel, got {len(kernels)} and {len(null_kernels)}"
+        )
     matrices = [np.asarray(m, np.float64) for m in [*kernels.values(), *null_kernels.values()]]
     n = matrices[0].shape[0]
     if any(m.shape != (n, n) for m in matrices):
-        raise ValueError(f"every kernel must be a (N, N) training kernel on the same N points; got shapes "
-                         f"{[m.shape for m in matrices]}")
+        raise ValueError(
+            f"every kernel must be a (N, N) training kernel on the same N points; got shapes "
+            f"{[m.shape for m in matrices]}"
+        )
     if not 1 <= k < n:
         raise ValueError(f"k must lie in 1..{n - 1}, got {k!r}")
     rng = np.random.default_rng(seed)
@@ -76,8 +85,13 @@ def claim4(kernels: Mapping[str, np.ndarray], null_kernels: Mapping[str, np.ndar
     # The spread of a statistic over half-samples estimates its spread over fresh draws.
     halves = np.sort(np.array([rng.choice(n, n // 2, replace=False) for _ in range(resamples)]), axis=1)
     replicates = eigenspace_excesses(halves)
-    parts = [interval_part(f"top-{k} eigenspaces: overlap between NTKs minus overlap with the closest null kernel, "
-                           "above 0", _percentile_estimate(observed, replicates), 0.0)]
+    parts = [
+        interval_part(
+            f"top-{k} eigenspaces: overlap between NTKs minus overlap with the closest null kernel, above 0",
+            _percentile_estimate(observed, replicates),
+            0.0,
+        )
+    ]
     if robustness is not None:
         names = [*kernels, *null_kernels]
         missing = [name for name in names if name not in robustness]
@@ -94,8 +108,14 @@ def claim4(kernels: Mapping[str, np.ndarray], null_kernels: Mapping[str, np.ndar
 
         observed = rank_excess(np.arange(f))
         replicates = [rank_excess(rng.integers(0, f, f)) for _ in range(resamples)]
-        parts.append(interval_part("robustness ranks, index by index: Spearman ρ between NTKs minus ρ with the "
-                                   "closest null kernel, above 0", _percentile_estimate(observed, replicates), 0.0))
+        parts.append(
+            interval_part(
+                "robustness ranks, index by index: Spearman ρ between NTKs minus ρ with the "
+                "closest null kernel, above 0",
+                _percentile_estimate(observed, replicates),
+                0.0,
+            )
+        )
     return assemble("4", parts)
 
 
@@ -103,7 +123,7 @@ def _percentile_estimate(observed: float, replicates) -> stats.Estimate:
     """The observed value with the central 95% of the replicates' deviations from their own
     mean around it (so a replicate scheme with a bias of its own does not shift it)."""
     replicates = np.asarray(replicates, np.float64)
-    low, high = np.percentile(replicates - replicates.mean(), [100 * (1 - stats.LEVEL) / 2,
-                                                               100 * (1 + stats.LEVEL) / 2])
+    low, high = np.percentile(
+        replicates - replicates.mean(), [100 * (1 - stats.LEVEL) / 2, 100 * (1 + stats.LEVEL) / 2]
+    )
     return stats.Estimate(float(observed), float(observed + low), float(observed + high))
-

@@ -15,10 +15,10 @@ def _check_matrix(name: str, value, n: int | None = None) -> np.ndarray:
     value = np.asarray(value)
     if value.ndim != 2 or (n is not None and value.shape[1] != n):
         want = "(F, n)" if n is None else f"(F, {n})"
-        raise ValueError(f"{name} must have shape {want}: one row per candidate, one column per test example; "
-                         f"got {value.shape}")
+        raise ValueError(
+            f"{name} must have shape {want}: one row per candidate, one column per test example; got {value.shape}"
+        )
     return value.astype(bool)
-
 
 
 def _feature_outcomes(clean, attacked) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +40,7 @@ def useful_non_robust_p(clean, attacked, majority: float, non_robust: float = NO
 
 class SignificantFeatures(NamedTuple):
     """Single features that pass a test after Holm's correction over the features tested."""
+
     indices: np.ndarray  # rows that passed, most significant first
     adjusted_p: np.ndarray  # Holm-adjusted p-value of every feature tested
     tested: np.ndarray  # the rows tested
@@ -54,8 +55,9 @@ def significant_features(p_values, candidates=None) -> SignificantFeatures:
     return SignificantFeatures(tested[order][adjusted[order] < ALPHA], adjusted, tested)
 
 
-def claim3_features(top_clean, top_attacked, deep_clean, deep_attacked, full_clean, majority: float,
-                    non_robust: float = NON_ROBUST) -> ClaimResult:
+def claim3_features(
+    top_clean, top_attacked, deep_clean, deep_attacked, full_clean, majority: float, non_robust: float = NON_ROBUST
+) -> ClaimResult:
     """The eigen-features split into a robust part and a useful-but-non-robust part, and
     kernel regression relies on both.
 
@@ -77,22 +79,35 @@ def claim3_features(top_clean, top_attacked, deep_clean, deep_attacked, full_cle
     'reproduced'
     """
     majority = check_rate("majority", majority)
-    top = all_of("the top part φ_1..k is useful and robust (clean and attacked accuracy above the majority rate)",
-                 [interval_part("clean", stats.accuracy(top_clean), majority),
-                  interval_part("attacked", stats.accuracy(top_attacked), majority)])
-    deep = all_of(f"the deep part f_∞ − φ_1..k is useful and non-robust (clean accuracy above the majority "
-                  f"rate, attacked below {non_robust:g})",
-                  [interval_part("clean", stats.accuracy(deep_clean), majority),
-                   interval_part("attacked", stats.accuracy(deep_attacked), non_robust, above=False)])
-    both = all_of("kernel regression relies on both: f_∞ is more accurate than either part alone (clean "
-                  "accuracy difference above 0)",
-                  [interval_part("minus the top part", stats.paired_difference(full_clean, top_clean), 0.0),
-                   interval_part("minus the deep part", stats.paired_difference(full_clean, deep_clean), 0.0)])
+    top = all_of(
+        "the top part φ_1..k is useful and robust (clean and attacked accuracy above the majority rate)",
+        [
+            interval_part("clean", stats.accuracy(top_clean), majority),
+            interval_part("attacked", stats.accuracy(top_attacked), majority),
+        ],
+    )
+    deep = all_of(
+        f"the deep part f_∞ − φ_1..k is useful and non-robust (clean accuracy above the majority "
+        f"rate, attacked below {non_robust:g})",
+        [
+            interval_part("clean", stats.accuracy(deep_clean), majority),
+            interval_part("attacked", stats.accuracy(deep_attacked), non_robust, above=False),
+        ],
+    )
+    both = all_of(
+        "kernel regression relies on both: f_∞ is more accurate than either part alone (clean "
+        "accuracy difference above 0)",
+        [
+            interval_part("minus the top part", stats.paired_difference(full_clean, top_clean), 0.0),
+            interval_part("minus the deep part", stats.paired_difference(full_clean, deep_clean), 0.0),
+        ],
+    )
     return assemble("3 (features)", [top, deep, both])
 
 
-def claim6(clean, attacked, majority: float, non_robust: float = NON_ROBUST, seed: int = 0,
-           candidates=None) -> ClaimResult:
+def claim6(
+    clean, attacked, majority: float, non_robust: float = NON_ROBUST, seed: int = 0, candidates=None
+) -> ClaimResult:
     """Useful non-robust features can be identified: the feature chosen on one half of the
     test set as the most useful among the non-robust ones is, on the other half, still useful
     and non-robust. ``candidates`` (indices) limits the search, e.g. to features beyond the
@@ -120,14 +135,21 @@ def claim6(clean, attacked, majority: float, non_robust: float = NON_ROBUST, see
         return assemble("6", [part], {"feature": None, "clean": None, "attacked": None})
     chosen = int(eligible[np.argmax(clean[eligible][:, first].mean(1))])
     held_out = {"clean": stats.accuracy(clean[chosen, ~first]), "attacked": stats.accuracy(attacked[chosen, ~first])}
-    parts = [all_of(f"the feature chosen on one half of the test set is, on the other half, useful and "
-                    f"non-robust (clean accuracy above the majority rate, attacked below {non_robust:g})",
-                    [interval_part("clean", held_out["clean"], majority),
-                     interval_part("attacked", held_out["attacked"], non_robust, above=False)])]
+    parts = [
+        all_of(
+            f"the feature chosen on one half of the test set is, on the other half, useful and "
+            f"non-robust (clean accuracy above the majority rate, attacked below {non_robust:g})",
+            [
+                interval_part("clean", held_out["clean"], majority),
+                interval_part("attacked", held_out["attacked"], non_robust, above=False),
+            ],
+        )
+    ]
     return assemble("6", parts, {"feature": chosen, **held_out})
 
 
 # Claims 3 (trade-off) and 5: truncation and early stopping ------------------------------
+
 
 def _cross_fitted_best(clean, attacked, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-example clean and attacked outcomes of the candidate most robust on the other half."""
@@ -143,18 +165,37 @@ def claim3_tradeoff(clean, attacked, full_clean, full_attacked, majority: float,
     robust k is chosen on one half of the test set and scored on the other (cross-fitted)."""
     best_clean, best_attacked, picks = _cross_fitted_best(clean, attacked, seed)
     majority = check_rate("majority", majority)
-    robust = all_of("the most robust top-k predictor (cross-fitted) is robust and more robust than f_∞ (attacked "
-                    "accuracy above the majority rate, and above f_∞'s)",
-                    [interval_part("against the majority rate", stats.accuracy(best_attacked), majority),
-                     interval_part("minus f_∞'s", stats.paired_difference(best_attacked, full_attacked), 0.0)])
-    parts = [robust,
-             interval_part("it is less accurate than f_∞ on clean data (clean accuracy difference, f_∞ minus "
-                           "top-k, above 0)", stats.paired_difference(full_clean, best_clean), 0.0)]
+    robust = all_of(
+        "the most robust top-k predictor (cross-fitted) is robust and more robust than f_∞ (attacked "
+        "accuracy above the majority rate, and above f_∞'s)",
+        [
+            interval_part("against the majority rate", stats.accuracy(best_attacked), majority),
+            interval_part("minus f_∞'s", stats.paired_difference(best_attacked, full_attacked), 0.0),
+        ],
+    )
+    parts = [
+        robust,
+        interval_part(
+            "it is less accurate than f_∞ on clean data (clean accuracy difference, f_∞ minus top-k, above 0)",
+            stats.paired_difference(full_clean, best_clean),
+            0.0,
+        ),
+    ]
     return assemble("3 (trade-off)", parts, {"picks": picks})
 
 
-def claim5(clean_t, attacked_t, full_attacked, majority: float, eigenvalues, feature_clean, feature_attacked,
-           seed: int = 0, permutations: int = 2000, min_features: int = 5) -> ClaimResult:
+def claim5(
+    clean_t,
+    attacked_t,
+    full_attacked,
+    majority: float,
+    eigenvalues,
+    feature_clean,
+    feature_attacked,
+    seed: int = 0,
+    permutations: int = 2000,
+    min_features: int = 5,
+) -> ClaimResult:
     """Robust features sit at the top of the spectrum, so they are learned first.
 
     Direct evidence: f_t at T training times (``clean_t``, ``attacked_t``, (T, n)) stopped at
@@ -169,14 +210,21 @@ def claim5(clean_t, attacked_t, full_attacked, majority: float, eigenvalues, fea
     feature_clean, feature_attacked = _feature_outcomes(feature_clean, feature_attacked)
     eigenvalues = np.asarray(eigenvalues, np.float64)
     if eigenvalues.shape != (len(feature_clean),):
-        raise ValueError(f"eigenvalues must have shape ({len(feature_clean)},), one per feature; got "
-                         f"{eigenvalues.shape}")
+        raise ValueError(
+            f"eigenvalues must have shape ({len(feature_clean)},), one per feature; got {eigenvalues.shape}"
+        )
     useful = stats.benjamini_hochberg(stats.p_above(feature_clean, majority)) < ALPHA
-    name = ("among the useful features (Benjamini–Hochberg), attacked accuracy rises with the eigenvalue "
-            "(Spearman ρ)")
+    name = "among the useful features (Benjamini–Hochberg), attacked accuracy rises with the eigenvalue (Spearman ρ)"
     if useful.sum() < min_features:
-        rank = Part(name, float("nan"), float("nan"), float("nan"), 0.0, "inconclusive",
-                    weakest=f"only {int(useful.sum())} useful features")
+        rank = Part(
+            name,
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            0.0,
+            "inconclusive",
+            weakest=f"only {int(useful.sum())} useful features",
+        )
     else:
         rho, p = stats.spearman_permutation(eigenvalues[useful], feature_attacked[useful].mean(1), permutations, seed)
         # Fisher's z with Fieller's standard error for Spearman's ρ gives the interval.
@@ -184,10 +232,13 @@ def claim5(clean_t, attacked_t, full_attacked, majority: float, eigenvalues, fea
         low, high = np.tanh(np.arctanh(np.clip(rho, -0.999999, 0.999999)) + np.array([-half, half]))
         outcome = "held" if p < ALPHA else "failed" if high < 0 else "inconclusive"
         rank = Part(name, rho, float(low), float(high), 0.0, outcome, p, weakest=f"{int(useful.sum())} useful features")
-    early = all_of("f_t stopped at its most robust time (cross-fitted) is robust and more robust than f_∞ "
-                   "(attacked accuracy above the majority rate, and above f_∞'s)",
-                   [interval_part("against the majority rate", stats.accuracy(best_attacked), majority),
-                    interval_part("minus f_∞'s", stats.paired_difference(best_attacked, full_attacked), 0.0)])
+    early = all_of(
+        "f_t stopped at its most robust time (cross-fitted) is robust and more robust than f_∞ "
+        "(attacked accuracy above the majority rate, and above f_∞'s)",
+        [
+            interval_part("against the majority rate", stats.accuracy(best_attacked), majority),
+            interval_part("minus f_∞'s", stats.paired_difference(best_attacked, full_attacked), 0.0),
+        ],
+    )
     parts = [early, rank]
     return assemble("5", parts, {"picks": picks, "useful_features": int(useful.sum())})
-

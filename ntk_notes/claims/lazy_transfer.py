@@ -17,8 +17,9 @@ def _fisher_interval(z: float, variance: float) -> tuple[float, float]:
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
-def laziness_correlation(runs: Sequence[transfer.TransferRun], permutations: int = 2000, seed: int = 0,
-                         value=lambda run: run.ratio) -> tuple[float, float, float, float, float]:
+def laziness_correlation(
+    runs: Sequence[transfer.TransferRun], permutations: int = 2000, seed: int = 0, value=lambda run: run.ratio
+) -> tuple[float, float, float, float, float]:
     """How the transfer ratio (or another ``value`` of a run, e.g. its ratio at matched
     robustness) moves with the kernel's cosine distance, within seeds: the
     Fisher-z mean of each seed's Spearman ρ, its 95% interval (Fisher's z with Fieller's
@@ -32,8 +33,10 @@ def laziness_correlation(runs: Sequence[transfer.TransferRun], permutations: int
         if np.isfinite(value(run)):
             groups.setdefault(run.seed, []).append((run.distance, value(run)))
     if not groups or min(len(g) for g in groups.values()) < 4:
-        raise ValueError("the laziness correlation needs at least 4 runs with a defined transfer ratio per seed; "
-                         f"got {sorted(len(g) for g in groups.values())}")
+        raise ValueError(
+            "the laziness correlation needs at least 4 runs with a defined transfer ratio per seed; "
+            f"got {sorted(len(g) for g in groups.values())}"
+        )
     unit = []
     for group in groups.values():
         d, r = np.array(group).T
@@ -71,21 +74,34 @@ def _weakens_part(name: str, runs, permutations: int, seed: int, value) -> tuple
     defined = [sum(np.isfinite(value(r)) for r in runs if r.seed == s) for s in seeds]
     if not seeds or min(defined) < 4:  # e.g. a white-box attack that removes nothing
         nan = float("nan")
-        return (Part(name, nan, nan, nan, 0.0, "inconclusive", above=False,
-                     weakest=f"only {min(defined, default=0)} nets of a seed with a defined value"),
-                {"rho": nan, "p_below": nan, "p_above": nan})
+        return (
+            Part(
+                name,
+                nan,
+                nan,
+                nan,
+                0.0,
+                "inconclusive",
+                above=False,
+                weakest=f"only {min(defined, default=0)} nets of a seed with a defined value",
+            ),
+            {"rho": nan, "p_below": nan, "p_above": nan},
+        )
     rho, low, high, p_below, p_above = laziness_correlation(runs, permutations, seed, value)
     outcome = "held" if p_below < ALPHA / 2 else "failed" if p_above < ALPHA / 2 else "inconclusive"
-    return (Part(name, rho, low, high, 0.0, outcome, p_below, above=False),
-            {"rho": rho, "p_below": p_below, "p_above": p_above})
+    return (
+        Part(name, rho, low, high, 0.0, outcome, p_below, above=False),
+        {"rho": rho, "p_below": p_below, "p_above": p_above},
+    )
 
 
 def _ratio_gap(control: transfer.TransferRun, resamples: int, seed: int) -> stats.Estimate:
     """How much higher the transfer ratio of the surrogate's examples is than that of the
     baseline surrogate's, on one net: (baseline − transfer) / (clean − white-box), with a
     paired bootstrap interval over the test images."""
-    clean, moved, base, white = (np.asarray(v, np.float64)
-                                 for v in (control.clean, control.transfer, control.baseline, control.white_box))
+    clean, moved, base, white = (
+        np.asarray(v, np.float64) for v in (control.clean, control.transfer, control.baseline, control.white_box)
+    )
     indices = np.random.default_rng(seed).integers(0, len(clean), (resamples, len(clean)))
 
     def gap(index):
@@ -101,9 +117,17 @@ def _ratio_gap(control: transfer.TransferRun, resamples: int, seed: int) -> stat
     return stats.Estimate(observed, float(low), float(high))
 
 
-def claim2(runs: Sequence[transfer.TransferRun], controls: Sequence[transfer.TransferRun],
-           checks_passed: int, checks_total: int, drop: float = DROP, permutations: int = 2000,
-           seed: int = 0, clean_tolerance: float = CLEAN_TOLERANCE, resamples: int = 1000) -> ClaimResult:
+def claim2(
+    runs: Sequence[transfer.TransferRun],
+    controls: Sequence[transfer.TransferRun],
+    checks_passed: int,
+    checks_total: int,
+    drop: float = DROP,
+    permutations: int = 2000,
+    seed: int = 0,
+    clean_tolerance: float = CLEAN_TOLERANCE,
+    resamples: int = 1000,
+) -> ClaimResult:
     """The kernel's adversarial examples transfer to networks trained in the lazy regime, and
     less as training leaves it.
 
@@ -162,27 +186,37 @@ def claim2(runs: Sequence[transfer.TransferRun], controls: Sequence[transfer.Tra
     if len({r.seed for r in runs}) < 3:
         raise ValueError(f"claim 2 needs runs of at least 3 seeds, got {len({r.seed for r in runs})}")
     if not 0 <= checks_passed <= checks_total or checks_total < 1:
-        raise ValueError(f"need 0 <= checks_passed <= checks_total, checks_total >= 1; got {checks_passed}, "
-                         f"{checks_total}")
+        raise ValueError(
+            f"need 0 <= checks_passed <= checks_total, checks_total >= 1; got {checks_passed}, {checks_total}"
+        )
     if any(c.baseline is None for c in controls):
-        raise ValueError("every linearised control needs its outcomes on the baseline surrogate's examples "
-                         "(TransferRun.baseline)")
+        raise ValueError(
+            "every linearised control needs its outcomes on the baseline surrogate's examples (TransferRun.baseline)"
+        )
     if not 0 <= clean_tolerance <= 1:
         raise ValueError(f"clean_tolerance must lie in [0, 1], got {clean_tolerance!r}")
     share = checks_passed / checks_total
-    sound = Part("white-box at least as strong as transfer on every net", share, share, share, 1.0,
-                 "held" if checks_passed == checks_total else "failed",
-                 voids="the white-box attack is weaker than transfer (attack unsound)")
-    control = all_of(f"positive control: f_∞'s examples remove at least {drop:g} more accuracy than noise from every "
-                     "linearised net (noise minus transfer accuracy)",
-                     [interval_part(f"seed {c.seed}", stats.paired_difference(c.noise, c.transfer), drop)
-                      for c in controls], [f"seed {c.seed}" for c in controls]
-                     )._replace(voids="the experiment cannot see transfer")
-    sensitive = all_of("positive control of a weakening: on every linearised net, the baseline surrogate's examples "
-                       "transfer less than f_∞'s (transfer ratio of f_∞ minus the baseline's)",
-                       [interval_part(f"seed {c.seed}", _ratio_gap(c, resamples, seed + i), 0.0)
-                        for i, c in enumerate(controls)], [f"seed {c.seed}" for c in controls]
-                       )._replace(voids="the experiment cannot see transfer weaken")
+    sound = Part(
+        "white-box at least as strong as transfer on every net",
+        share,
+        share,
+        share,
+        1.0,
+        "held" if checks_passed == checks_total else "failed",
+        voids="the white-box attack is weaker than transfer (attack unsound)",
+    )
+    control = all_of(
+        f"positive control: f_∞'s examples remove at least {drop:g} more accuracy than noise from every "
+        "linearised net (noise minus transfer accuracy)",
+        [interval_part(f"seed {c.seed}", stats.paired_difference(c.noise, c.transfer), drop) for c in controls],
+        [f"seed {c.seed}" for c in controls],
+    )._replace(voids="the experiment cannot see transfer")
+    sensitive = all_of(
+        "positive control of a weakening: on every linearised net, the baseline surrogate's examples "
+        "transfer less than f_∞'s (transfer ratio of f_∞ minus the baseline's)",
+        [interval_part(f"seed {c.seed}", _ratio_gap(c, resamples, seed + i), 0.0) for i, c in enumerate(controls)],
+        [f"seed {c.seed}" for c in controls],
+    )._replace(voids="the experiment cannot see transfer weaken")
     clean_of = {c.seed: float(np.mean(c.clean)) for c in controls}
     compared = [r for r in runs if abs(float(np.mean(r.clean)) - clean_of.get(r.seed, np.nan)) <= clean_tolerance]
     laziest = {}
@@ -190,27 +224,45 @@ def claim2(runs: Sequence[transfer.TransferRun], controls: Sequence[transfer.Tra
         if run.seed not in laziest or run.distance < laziest[run.seed].distance:
             laziest[run.seed] = run
     described = f"within seeds ({len(compared)} nets of comparable clean accuracy, {len(laziest)} seeds), below 0"
-    weakens, found = _weakens_part("transfer weakens out of the lazy regime: Spearman ρ of kernel cosine distance "
-                                   f"and transfer ratio {described}", compared, permutations, seed,
-                                   lambda r: r.ratio)
+    weakens, found = _weakens_part(
+        f"transfer weakens out of the lazy regime: Spearman ρ of kernel cosine distance and transfer ratio {described}",
+        compared,
+        permutations,
+        seed,
+        lambda r: r.ratio,
+    )
     lazy_limit = _lazy_limit_transfers_best(compared, controls, resamples, seed)
-    matched, matched_found = _weakens_part("transfer weakens at matched white-box robustness: Spearman ρ of cosine "
-                                           f"distance and matched transfer ratio {described}", compared,
-                                           permutations, seed + 1, lambda r: r.matched_ratio)
-    exists = all_of("transfer exists: f_∞'s examples remove more accuracy than noise from the laziest net of "
-                    "every seed (noise minus transfer accuracy, above 0)",
-                    [interval_part(f"seed {s}", stats.paired_difference(r.noise, r.transfer), 0.0)
-                     for s, r in laziest.items()], [f"seed {s}" for s in laziest])
-    details = {**found, "matched": matched_found, "excluded": len(runs) - len(compared),
-               "ratios": [r.ratio for r in runs], "control_ratios": [c.ratio for c in controls]}
+    matched, matched_found = _weakens_part(
+        "transfer weakens at matched white-box robustness: Spearman ρ of cosine "
+        f"distance and matched transfer ratio {described}",
+        compared,
+        permutations,
+        seed + 1,
+        lambda r: r.matched_ratio,
+    )
+    exists = all_of(
+        "transfer exists: f_∞'s examples remove more accuracy than noise from the laziest net of "
+        "every seed (noise minus transfer accuracy, above 0)",
+        [interval_part(f"seed {s}", stats.paired_difference(r.noise, r.transfer), 0.0) for s, r in laziest.items()],
+        [f"seed {s}" for s in laziest],
+    )
+    details = {
+        **found,
+        "matched": matched_found,
+        "excluded": len(runs) - len(compared),
+        "ratios": [r.ratio for r in runs],
+        "control_ratios": [c.ratio for c in controls],
+    }
     # The contested half first: when every part holds, the report's summary shows it.
     return assemble("2", [sound, control, sensitive, weakens, lazy_limit, matched, exists], details)
 
 
 def _bootstrap_ratios(nets, indices) -> np.ndarray:
     """Transfer ratios (B, nets) of nets on the same test images, on resampled images."""
+
     def means(field):
         return np.stack([np.asarray(getattr(net, field), np.float64)[indices].mean(1) for net in nets], axis=1)
+
     clean, moved = means("clean"), means("transfer")
     removed = clean - means("white_box")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -239,14 +291,24 @@ def _lazy_limit_transfers_best(runs, controls, resamples: int = 1000, seed: int 
             low, high = np.nanpercentile(excess, [2.5, 97.5]) if np.isfinite(excess).any() else (np.nan, np.nan)
             excesses.append(stats.Estimate(float(observed[j] - observed[0]), float(low), float(high)))
             labels.append(f"seed {control.seed}, cosine distance {run.distance:.2g}")
-    name = ("the lazy limit transfers best: no trained net transfers significantly better than the linearised "
-            "net of its seed (transfer ratio excess over the lazy limit; bootstrap, Holm over the nets)")
+    name = (
+        "the lazy limit transfers best: no trained net transfers significantly better than the linearised "
+        "net of its seed (transfer ratio excess over the lazy limit; bootstrap, Holm over the nets)"
+    )
     if not p_values:
         return Part(name, float("nan"), float("nan"), float("nan"), 0.0, "inconclusive")
     adjusted = stats.holm(p_values)
     finite = [i for i, e in enumerate(excesses) if np.isfinite(e.value)]
     worst = max(finite, key=lambda i: excesses[i].value) if finite else 0
     e = excesses[worst]
-    return Part(name, e.value, e.low, e.high, 0.0, "failed" if adjusted.min() < ALPHA else "held",
-                float(adjusted[worst]), above=False, weakest=labels[worst])
-
+    return Part(
+        name,
+        e.value,
+        e.low,
+        e.high,
+        0.0,
+        "failed" if adjusted.min() < ALPHA else "held",
+        float(adjusted[worst]),
+        above=False,
+        weakest=labels[worst],
+    )

@@ -16,6 +16,7 @@ DROP = 0.25  # claim 1: how much accuracy an attack must remove, and beat noise 
 
 class Part(NamedTuple):
     """One tested part of a claim."""
+
     name: str  # what is tested, in words
     estimate: float
     low: float  # the 95% interval (equal to the estimate for a count)
@@ -46,8 +47,9 @@ class Part(NamedTuple):
         p = "" if self.p_value is None else f", p = {self.p_value:.2g}"
         side = ">" if self.above else "<"
         weakest = f" (weakest: {self.weakest})" if self.weakest else ""
-        return (f"{self.name}{weakest}: {self.estimate:.3f}{interval}, needs {side} {self.threshold:.3g}{p}: "
-                f"{self.outcome}")
+        return (
+            f"{self.name}{weakest}: {self.estimate:.3f}{interval}, needs {side} {self.threshold:.3g}{p}: {self.outcome}"
+        )
 
 
 class ClaimResult(NamedTuple):
@@ -77,14 +79,18 @@ class ClaimResult(NamedTuple):
         spread, draws = self.details.get("spread", {}), len(self.details.get("verdicts", []))
         for part in self.parts:
             mean, sd = spread.get(part.name, (np.nan, np.nan))
-            over = f" (over {draws} draws: mean {mean:.3f}, sd {sd:.3f})" if np.isfinite(mean) and not part.is_count \
+            over = (
+                f" (over {draws} draws: mean {mean:.3f}, sd {sd:.3f})"
+                if np.isfinite(mean) and not part.is_count
                 else ""
+            )
             lines.append(f"- {part.describe()}{over}")
         return "\n".join(lines)
 
 
-def interval_part(name: str, estimate: stats.Estimate, threshold: float, above: bool = True,
-                  p_value: float | None = None) -> Part:
+def interval_part(
+    name: str, estimate: stats.Estimate, threshold: float, above: bool = True, p_value: float | None = None
+) -> Part:
     """A part that holds when the interval lies wholly above (or below) the threshold."""
     if above:
         outcome = "held" if estimate.low > threshold else "failed" if estimate.high < threshold else "inconclusive"
@@ -102,8 +108,10 @@ def all_of(name: str, parts: Sequence[Part], labels: Sequence[str] | None = None
     labels = [p.name for p in parts] if labels is None else list(labels)
     outcomes = {p.outcome for p in parts}
     outcome = "failed" if "failed" in outcomes else "inconclusive" if "inconclusive" in outcomes else "held"
-    index = min(range(len(parts)), key=lambda i: (parts[i].outcome != "failed", parts[i].outcome != "inconclusive",
-                                                  parts[i].margin))
+    index = min(
+        range(len(parts)),
+        key=lambda i: (parts[i].outcome != "failed", parts[i].outcome != "inconclusive", parts[i].margin),
+    )
     worst = parts[index]
     label = labels[index] + (f", {worst.weakest}" if worst.weakest else "")
     return worst._replace(name=name, outcome=outcome, weakest=label)
@@ -148,17 +156,21 @@ def across_seeds(results: Sequence[ClaimResult]) -> ClaimResult:
             estimates = np.array([d.estimate for d in draws], np.float64)
             spread[name] = (float(np.mean(estimates)), float(np.std(estimates)))
     combined = assemble(results[0].claim, parts)
-    return combined._replace(details={"per_seed": [r.parts for r in results], "spread": spread,
-                                      "verdicts": [r.verdict for r in results],
-                                      "details": [r.details for r in results]})
+    return combined._replace(
+        details={
+            "per_seed": [r.parts for r in results],
+            "spread": spread,
+            "verdicts": [r.verdict for r in results],
+            "details": [r.details for r in results],
+        }
+    )
 
 
 def merge(claim: str, results: Sequence[ClaimResult]) -> ClaimResult:
     """Several results that test parts of one claim (e.g. on two data sets), as one."""
     if not results:
         raise ValueError("merge needs at least one result")
-    return assemble(claim, [part for r in results for part in r.parts],
-                   {"details": [r.details for r in results]})
+    return assemble(claim, [part for r in results for part in r.parts], {"details": [r.details for r in results]})
 
 
 def check_rate(name: str, rate: float) -> float:
@@ -167,4 +179,3 @@ def check_rate(name: str, rate: float) -> float:
     if not 0 < rate < 1:
         raise ValueError(f"{name} must lie strictly between 0 and 1, got {rate!r}")
     return float(rate)
-

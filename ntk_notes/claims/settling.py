@@ -13,8 +13,7 @@ from ntk_notes.claims.parts import ClaimResult, Part, all_of, check_rate, interv
 SETTLING_TESTS = ("settling epoch", "direction and norm", "linearisation")
 
 
-def earlier_part(name: str, standard, adversarial: Mapping[str, Sequence[float]], share: float,
-                  pooled: float) -> Part:
+def earlier_part(name: str, standard, adversarial: Mapping[str, Sequence[float]], share: float, pooled: float) -> Part:
     """One test of "settles earlier", per seed. A seed's adversarial run counts as earlier
     when it settled strictly before *every* standard run (so that a difference within the
     standard runs' own spread over seeds does not count); a tie or a later epoch
@@ -44,8 +43,9 @@ def earlier_part(name: str, standard, adversarial: Mapping[str, Sequence[float]]
         counts.append(int(earlier.sum()))
         undecided.append(int(unknown.sum()))
         later += int((~unknown & ~earlier).sum())
-        labels.append(f"{mode} {int(earlier.sum())}/{n}" + (f", {int(unknown.sum())} undecided" if unknown.any()
-                                                             else ""))
+        labels.append(
+            f"{mode} {int(earlier.sum())}/{n}" + (f", {int(unknown.sum())} undecided" if unknown.any() else "")
+        )
     total, open_ = sum(counts), sum(undecided)
     pooled_needed = int(np.ceil(pooled * n * len(counts) - 1e-9))
     if later == 0 and min(counts) >= needed and total >= pooled_needed:
@@ -54,22 +54,34 @@ def earlier_part(name: str, standard, adversarial: Mapping[str, Sequence[float]]
         outcome = "failed"
     else:
         outcome = "inconclusive"
-    return Part(f"{name}: (mode, seed) runs that settle before every standard run (none at or after it, "
-                f"{needed} of {n} seeds per mode and {pooled_needed} of {n * len(counts)} in all needed)",
-                float(total), float(total), float(total + open_), pooled_needed - 0.5, outcome,
-                weakest="; ".join(labels))
+    return Part(
+        f"{name}: (mode, seed) runs that settle before every standard run (none at or after it, "
+        f"{needed} of {n} seeds per mode and {pooled_needed} of {n * len(counts)} in all needed)",
+        float(total),
+        float(total),
+        float(total + open_),
+        pooled_needed - 0.5,
+        outcome,
+        weakest="; ".join(labels),
+    )
 
 
 class RunOutcomes(NamedTuple):
     """Per-example test outcomes (n,) of one trained run at its last epoch."""
+
     clean: np.ndarray
     robust: np.ndarray  # under the evaluation attack (PGD)
 
 
-def claim7(settling: Mapping[str, Mapping[str, Sequence[float]]],
-           runs: Mapping[str, Sequence[RunOutcomes]] | None = None, majority: float | None = None,
-           standard: str = "standard", share: float = 2 / 3, pooled: float = 5 / 6,
-           tests_needed: int = 2) -> ClaimResult:
+def claim7(
+    settling: Mapping[str, Mapping[str, Sequence[float]]],
+    runs: Mapping[str, Sequence[RunOutcomes]] | None = None,
+    majority: float | None = None,
+    standard: str = "standard",
+    share: float = 2 / 3,
+    pooled: float = 5 / 6,
+    tests_needed: int = 2,
+) -> ClaimResult:
     """Under adversarial training the empirical NTK settles earlier than under standard
     training.
 
@@ -107,33 +119,54 @@ def claim7(settling: Mapping[str, Mapping[str, Sequence[float]]],
     for test in SETTLING_TESTS:
         epochs = settling[test]
         if standard not in epochs or len(epochs) < 2:
-            raise ValueError(f"{test}: need the {standard!r} run and at least one adversarial mode, got "
-                             f"{sorted(epochs)}")
+            raise ValueError(
+                f"{test}: need the {standard!r} run and at least one adversarial mode, got {sorted(epochs)}"
+            )
         adversarial = {m: v for m, v in epochs.items() if m != standard}
         parts.append(earlier_part(test, epochs[standard], adversarial, share, pooled))
         for mode, values in adversarial.items():
             gap = np.asarray(epochs[standard], np.float64) - np.asarray(values, np.float64)
             finite = gap[np.isfinite(gap)]
-            spread[test, mode] = (float(finite.mean()) if len(finite) else float("nan"),
-                                  float(finite.std()) if len(finite) else float("nan"))
+            spread[test, mode] = (
+                float(finite.mean()) if len(finite) else float("nan"),
+                float(finite.std()) if len(finite) else float("nan"),
+            )
     gates = []
     if runs is not None:
         majority = check_rate("majority", majority)
-        learns = [interval_part(f"{mode}, seed #{i}", stats.accuracy(r.clean), majority)
-                  for mode, seeds in runs.items() for i, r in enumerate(seeds)]
-        gates.append(all_of("every run learns: clean accuracy above the majority rate",
-                            learns)._replace(voids="a training run does not learn"))
-        robust = [interval_part(f"{mode}, seed #{i}", stats.paired_difference(r.robust, base.robust), 0.0)
-                  for mode, seeds in runs.items() if mode != standard
-                  for i, (r, base) in enumerate(zip(seeds, runs[standard]))]
-        gates.append(all_of("adversarial training works: PGD accuracy above the standard run's (paired "
-                            "difference)", robust)._replace(voids="adversarial training does not work"))
+        learns = [
+            interval_part(f"{mode}, seed #{i}", stats.accuracy(r.clean), majority)
+            for mode, seeds in runs.items()
+            for i, r in enumerate(seeds)
+        ]
+        gates.append(
+            all_of("every run learns: clean accuracy above the majority rate", learns)._replace(
+                voids="a training run does not learn"
+            )
+        )
+        robust = [
+            interval_part(f"{mode}, seed #{i}", stats.paired_difference(r.robust, base.robust), 0.0)
+            for mode, seeds in runs.items()
+            if mode != standard
+            for i, (r, base) in enumerate(zip(seeds, runs[standard]))
+        ]
+        gates.append(
+            all_of(
+                "adversarial training works: PGD accuracy above the standard run's (paired difference)", robust
+            )._replace(voids="adversarial training does not work")
+        )
     held = sum(p.outcome == "held" for p in parts)
     open_ = sum(p.outcome == "inconclusive" for p in parts)
     outcome = "held" if held >= tests_needed else "failed" if held + open_ < tests_needed else "inconclusive"
-    summary = Part(f"tests (of {len(parts)}) in which the adversarial runs settle earlier, at least {tests_needed} "
-                   "needed", float(held), float(held), float(held + open_), tests_needed - 0.5, outcome,
-                   weakest=", ".join(f"{t}: {p.outcome}" for t, p in zip(SETTLING_TESTS, parts)))
+    summary = Part(
+        f"tests (of {len(parts)}) in which the adversarial runs settle earlier, at least {tests_needed} needed",
+        float(held),
+        float(held),
+        float(held + open_),
+        tests_needed - 0.5,
+        outcome,
+        weakest=", ".join(f"{t}: {p.outcome}" for t, p in zip(SETTLING_TESTS, parts)),
+    )
     failed_gate = next((g for g in gates if g.outcome == "failed"), None)
     open_gate = next((g for g in gates if g.outcome == "inconclusive"), None)
     if failed_gate is not None:

@@ -14,14 +14,16 @@ from ntk_notes.claims.parts import DROP, ClaimResult, Part, all_of, assemble, ch
 class AttackOutcomes(NamedTuple):
     """Per-example outcomes (n,) of one predictor: clean, under the attack, under noise of the
     same size; and the majority-class rate of its test set."""
+
     clean: np.ndarray
     attacked: np.ndarray
     noise: np.ndarray
     majority: float
 
 
-def claim1(predictors: Mapping[str, AttackOutcomes], checks_passed: int, checks_total: int,
-           drop: float = DROP) -> ClaimResult:
+def claim1(
+    predictors: Mapping[str, AttackOutcomes], checks_passed: int, checks_total: int, drop: float = DROP
+) -> ClaimResult:
     """The NTK gives adversarial examples without training: every kernel predictor is accurate,
     the attack removes at least ``drop`` of its accuracy, and beats random noise of the same
     size by at least ``drop``. The sanity checks of the evaluation gate the claim: if any
@@ -42,21 +44,32 @@ def claim1(predictors: Mapping[str, AttackOutcomes], checks_passed: int, checks_
     if not predictors:
         raise ValueError("claim 1 needs at least one predictor's outcomes")
     if not 0 <= checks_passed <= checks_total or checks_total < 1:
-        raise ValueError(f"need 0 <= checks_passed <= checks_total, checks_total >= 1; got {checks_passed}, "
-                         f"{checks_total}")
+        raise ValueError(
+            f"need 0 <= checks_passed <= checks_total, checks_total >= 1; got {checks_passed}, {checks_total}"
+        )
     share = checks_passed / checks_total
-    gate = Part("sanity checks of the attack evaluation pass", share, share, share, 1.0,
-                "held" if checks_passed == checks_total else "failed", voids="attack unsound")
+    gate = Part(
+        "sanity checks of the attack evaluation pass",
+        share,
+        share,
+        share,
+        1.0,
+        "held" if checks_passed == checks_total else "failed",
+        voids="attack unsound",
+    )
     accurate, removed, beats_noise = [], [], []
     for name, o in predictors.items():
         accurate.append(interval_part(name, stats.accuracy(o.clean), check_rate("majority", o.majority)))
         removed.append(interval_part(name, stats.paired_difference(o.clean, o.attacked), drop))
         beats_noise.append(interval_part(name, stats.paired_difference(o.noise, o.attacked), drop))
     # Adversarial examples of a predictor no better than a constant one test nothing.
-    accuracy_gate = all_of("every kernel predictor is accurate: clean accuracy above the majority rate",
-                           accurate)._replace(voids="a kernel predictor is no better than the majority rate")
-    parts = [gate, accuracy_gate,
-             all_of(f"the attack removes at least {drop:g} of every predictor's accuracy", removed),
-             all_of(f"the attack beats random noise of the same size by at least {drop:g} of accuracy", beats_noise)]
+    accuracy_gate = all_of(
+        "every kernel predictor is accurate: clean accuracy above the majority rate", accurate
+    )._replace(voids="a kernel predictor is no better than the majority rate")
+    parts = [
+        gate,
+        accuracy_gate,
+        all_of(f"the attack removes at least {drop:g} of every predictor's accuracy", removed),
+        all_of(f"the attack beats random noise of the same size by at least {drop:g} of accuracy", beats_noise),
+    ]
     return assemble("1", parts)
-

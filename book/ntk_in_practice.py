@@ -104,9 +104,9 @@ fig = plotting.image_grid(
 # (a Cholesky factorisation) and evaluates either predictor anywhere.
 
 # %%
-architectures = {f"FC depth {d}": ("fc", d) for d in cfg.depths}
-architectures["Conv depth 1"] = ("conv", 1)
-predictors, accuracy_table = convergence.fit_predictors(architectures, task)
+models = {f"FC depth {d}": ("fc", d) for d in cfg.depths}
+models["Conv depth 1"] = ("conv", 1)
+predictors, accuracy_table = convergence.fit_predictors(models, task)
 accuracy_table
 
 # %% tags=["remove-input"]

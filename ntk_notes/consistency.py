@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.stats
 import seaborn as sns
 
-from ntk_notes import attacks, claims, data, null_kernels, spectral, stats
+from ntk_notes import architectures, attacks, claims, data, null_kernels, spectral, stats
 
 # The authors' architectures: name -> (``architectures.architecture`` name, depth).
 ARCHITECTURES = {
@@ -43,10 +43,10 @@ def describe(cfg: SimpleNamespace) -> str:
     )
 
 
-def kernels_for(task, names: Sequence[str], architectures: Mapping = ARCHITECTURES) -> dict:
-    """The kernel functions of the named NTKs (names of ``architectures``) and of the two
+def kernels_for(task, names: Sequence[str], specs: Mapping = ARCHITECTURES) -> dict:
+    """The kernel functions of the named NTKs (names of ``specs``: name -> (architecture name, depth)) and of the two
     null kernels (linear; RBF at the median distance between ``task``'s training images)."""
-    chosen = {name: architectures.architecture(*architectures[name])[2] for name in names}
+    chosen = {name: architectures.architecture(*specs[name])[2] for name in names}
     chosen["linear"] = null_kernels.null_kernel("linear")
     chosen["RBF"] = null_kernels.null_kernel("rbf", null_kernels.median_bandwidth(task.x_train))
     return chosen
@@ -58,7 +58,7 @@ def comparison(
     names: Sequence[str],
     robustness: bool,
     seed: int,
-    architectures: Mapping = ARCHITECTURES,
+    specs: Mapping = ARCHITECTURES,
 ) -> tuple:
     """One comparison: the task drawn under ``seed`` (``cfg.dataset``, ``cfg.classes``,
     ``cfg.data_dir``; ``sizes``: image_size, n_train, n_test) and the eigen-features of the
@@ -76,18 +76,18 @@ def comparison(
     )
     ridge = {"linear": 1e-6} if len(task.x_train) >= task.x_train[0].size else {}
     runs = spectral.kernel_features(
-        kernels_for(task, names, architectures), task, cfg.epsilon if robustness else None, ridge=ridge
+        kernels_for(task, names, specs), task, cfg.epsilon if robustness else None, ridge=ridge
     )
     return task, runs
 
 
-def with_myrtle(cfg: SimpleNamespace, scored: tuple, architectures: Mapping = ARCHITECTURES) -> tuple:
+def with_myrtle(cfg: SimpleNamespace, scored: tuple, specs: Mapping = ARCHITECTURES) -> tuple:
     """The comparison in which every architecture (Myrtle-5 included) joins, on the sizes
     ``cfg.myrtle`` and the first seed: the scored comparison ``scored`` (task, runs) itself
     when Myrtle-5 was scored on the same sizes, else a new one. Returns (task, runs)."""
     if cfg.myrtle["robustness"] and cfg.myrtle == {**cfg.scored, "robustness": True}:
         return scored
-    return comparison(cfg, cfg.myrtle, list(architectures), cfg.myrtle["robustness"], cfg.seeds[0], architectures)
+    return comparison(cfg, cfg.myrtle, list(specs), cfg.myrtle["robustness"], cfg.seeds[0], specs)
 
 
 def kernel_table(comparisons: Mapping[str, tuple]) -> pd.DataFrame:

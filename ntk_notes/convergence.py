@@ -34,13 +34,13 @@ def describe(cfg: SimpleNamespace) -> str:
     )
 
 
-def fit_predictors(architectures: Mapping[str, tuple], task) -> tuple[dict, pd.DataFrame]:
+def fit_predictors(specs: Mapping[str, tuple], task) -> tuple[dict, pd.DataFrame]:
     """The kernel predictor of every architecture (label -> (``architectures.architecture`` name,
     depth)) on ``task``, with its test-train kernel. Returns ({label: (predictor, k_test)},
     a table of the time to compute and solve, and train and test accuracy of f_∞)."""
     x_train, y_train, x_test = jnp.asarray(task.x_train), jnp.asarray(task.y_train), jnp.asarray(task.x_test)
     predictors, rows = {}, []
-    for label, (name, depth) in architectures.items():
+    for label, (name, depth) in specs.items():
         kernel_fn = architectures.architecture(name, depth)[2]
         start = time.perf_counter()
         predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)

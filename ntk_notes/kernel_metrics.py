@@ -21,7 +21,8 @@ import jax
 import numpy as np
 import pandas as pd
 
-from ntk_notes import attacks, kernels, spectral
+from ntk_notes import attacks, spectral
+from ntk_notes.kernels import eigendecomposition
 
 
 def _matrix(kernel) -> np.ndarray:
@@ -94,7 +95,7 @@ def truncate(kernel, k: int, eigen=None) -> tuple[np.ndarray, np.ndarray]:
     top-k eigenspace, float64 eigendecomposition) and the rest K − top."""
     kernel = _matrix(kernel)
     _check_k(k, len(kernel))
-    values, vectors = kernels.eigendecomposition(kernel) if eigen is None else eigen
+    values, vectors = eigendecomposition(kernel) if eigen is None else eigen
     top = (vectors[:, :k] * values[:k]) @ vectors[:, :k].T
     return top, kernel - top
 
@@ -221,7 +222,7 @@ def top_label_energy(kernels, targets, k: int, eigen=None) -> np.ndarray:
     out = []
     for t, kern in enumerate(_series(kernels)):
         _check_k(k, len(kern))
-        _, vectors = kernels.eigendecomposition(kern) if eigen is None else eigen[t]
+        _, vectors = eigendecomposition(kern) if eigen is None else eigen[t]
         out.append(spectral.label_energy(vectors, _targets(targets, len(kern)))[k - 1])
     return np.array(out)
 
@@ -240,7 +241,7 @@ def kernel_metrics(kernels, targets, ks=(10, 20), n_outputs: int = 1, epochs=Non
     table["velocity"] = np.concatenate([[np.nan], velocity(series)]) if len(series) > 1 else np.nan
     table["alignment"] = target_alignment(series, targets)
     table["alignment_centred"] = target_alignment(series, targets, centred=True, n_outputs=n_outputs)
-    eigen = [kernels.eigendecomposition(k) for k in series]
+    eigen = [eigendecomposition(k) for k in series]
     centred_values = [np.linalg.eigvalsh(centre(k, n_outputs))[::-1] for k in series]
     for k in ks:
         _check_k(k, len(series[0]) - 1)

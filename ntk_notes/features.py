@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ntk_notes import architectures, attacks, data, kernels, plotting, spectral, stats
+from ntk_notes import architectures, attacks, data, plotting, predictors, spectral, stats
 
 # The authors' CIFAR-10 airplane vs automobile scores (usefulness, FGSM robustness at 8/255)
 # of a few features, by index from 1, on their 100 test images.
@@ -45,7 +45,7 @@ def _fit(dataset, classes, n_train, n_test, seed, image_size, data_dir, n_out):
         dataset, classes=classes, n_train=n_train, n_test=n_test, seed=seed, image_size=image_size, data_dir=data_dir
     )
     _, _, kernel_fn = architectures.architecture("fc", depth=1, n_out=n_out)
-    return task, kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train)
+    return task, predictors.KernelPredictor(kernel_fn, task.x_train, task.y_train)
 
 
 def fc_predictor(cfg, seed: int | None = None, n_out: int = 1, **changes):
@@ -303,7 +303,7 @@ def tradeoff_grid(values, n_ks: int, n_times: int) -> tuple[np.ndarray, np.ndarr
 
 class TradeoffDraw(NamedTuple):
     task: data.Task
-    predictor: kernels.KernelPredictor
+    predictor: predictors.KernelPredictor
     outcomes: spectral.TradeoffOutcomes  # top-k predictors, f_t and f_∞, clean and attacked
     every: spectral.FeatureScores  # every feature, usefulness and FGSM robustness
     majority: float  # the majority-class rate of the test set

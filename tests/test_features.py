@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from ntk_notes import architectures, attacks, data, features, kernels, spectral, stats
+from ntk_notes import architectures, attacks, data, features, predictors, spectral, stats
 
 matplotlib.use("Agg")
 
@@ -52,7 +52,7 @@ def close_figures():
 def test_fc_predictor_is_the_fc_kernel_fit_on_the_draw_and_is_cached(cfg, fitted):
     task = data.make_task("mnist-5k", classes=(3, 5), n_train=30, n_test=16, seed=0, image_size=8)
     np.testing.assert_array_equal(fitted.task.x_train, task.x_train)
-    direct = kernels.KernelPredictor(architectures.architecture("fc", depth=1)[2], task.x_train, task.y_train)
+    direct = predictors.KernelPredictor(architectures.architecture("fc", depth=1)[2], task.x_train, task.y_train)
     np.testing.assert_allclose(fitted.predictor.predict(task.x_test), direct.predict(task.x_test), rtol=1e-6)
     assert features.fc_predictor(cfg, 0)[1] is fitted.predictor  # the main task is the first draw: fitted once
     other, _ = features.fc_predictor(cfg, 1)

@@ -72,7 +72,8 @@ from timing import interleaved_seconds, machine, print_table  # benchmarks/timin
 import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 from ntk_notes import attacks
 from ntk_notes.data import make_task
-from ntk_notes.kernels import KernelPredictor, architecture
+from ntk_notes.kernels import architecture
+from ntk_notes.predictors import KernelPredictor
 
 ROUNDS = 15  # timed rounds of the fast calls (ours, forward passes, attacks, nt cached)
 SLOW_REPEATS = 5  # timed rounds of the slow baselines (naive, nt rebuilt, Θ(X, X)), a phase of their own

@@ -101,7 +101,8 @@ from timing import interleaved_seconds  # benchmarks/timing.py, beside this scri
 import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 from ntk_notes import attacks, kernels, spectral
 from ntk_notes.data import make_task
-from ntk_notes.kernels import KernelPredictor, architecture, kernel_block, kernel_matrix
+from ntk_notes.kernels import architecture, kernel_block, kernel_matrix
+from ntk_notes.predictors import KernelPredictor
 
 EPSILON = 0.1
 METHOD = "fgsm"

@@ -73,6 +73,7 @@ from IPython.display import Markdown
 from myst_nb import glue
 from ntk_notes import chapter, claims, data, plotting_dynamics, report
 from ntk_notes import dynamics_experiment as experiment
+from ntk_notes import dynamics_tables as tables
 
 cfg = chapter.begin(
     "adversarial_training_dynamics", globals(), "dynamics", experiment.describe
@@ -133,11 +134,11 @@ runs = experiment.train_runs(cfg, task)  # {(seed, mode): run}, checkpointed per
 
 # %%
 outcomes, final = experiment.final_outcomes(runs, task, cfg)
-experiment.accuracy_table(final, cfg.seeds, len(task.labels_test))
+tables.accuracy_table(final, cfg.seeds, len(task.labels_test))
 
 # %% tags=["remove-input"]
 chance = experiment.majority_rate(task.labels_test)
-Markdown(experiment.accuracy_summary(final, chance))
+Markdown(tables.accuracy_summary(final, chance))
 
 # %% [markdown]
 # ## The empirical NTK on three probes
@@ -210,14 +211,14 @@ fig = plotting_dynamics.distance_heatmaps(
 
 # %%
 settling, linearisations = experiment.settling_tests(runs, kernels, task, cfg)
-experiment.settling_view(settling, cfg.top_k)
+tables.settling_view(settling, cfg.top_k)
 
 # %% [markdown]
 # The linearised continuations, per run: the accuracy gaps to the full run (linearised
 # minus full) for each epoch k tried.
 
 # %%
-experiment.linearisation_gaps(linearisations)
+tables.linearisation_gaps(linearisations)
 
 # %% [markdown]
 # ### Concentration on the top eigenspace (test 4)
@@ -226,7 +227,7 @@ experiment.linearisation_gaps(linearisations)
 grid = plotting_dynamics.concentration(curves, experiment.outside_label(cfg.top_k))
 
 # %% tags=["remove-input"]
-Markdown(experiment.concentration_text(settling, cfg.top_k))
+Markdown(tables.concentration_text(settling, cfg.top_k))
 
 # %% [markdown]
 # ## The verdict
@@ -247,7 +248,7 @@ result = claims.claim7(clean_epochs, by_mode, chance)
 Markdown(report.glue_claim("claim7", result))
 
 # %% tags=["remove-input"]
-Markdown(experiment.other_probes_text(settling, by_mode, chance, cfg.seeds))
+Markdown(tables.other_probes_text(settling, by_mode, chance, cfg.seeds))
 
 # %% [markdown]
 # ### A positive control: can these tests see a kernel that settles early?
@@ -261,13 +262,13 @@ Markdown(experiment.other_probes_text(settling, by_mode, chance, cfg.seeds))
 # %%
 control = experiment.positive_control(runs, task, settling, cfg)
 glue("dynamics_control_outcome", control.result.verdict, display=False)
-Markdown(experiment.control_text(control))
+Markdown(tables.control_text(control))
 
 # %% tags=["remove-cell"]
-experiment.glue_report_values(settling, final, cfg)  # the report's claim-7 table
+tables.glue_report_values(settling, final, cfg)  # the report's claim-7 table
 
 # %% tags=["remove-input"]
-Markdown(experiment.turned_text(settling))
+Markdown(tables.turned_text(settling))
 
 # %% tags=["remove-input"]
 chapter.end(cfg, "dynamics")

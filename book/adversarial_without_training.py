@@ -137,7 +137,7 @@ Markdown(kernel_attacks.curves_text(curves, e))
 # (a masked gradient, a wrong sign). Each predictor goes through the checks of
 # {cite:t}`carlini2019evaluating` at ε = `check_epsilon`: PGD at least as strong as FGSM per
 # example; accuracy not increasing with ε; an unbounded attack reaching 0 %; random noise much
-# weaker than PGD; doubling PGD's steps changing little. `attacks.sanity_checks` runs them
+# weaker than PGD; doubling PGD's steps changing little. `robustness.sanity_checks` runs them
 # all.
 
 # %%
@@ -263,7 +263,7 @@ chapter.end(cfg, "awt")
 #
 # ```{admonition} Solution 1
 # :class: dropdown
-# `attacks.accuracy_vs_epsilon(predictor.logits_fn(), task.x_test, task.labels_test,
+# `robustness.accuracy_vs_epsilon(predictor.logits_fn(), task.x_test, task.labels_test,
 # [0, 0.5, 1, 2, 3], norm="l2")`. The predictor falls to near 0 by ε ≈ 2 to 3 under PGD,
 # while noise of the same ℓ2 norm (a random direction) barely moves its accuracy. An ℓ2
 # ball of radius 2 on 784 pixels allows about 0.07 per pixel on average, less than the ℓ∞
@@ -280,7 +280,7 @@ chapter.end(cfg, "awt")
 #
 # ```{admonition} Solution 3
 # :class: dropdown
-# `attacks.accuracy_vs_epsilon(..., loss="margin")`. The margin loss aims at the decision
+# `robustness.accuracy_vs_epsilon(..., loss="margin")`. The margin loss aims at the decision
 # boundary directly, so FGSM with it is usually at least as strong as with cross-entropy;
 # `mse` against one-hot targets also rewards lowering wrong logits, which wastes budget.
 # PGD takes many small steps and re-aims at each one, so all three end close together.

@@ -61,18 +61,9 @@ authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
-from ntk_notes import chapter, claims, features, report, spectral, stats
+from ntk_notes import chapter, claims, feature_figures, features, report, spectral
 
-
-def describe(c):
-    return (
-        f"{c.dataset}, digits {c.classes[0]} vs {c.classes[1]}, "
-        f"{c.image_size}² images, {c.n_train} train / {c.n_test} test; "
-        f"FC kernel; ε = {c.epsilon:g}"
-    )
-
-
-cfg = chapter.begin("eigen_features", globals(), "features", describe)
+cfg = chapter.begin("eigen_features", globals(), "features", features.describe)
 
 # %% [markdown]
 # ## Eigen-features of the FC kernel
@@ -108,24 +99,11 @@ x_test, labels = task.x_test, task.labels_test
 scored = features.score_every_feature(
     predictor, weights, x_test, labels, cfg.epsilon, cfg.pgd_steps
 )
-fgsm, pgd, table = scored.fgsm, scored.pgd, scored.table
-gap = abs(fgsm.clean_outputs.sum(0) - predictor.predict(x_test)).max()
-print(f"Σᵢ φᵢ = f_∞ on the test set: largest difference {gap:.1e}")
-print(
-    f"all {weights.shape[1]} features scored: "
-    f"FGSM in {scored.seconds['FGSM']:.1f} s, "
-    f"PGD-{cfg.pgd_steps} in {scored.seconds['PGD']:.1f} s"
-)
+table = scored.table
+print(features.scoring_text(scored, predictor, x_test, cfg.pgd_steps))
 
 # %%
-columns = ["usefulness", "robustness (FGSM)", "robustness (PGD)"]
-fig = features.curves_figure(
-    table[columns],
-    majority,
-    "majority-class rate",
-    "test accuracy of sign φᵢ",
-    f"every eigen-feature of the FC NTK, ε = {cfg.epsilon:g}",
-)
+fig = feature_figures.every_feature_figure(table, majority, cfg.epsilon)
 glue("features_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% tags=["remove-input"]
@@ -136,15 +114,7 @@ Markdown(features.band_summary(table))
 # measured on n images is uncertain by about ±1/√n.
 
 # %%
-picked = [i for i in (1, 2, 3, 4, 11, 16, 26, 51, 101) if i <= len(table)]
-features.interval_table(
-    picked,
-    {
-        "usefulness": pgd.clean_correct,
-        "robustness (FGSM)": fgsm.robust_correct,
-        "robustness (PGD)": pgd.robust_correct,
-    },
-)
+features.detail_table(scored)  # the features of features.DETAIL_INDICES
 
 # %% [markdown]
 # ## Two parts of the predictor
@@ -158,19 +128,15 @@ features.interval_table(
 # training and test sets, and a part holds only if it held on every draw.
 
 # %%
-parts = features.draws(
-    cfg,
-    lambda draw, fit: features.two_parts(
-        draw, fit, cfg.top_k, cfg.epsilon, cfg.pgd_steps
-    ),
-)
+parts = features.two_parts_draws(cfg)  # {seed: the two parts' outcomes}
 # each draw's outcomes are claim3_features' arguments, in order
 claim3 = claims.across_seeds([claims.claim3_features(*p) for p in parts.values()])
 
 # %%
 parts_table = features.parts_table(parts, cfg.top_k)
-fig = features.parts_figure(
-    parts_table, cfg.seeds[0], parts[cfg.seeds[0]].majority, cfg.epsilon
+first = cfg.seeds[0]
+fig = feature_figures.parts_figure(
+    parts_table, first, parts[first].majority, cfg.epsilon
 )
 glue("features_parts_figure", fig, display=False)
 parts_table.round(3).set_index(["seed", "predictor", "condition"])
@@ -189,51 +155,14 @@ parts_table.round(3).set_index(["seed", "predictor", "condition"])
 #   set, and check it on the other half, which played no part in choosing it.
 
 # %%
-top_family = range(min(50, len(table)))
-deep_family = range(cfg.top_k, len(table))
-robust_useful = claims.significant_features(
-    claims.useful_robust_p(pgd.clean_correct, pgd.robust_correct, majority), top_family
-)
-fragile_useful = claims.significant_features(
-    claims.useful_non_robust_p(pgd.clean_correct, pgd.robust_correct, majority),
-    deep_family,
-)
-claim6 = claims.claim6(
-    pgd.clean_correct,
-    pgd.robust_correct,
-    majority,
-    seed=cfg.seed,
-    candidates=deep_family,
-)
-identified = claim6.details["feature"]
-glue("features_robust_useful", len(robust_useful.indices), display=False)
-glue("features_useful_nonrobust", len(fragile_useful.indices), display=False)
-n_half = cfg.n_test - cfg.n_test // 2
-glue(
-    "features_detectable", stats.detectable_difference(n_half, majority), display=False
-)
-
+# Holm over the top 50 and beyond the top k; claim 6 chosen and checked on two halves
+single = features.single_features(scored.pgd, majority, cfg.top_k, cfg.seed, cfg.n_test)
+claim6, identified = single.claim6, single.claim6.details["feature"]
+for key, value in single.glued().items():
+    glue(key, value, display=False)
 
 # %% tags=["remove-input"]
-def feature_list(found):
-    return ", ".join(f"φ_{i + 1}" for i in found.indices[:8]) or "none"
-
-
-Markdown(
-    f"After Holm's correction, {len(robust_useful.indices)} of the top "
-    f"{len(top_family)} features are useful and robust ({feature_list(robust_useful)}) "
-    f"and {len(fragile_useful.indices)} of the {len(deep_family)} features beyond "
-    f"the top {cfg.top_k} are useful and non-robust ({feature_list(fragile_useful)}). "
-    + (
-        "No feature beyond the top k was non-robust on the selection half."
-        if identified is None
-        else f"The feature chosen on one half of the test set is φ_{identified + 1}; on the "
-        f"other half its usefulness is {claim6.details['clean']} and its PGD robustness "
-        f"{claim6.details['attacked']} (95% intervals)."
-    )
-    + f" On a half of {n_half} images, the test detects (with 80% power) a usefulness "
-    f"{stats.detectable_difference(n_half, majority):.3f} above the majority rate."
-)
+Markdown(features.single_features_text(single, cfg.top_k))
 
 # %% [markdown]
 # ## What the features look at
@@ -248,7 +177,7 @@ Markdown(
 # digit 5 (y = +1) one is the negative of the other.
 
 # %%
-features.gradient_figure(
+feature_figures.gradient_figure(
     predictor, weights, table, x_test, labels, task.class_names, identified
 )
 # %% [markdown]
@@ -261,14 +190,7 @@ features.gradient_figure(
 # about 0.1.
 
 # %%
-features.curves_figure(
-    features.ten_classes(cfg),
-    0.1,
-    "chance",
-    "accuracy of argmax φᵢ",
-    "ten classes",
-    figsize=(9, 3.6),
-)
+feature_figures.ten_classes_figure(cfg)
 # %% [markdown]
 # ## The authors' CIFAR-10 demo
 #

@@ -58,7 +58,7 @@ seeds = None  # draws of the training and test sets on which the rules run
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
-from ntk_notes import chapter, claims, features, report, stats
+from ntk_notes import chapter, claims, feature_figures, features, report, stats
 
 
 def describe(c):
@@ -107,7 +107,7 @@ first = runs[cfg.seeds[0]]
 
 # %%
 o = first.outcomes
-fig = features.topk_figure(o, first.majority, cfg.epsilon)
+fig = feature_figures.topk_figure(o, first.majority, cfg.epsilon)
 glue("tradeoff_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% [markdown]
@@ -146,7 +146,7 @@ Markdown(
 # the same k. The right panel puts the two side by side.
 
 # %%
-fig = features.time_figure(o, first.majority)
+fig = feature_figures.time_figure(o, first.majority)
 glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction report
 
 # %% [markdown]
@@ -181,7 +181,7 @@ useful = (
     stats.benjamini_hochberg(stats.p_above(every.clean_correct, first.majority))
     < claims.ALPHA
 ).nonzero()[0]
-features.index_figure(every.robustness, useful)
+feature_figures.index_figure(every.robustness, useful)
 # %% [markdown]
 # ## What we measured
 #

@@ -73,10 +73,10 @@ import time
 
 from IPython.display import Markdown
 from myst_nb import glue
-from ntk_notes import chapter, claims, data, report
+from ntk_notes import chapter, claims, report
 from ntk_notes import transfer_figures as figures
 from ntk_notes import transfer_tables as tables
-from ntk_notes.transfer_sweep import Experiment, Sweep, describe
+from ntk_notes.transfer_sweep import Experiment, Sweep, describe, task_of
 
 cfg = chapter.begin("transfer_lazy", globals(), "transfer", describe)
 
@@ -101,16 +101,7 @@ cfg = chapter.begin("transfer_lazy", globals(), "transfer", describe)
 # The random-sign noise images of the same ε are drawn once and shared by every model.
 
 # %%
-task = data.make_task(
-    cfg.dataset,
-    classes=cfg.classes,
-    n_train=cfg.n_train,
-    n_test=cfg.n_test,
-    seed=cfg.seed,
-    image_size=cfg.image_size,
-    data_dir=cfg.data_dir,
-)
-exp = Experiment.of(task, cfg)
+exp = Experiment.of(task_of(cfg), cfg)  # the task and the settings every step shares
 main, rich_surrogate = exp.surrogates(min(cfg.alphas), cfg.surrogate_seed)
 sources = main.models
 adversarial = exp.attack_images(sources)
@@ -199,11 +190,7 @@ ratio_figure = figures.transfer_ratios(results, sources)
 
 # %%
 checks_passed, checks_total, failing = tables.white_box_checks(trained, evaluations)
-print(
-    f"white-box at least as strong as every transfer on {checks_passed} of "
-    f"{checks_total} networks"
-)
-print("; ".join(failing))
+print(tables.white_box_text(checks_passed, checks_total, failing))
 sanity = exp.sanity_checks(sources["f_∞"], trained, cfg.alphas)
 print(f"{sanity.passed.sum()} of {len(sanity)} attack sanity checks passed")
 sanity[~sanity.passed].set_index(["model", "check"]) if (~sanity.passed).any() else None

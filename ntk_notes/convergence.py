@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ntk_notes import architectures, empirical, kernel_metrics, kernels, plotting, spectral, training
+from ntk_notes import architectures, attacks, empirical, kernel_metrics, kernels, plotting, spectral, training
+from ntk_notes.predictors import KernelPredictor
 
 TAU = "τ = λ₁t/N"  # the column of the flow curves' time axis
 SLOPE_COLUMNS = ("distance to own limit", "parameter change", "kernel change")
@@ -43,7 +44,7 @@ def fit_predictors(specs: Mapping[str, tuple], task) -> tuple[dict, pd.DataFrame
     for label, (name, depth) in specs.items():
         kernel_fn = architectures.architecture(name, depth)[2]
         start = time.perf_counter()
-        predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
+        predictor = KernelPredictor(kernel_fn, x_train, y_train)
         k_test = kernels.kernel_matrix(kernel_fn, x_test, x_train)
         seconds = time.perf_counter() - start
         predictors[label] = (predictor, k_test)
@@ -52,8 +53,8 @@ def fit_predictors(specs: Mapping[str, tuple], task) -> tuple[dict, pd.DataFrame
             {
                 "architecture": label,
                 "kernel + solve (s)": round(seconds, 2),
-                "train accuracy f_∞": kernels.accuracy(train_outputs, task.labels_train),
-                "test accuracy f_∞": kernels.accuracy(predictor.predict(x_test, k_test_train=k_test), task.labels_test),
+                "train accuracy f_∞": attacks.accuracy(train_outputs, task.labels_train),
+                "test accuracy f_∞": attacks.accuracy(predictor.predict(x_test, k_test_train=k_test), task.labels_test),
             }
         )
     return predictors, pd.DataFrame(rows).set_index("architecture")
@@ -86,7 +87,7 @@ def flow_curves(predictors: Mapping, task, taus) -> pd.DataFrame:
                 {
                     "architecture": label,
                     TAU: tau,
-                    "test accuracy": kernels.accuracy(
+                    "test accuracy": attacks.accuracy(
                         predictor.predict(x_test, t, k_test_train=k_test), task.labels_test
                     ),
                     "train loss": 0.5 * float(np.mean((train_outputs - task.y_train) ** 2)),
@@ -186,7 +187,7 @@ def width_sweep(
                     "seed": seed,
                     "seconds": time.perf_counter() - start,
                     "train loss": net.losses[-1],
-                    "test accuracy": kernels.accuracy(outputs, task.labels_test),
+                    "test accuracy": attacks.accuracy(outputs, task.labels_test),
                     "distance to own limit": rms(outputs, own_limit),
                     "distance to f_t": rms(outputs, mean_prediction),
                     "parameter change": kernel_metrics.relative_change(net.params_init, net.params),

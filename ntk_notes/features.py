@@ -1,8 +1,8 @@
 """The eigen-feature experiments of the book, one call each: the FC kernel predictor on each
-draw of a task, every feature scored under FGSM and PGD, the two parts of f_∞, the top-k and
-early-stopping trade-off per draw, the tables of accuracies with intervals and the recurring
-figures of the chapters *Features from the neural tangent kernel* and *The robustness
-trade-off*.
+draw of a task, every feature scored under FGSM and PGD, the two parts of f_∞, the single
+features of claim 6 with Holm's correction, the top-k and early-stopping trade-off per draw,
+and the tables and sentences of the chapters *Features from the neural tangent kernel* and
+*The robustness trade-off*. Their figures are in ``ntk_notes.feature_figures``.
 
 ``cfg`` is a chapter's settings (``ntk_notes.chapter.begin``): ``dataset``, ``classes``,
 ``n_train``, ``n_test``, ``image_size``, ``seed``, ``seeds`` and ``data_dir``.
@@ -14,11 +14,10 @@ import time
 from functools import lru_cache
 from typing import NamedTuple
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ntk_notes import architectures, attacks, data, kernels, plotting, spectral, stats
+from ntk_notes import architectures, attacks, claims, data, plotting, predictors, spectral, stats
 
 # The authors' CIFAR-10 airplane vs automobile scores (usefulness, FGSM robustness at 8/255)
 # of a few features, by index from 1, on their 100 test images.
@@ -32,6 +31,17 @@ AUTHORS_REPORTED = {
     1501: (0.47, 0.00),
     1988: (0.57, 0.00),
 }
+DETAIL_INDICES = (1, 2, 3, 4, 11, 16, 26, 51, 101)  # the features shown one by one, from 1
+
+
+def describe(cfg) -> str:
+    """The one-line setting the chapter *Features from the neural tangent kernel* glues as
+    ``features_setting``."""
+    return (
+        f"{cfg.dataset}, digits {cfg.classes[0]} vs {cfg.classes[1]}, "
+        f"{cfg.image_size}² images, {cfg.n_train} train / {cfg.n_test} test; "
+        f"FC kernel; ε = {cfg.epsilon:g}"
+    )
 
 
 def majority_rate(labels) -> float:
@@ -45,7 +55,7 @@ def _fit(dataset, classes, n_train, n_test, seed, image_size, data_dir, n_out):
         dataset, classes=classes, n_train=n_train, n_test=n_test, seed=seed, image_size=image_size, data_dir=data_dir
     )
     _, _, kernel_fn = architectures.architecture("fc", depth=1, n_out=n_out)
-    return task, kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train)
+    return task, predictors.KernelPredictor(kernel_fn, task.x_train, task.y_train)
 
 
 def fc_predictor(cfg, seed: int | None = None, n_out: int = 1, **changes):
@@ -115,6 +125,17 @@ def score_every_feature(predictor, weights, x, labels, epsilon: float, pgd_steps
     return ScoredFeatures(table, fgsm, pgd, seconds)
 
 
+def scoring_text(scored: ScoredFeatures, predictor, x, pgd_steps: int) -> str:
+    """Two lines: the largest difference between Σᵢ φᵢ and f_∞ = ``predictor`` at ``x`` (the
+    features add up to the predictor), and the seconds taken to score every feature."""
+    gap = abs(scored.fgsm.clean_outputs.sum(0) - predictor.predict(x)).max()
+    return (
+        f"Σᵢ φᵢ = f_∞ on the test set: largest difference {gap:.1e}\n"
+        f"all {len(scored.table)} features scored: FGSM in {scored.seconds['FGSM']:.1f} s, "
+        f"PGD-{pgd_steps} in {scored.seconds['PGD']:.1f} s"
+    )
+
+
 def band_summary(table) -> str:
     """One sentence: the mean usefulness and PGD robustness of the features of ``table`` in
     bands of the index (``plotting.index_bands``)."""
@@ -142,10 +163,18 @@ def interval_table(indices, columns: dict) -> pd.DataFrame:
     )
 
 
-def accuracy_rows(named_outcomes, **columns) -> pd.DataFrame:
-    """One row per (name, outcomes (n,) bool): ``columns``, the name, the accuracy and its
-    95% interval (``stats.accuracy``: value, low, high)."""
-    return pd.DataFrame([{**columns, "name": name, **stats.accuracy(o)._asdict()} for name, o in named_outcomes])
+def detail_table(scored: ScoredFeatures, indices=DETAIL_INDICES) -> pd.DataFrame:
+    """``interval_table`` of the features of ``indices`` (from 1; those beyond the scored ones
+    dropped): usefulness, and robustness under FGSM and under PGD."""
+    picked = [i for i in indices if i <= len(scored.table)]
+    return interval_table(
+        picked,
+        {
+            "usefulness": scored.pgd.clean_correct,
+            "robustness (FGSM)": scored.fgsm.robust_correct,
+            "robustness (PGD)": scored.pgd.robust_correct,
+        },
+    )
 
 
 class TwoParts(NamedTuple):
@@ -178,6 +207,12 @@ def two_parts(task, predictor, top_k: int, epsilon: float, steps: int) -> TwoPar
     )
 
 
+def two_parts_draws(cfg) -> dict:
+    """``two_parts`` split at ``cfg.top_k`` (PGD of ``cfg.pgd_steps`` steps at ``cfg.epsilon``) on
+    every draw (``draws``): {seed: TwoParts}."""
+    return draws(cfg, lambda task, predictor: two_parts(task, predictor, cfg.top_k, cfg.epsilon, cfg.pgd_steps))
+
+
 def parts_table(parts: dict, top_k: int) -> pd.DataFrame:
     """Accuracies with intervals of ``two_parts`` per draw ({seed: TwoParts}): one row per
     (seed, predictor, condition)."""
@@ -195,40 +230,67 @@ def parts_table(parts: dict, top_k: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def parts_figure(table, seed: int, majority: float, epsilon: float):
-    """Bars with intervals of the two parts and f_∞ on the draw ``seed`` of ``parts_table``."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    plotting.interval_bars(
-        table[table.seed == seed],
-        x="predictor",
-        hue="condition",
-        ax=ax,
-        reference=majority,
-        reference_label="majority-class rate",
+class SingleFeatures(NamedTuple):
+    """Claim 6's single features, with the multiple testing corrected (``single_features``)."""
+
+    top_family: range  # the top 50 features (0-based), tested for useful and robust
+    deep_family: range  # the features beyond the top k, tested for useful and non-robust
+    robust_useful: claims.SignificantFeatures  # Holm over the top family
+    fragile_useful: claims.SignificantFeatures  # Holm over the deep family
+    claim6: claims.ClaimResult  # the feature chosen on one half, checked on the other
+    n_half: int  # test images in the checking half
+    detectable: float  # the usefulness above the majority rate the half detects (80% power)
+
+    def glued(self) -> dict:
+        """{glue key: value} of the counts and the detectable difference (the report's)."""
+        return {
+            "features_robust_useful": len(self.robust_useful.indices),
+            "features_useful_nonrobust": len(self.fragile_useful.indices),
+            "features_detectable": self.detectable,
+        }
+
+
+def single_features(scores, majority: float, top_k: int, seed: int, n_test: int) -> SingleFeatures:
+    """From every feature's ``scores`` under PGD (``spectral.FeatureScores``): the useful and
+    robust features among the top 50 and the useful and non-robust ones beyond the top
+    ``top_k`` (``claims.significant_features``, Holm), and ``claims.claim6`` over the latter
+    (the halves of the ``n_test`` test images drawn with ``seed``)."""
+    n = len(scores.usefulness)
+    top_family, deep_family = range(min(50, n)), range(top_k, n)
+    clean, attacked = scores.clean_correct, scores.robust_correct
+    robust_useful = claims.significant_features(claims.useful_robust_p(clean, attacked, majority), top_family)
+    fragile_useful = claims.significant_features(claims.useful_non_robust_p(clean, attacked, majority), deep_family)
+    claim6 = claims.claim6(clean, attacked, majority, seed=seed, candidates=deep_family)
+    n_half = n_test - n_test // 2
+    detectable = stats.detectable_difference(n_half, majority)
+    return SingleFeatures(top_family, deep_family, robust_useful, fragile_useful, claim6, n_half, detectable)
+
+
+def single_features_text(single: SingleFeatures, top_k: int) -> str:
+    """``single_features`` in words: the counts after Holm's correction (with up to eight
+    features named), the feature identified on one half and its scores on the other, and
+    the usefulness the checking half can detect."""
+
+    def listed(found):
+        return ", ".join(f"φ_{i + 1}" for i in found.indices[:8]) or "none"
+
+    details = single.claim6.details
+    identified = details["feature"]
+    return (
+        f"After Holm's correction, {len(single.robust_useful.indices)} of the top "
+        f"{len(single.top_family)} features are useful and robust ({listed(single.robust_useful)}) "
+        f"and {len(single.fragile_useful.indices)} of the {len(single.deep_family)} features beyond "
+        f"the top {top_k} are useful and non-robust ({listed(single.fragile_useful)}). "
+        + (
+            "No feature beyond the top k was non-robust on the selection half."
+            if identified is None
+            else f"The feature chosen on one half of the test set is φ_{identified + 1}; on the "
+            f"other half its usefulness is {details['clean']} and its PGD robustness "
+            f"{details['attacked']} (95% intervals)."
+        )
+        + f" On a half of {single.n_half} images, the test detects (with 80% power) a usefulness "
+        f"{single.detectable:.3f} above the majority rate."
     )
-    ax.set(title=f"the two parts of f_∞ (first draw, ε = {epsilon:g}, 95% intervals)")
-    return fig
-
-
-def curves_figure(table, reference: float, reference_label: str, ylabel: str, title: str, figsize=(9, 4.2)):
-    """Per-feature scores (columns of ``table``, index from 1) against the index
-    (``plotting.feature_curves``), with a reference line."""
-    fig, ax = plt.subplots(figsize=figsize)
-    plotting.feature_curves(table, ax=ax, reference=reference, reference_label=reference_label)
-    ax.set(ylabel=ylabel, title=title)
-    return fig
-
-
-def gradient_figure(predictor, weights, table, x, labels, class_names, identified=None, n_images: int = 6):
-    """The loss gradients (``spectral.feature_gradients``) of the top three features, one
-    from the middle, feature ``identified`` (0-based; None: none) and the last, at the first
-    ``n_images`` images, each row labelled with the feature's usefulness and PGD robustness."""
-    n = len(table)
-    shown = [1, 2, 3, n // 2, n] if identified is None else [1, 2, 3, n // 2, identified + 1, n]
-    shown = list(dict.fromkeys(i for i in shown if 1 <= i <= n))
-    grads = spectral.feature_gradients(predictor, weights[:, [i - 1 for i in shown]], x[:n_images], labels[:n_images])
-    rows = [f"φ_{i}\nuseful {table.usefulness[i]:.2f}\nrobust {table['robustness (PGD)'][i]:.2f}" for i in shown]
-    return plotting.gradient_grid(grads, rows, [f"digit {class_names[c]}" for c in labels[:n_images]])
 
 
 def ten_classes(cfg) -> pd.DataFrame:
@@ -303,7 +365,7 @@ def tradeoff_grid(values, n_ks: int, n_times: int) -> tuple[np.ndarray, np.ndarr
 
 class TradeoffDraw(NamedTuple):
     task: data.Task
-    predictor: kernels.KernelPredictor
+    predictor: predictors.KernelPredictor
     outcomes: spectral.TradeoffOutcomes  # top-k predictors, f_t and f_∞, clean and attacked
     every: spectral.FeatureScores  # every feature, usefulness and FGSM robustness
     majority: float  # the majority-class rate of the test set
@@ -316,79 +378,3 @@ def tradeoff_draw(task, predictor, epsilon: float, ks, taus, steps: int) -> Trad
     outcomes = spectral.tradeoff_outcomes(predictor, x, labels, epsilon, ks, taus, steps=steps)
     every = spectral.feature_scores(predictor, spectral.feature_weights(predictor), x, labels, epsilon, "fgsm")
     return TradeoffDraw(task, predictor, outcomes, every, majority_rate(labels))
-
-
-def _curves(named_outcomes, xs) -> pd.DataFrame:
-    return pd.concat(
-        [
-            accuracy_rows([(x, outcome[j])], condition=condition)
-            for condition, outcome in named_outcomes
-            for j, x in enumerate(xs)
-        ]
-    )
-
-
-def topk_figure(outcomes, majority: float, epsilon: float):
-    """Accuracy of the top-k predictors against k, clean and under FGSM and PGD, with
-    intervals; black lines: f_∞ clean and under PGD."""
-    o = outcomes
-    curve = _curves([("clean", o.top_clean), ("FGSM", o.top_fgsm), ("PGD", o.top_pgd)], o.ks)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    plotting.interval_lines(
-        curve, x="name", hue="condition", ax=ax, reference=majority, reference_label="majority-class rate"
-    )
-    for condition, outcome in [("clean", o.full_clean), ("PGD", o.full_pgd)]:
-        ax.axhline(outcome.mean(), color="black", lw=0.8, ls=":" if condition == "PGD" else "-")
-    ax.set(
-        xscale="log",
-        xlabel="k: the predictor uses the top k eigen-features",
-        ylabel="test accuracy",
-        title=f"top-k predictors, ε = {epsilon:g} (black: f_∞ clean and under PGD)",
-    )
-    return fig
-
-
-def time_figure(outcomes, majority: float):
-    """Left: accuracy of f_t against τ, clean and under FGSM and PGD, with intervals. Right:
-    f_t at k(τ) beside the top-k predictors at k, clean and under PGD."""
-    o = outcomes
-    over_time = _curves([("clean", o.ft_clean), ("FGSM", o.ft_fgsm), ("PGD", o.ft_pgd)], o.taus)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    plotting.interval_lines(
-        over_time, x="name", hue="condition", ax=axes[0], reference=majority, reference_label="majority-class rate"
-    )
-    axes[0].set(xscale="log", xlabel="τ = λ₁ t / N", ylabel="test accuracy of f_t", title="f_t through training")
-    for condition, top, ft, colour in [("clean", o.top_clean, o.ft_clean, "C0"), ("PGD", o.top_pgd, o.ft_pgd, "C2")]:
-        axes[1].plot(o.ks, top.mean(1), color=colour, label=f"top-k, {condition}")
-        axes[1].plot(
-            np.maximum(o.fitted, 1),
-            ft.mean(1),
-            color=colour,
-            ls="--",
-            marker="o",
-            ms=4,
-            label=f"f_t at k(τ), {condition}",
-        )
-    axes[1].set(xscale="log", xlabel="k, or k(τ) for f_t", ylabel="test accuracy", title="early stopping vs truncation")
-    axes[1].legend(fontsize="small")
-    fig.tight_layout()
-    return fig
-
-
-def index_figure(robustness, useful):
-    """FGSM robustness of every feature against its index (log axis), the features of
-    ``useful`` (0-based indices: the significantly useful ones) highlighted."""
-    robustness = np.asarray(robustness)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.scatter(np.arange(1, len(robustness) + 1), robustness, s=6, alpha=0.3, color="grey", label="every feature")
-    ax.scatter(
-        np.asarray(useful) + 1, robustness[useful], s=14, color="C3", label="significantly useful (Benjamini–Hochberg)"
-    )
-    ax.set(
-        xscale="log",
-        xlabel="eigen-index i",
-        ylabel="FGSM robustness of φᵢ",
-        title="robustness against the index (first draw)",
-    )
-    ax.legend(fontsize="small")
-    return fig

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ntk_notes import architectures, attacks, claims, data, kernels, plotting, stats
+from ntk_notes import architectures, attacks, claims, data, plotting, predictors, robustness, stats
 
 # The authors' reported numbers on binary CIFAR-10 (clean, FGSM, PGD-10 at ε = 8/255).
 AUTHORS_CIFAR10 = (0.81, 0.02, 0.02)
@@ -28,7 +28,7 @@ class KernelModel(NamedTuple):
     """One kernel predictor on its task."""
 
     task: data.Task
-    predictor: kernels.KernelPredictor  # f_∞, fitted on task's training images
+    predictor: predictors.KernelPredictor  # f_∞, fitted on task's training images
     fit_seconds: float  # time to compute the training kernel and fit
 
 
@@ -63,7 +63,7 @@ def draw_models(dataset: str, tasks: Mapping, sizes: Mapping[str, Mapping], seed
             )
             kernel_fn = architectures.architecture(arch.lower(), depth=1, n_out=task.y_train.shape[1])[2]
             start = time.perf_counter()
-            predictor = kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train)
+            predictor = predictors.KernelPredictor(kernel_fn, task.x_train, task.y_train)
             drawn[task_name, arch] = KernelModel(task, predictor, time.perf_counter() - start)
     return drawn
 
@@ -78,7 +78,7 @@ def fit_table(models: Mapping) -> pd.DataFrame:
                 "images": f"{m.task.x_train.shape[1]}²",
                 "train / test": f"{len(m.task.x_train)} / {len(m.task.x_test)}",
                 "fit (s)": round(m.fit_seconds, 2),
-                "clean test accuracy": kernels.accuracy(m.predictor.predict(m.task.x_test), m.task.labels_test),
+                "clean test accuracy": attacks.accuracy(m.predictor.predict(m.task.x_test), m.task.labels_test),
             }
             for (task_name, arch), m in models.items()
         ]
@@ -89,7 +89,7 @@ def epsilon_curves(models: Mapping, epsilons, steps: int) -> pd.DataFrame:
     """Test accuracy of every model under FGSM, PGD (``steps`` steps) and noise at each ε:
     columns method, epsilon, accuracy, task, kernel."""
     curves = [
-        attacks.accuracy_vs_epsilon(
+        robustness.accuracy_vs_epsilon(
             m.predictor.logits_fn(), m.task.x_test, m.task.labels_test, epsilons, steps=steps
         ).assign(task=task_name, kernel=arch)
         for (task_name, arch), m in models.items()
@@ -160,10 +160,10 @@ def curves_text(curves: pd.DataFrame, epsilon: float) -> str:
 
 
 def sanity_table(models: Mapping, epsilon: float, steps: int) -> pd.DataFrame:
-    """``attacks.sanity_checks`` of every model at ``epsilon``, with columns task and kernel."""
+    """``robustness.sanity_checks`` of every model at ``epsilon``, with columns task and kernel."""
     return pd.concat(
         [
-            attacks.sanity_checks(
+            robustness.sanity_checks(
                 m.predictor.logits_fn(), m.task.x_test, m.task.labels_test, epsilon, steps=steps
             ).assign(task=task_name, kernel=arch)
             for (task_name, arch), m in models.items()
@@ -214,10 +214,10 @@ def authors_comparison(setting: Mapping, seed: int) -> AuthorsComparison:
         seed=seed,
     )
     kernel_fn = architectures.architecture("fc", depth=1)[2]
-    logits = kernels.KernelPredictor(kernel_fn, task.x_train, task.y_train).logits_fn()
+    logits = predictors.KernelPredictor(kernel_fn, task.x_train, task.y_train).logits_fn()
     x, y = task.x_test, task.labels_test
     ours = [
-        kernels.accuracy(logits(jnp.asarray(x)), y),
+        attacks.accuracy(logits(jnp.asarray(x)), y),
         attacks.attack(logits, x, y, 8 / 255, "fgsm").accuracy,
         attacks.attack(logits, x, y, 8 / 255, "pgd", steps=10, step_size=0.01).accuracy,
     ]
@@ -234,7 +234,7 @@ def attack_outcomes(models: Mapping, epsilon: float, steps: int) -> dict:
     the majority-class rate of its test set (``claims.AttackOutcomes``)."""
     found = {}
     for (task_name, arch), (task, predictor, _) in models.items():
-        outcome = attacks.outcomes(predictor.logits_fn(), task.x_test, task.labels_test, epsilon, "pgd", steps=steps)
+        outcome = robustness.outcomes(predictor.logits_fn(), task.x_test, task.labels_test, epsilon, "pgd", steps=steps)
         majority = np.bincount(task.labels_test).max() / len(task.labels_test)
         found[f"{arch}, {task_name}"] = claims.AttackOutcomes(*outcome, majority)
     return found

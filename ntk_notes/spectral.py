@@ -17,7 +17,8 @@ import numpy as np
 from jax.tree_util import Partial
 
 from ntk_notes import attacks
-from ntk_notes.kernels import KernelPredictor, fitted_fraction, kernel_block, kernel_matrix
+from ntk_notes.kernels import fitted_fraction, kernel_block, kernel_matrix
+from ntk_notes.predictors import KernelPredictor
 from ntk_notes.progress import progress
 
 
@@ -114,7 +115,7 @@ def feature_scores(
     half the inputs, and robust), φ_2 is the useful feature, and FGSM of size 0.3 breaks it
     at the second input:
 
-    >>> from ntk_notes.kernels import KernelPredictor
+    >>> from ntk_notes.predictors import KernelPredictor
     >>> kernel_fn = lambda x1, x2, get="ntk": 1.0 + x1 @ x2.T
     >>> predictor = KernelPredictor(kernel_fn, np.array([[0.0], [1.0]]), np.array([[-1.0], [1.0]]))
     >>> x, labels = np.array([[0.2], [0.9]]), np.array([0, 1])
@@ -288,7 +289,7 @@ def feature_gradients(predictor, weights, x, labels=None, loss: str | None = Non
 class KernelFeatures(NamedTuple):
     """One kernel's eigen-features on a task."""
 
-    predictor: object  # the kernel predictor f_∞ (``ntk_notes.kernels.KernelPredictor``)
+    predictor: object  # the kernel predictor f_∞ (``ntk_notes.predictors.KernelPredictor``)
     scores: FeatureScores  # usefulness, and robustness unless no ε was given
     seconds: float  # time to build the predictor and score its features
 

@@ -1,6 +1,6 @@
 """Finite-width networks trained with optax, and how far they move (laziness).
 
-The MSE loss is the one of ``ntk_notes.kernels``: 0.5 * mean((f(X) - Y)^2) over all
+The MSE loss is the one of ``ntk_notes.predictors``: 0.5 * mean((f(X) - Y)^2) over all
 entries, so ``learning_rate * steps`` of full-batch gradient descent is the time ``t`` of
 the kernel predictor f_t. Networks can be trained as they are, centred (f − f_0, starting
 from the zero function like the kernel predictor) or linearised around their initialisation.

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ntk_notes import architectures, attacks, kernels, training, transfer
+from ntk_notes import architectures, attacks, data, predictors, robustness, training, transfer
 from ntk_notes.progress import progress
 
 
@@ -33,6 +33,20 @@ def describe(cfg) -> str:
         f"depth {cfg.deep['depth']} with {len(cfg.deep['alphas'])} values of α; "
         f"widths {', '.join(map(str, cfg.width_sweep['widths']))} at "
         f"α = {cfg.width_sweep['alpha']:g}"
+    )
+
+
+def task_of(cfg) -> data.Task:
+    """The chapter's task: ``data.make_task`` with the settings ``cfg`` (dataset, classes,
+    sizes, seed, image size and data folder)."""
+    return data.make_task(
+        cfg.dataset,
+        classes=cfg.classes,
+        n_train=cfg.n_train,
+        n_test=cfg.n_test,
+        seed=cfg.seed,
+        image_size=cfg.image_size,
+        data_dir=cfg.data_dir,
     )
 
 
@@ -121,7 +135,7 @@ class Experiment:
         init_fn, apply_fn, kernel_fn = architectures.architecture(
             "fc", depth=depth or self.depth, width=width or self.width
         )
-        predictor = kernels.KernelPredictor(kernel_fn, self.x_train, self.y_train)
+        predictor = predictors.KernelPredictor(kernel_fn, self.x_train, self.y_train)
         rate = training.stable_learning_rate(predictor.k_train_train)
         t_matched = transfer.time_to_loss(predictor, self.target_loss)
         models = {"f_∞": predictor.logits_fn(), "f_t": predictor.logits_fn(t_matched)}
@@ -200,7 +214,7 @@ class Experiment:
         rows = []
         for r in progress(runs, desc="matched ε"):
             fn = r.net.logits_fn()
-            own = attacks.sweep(
+            own = robustness.sweep(
                 fn, self.x_test, self.labels, grid, "pgd", keep_inputs=False, steps=self.pgd_steps
             ).accuracy
             moved = [transfer.correct_on(fn, images, self.labels).mean() for images in source_grid]
@@ -221,7 +235,7 @@ class Experiment:
         return pd.DataFrame(rows)
 
     def sanity_checks(self, source, runs, alphas) -> pd.DataFrame:
-        """The attack sanity checks (``attacks.sanity_checks``) on ``source`` (f_∞) and, for
+        """The attack sanity checks (``robustness.sanity_checks``) on ``source`` (f_∞) and, for
         every seed, on the laziest and the richest network of ``alphas`` and the linearised
         one; a ``model`` column names them."""
         checked = {"f_∞": source}
@@ -231,7 +245,7 @@ class Experiment:
                 checked[f"seed {r.seed}, {name}"] = r.net.logits_fn()
         return pd.concat(
             [
-                attacks.sanity_checks(fn, self.x_test, self.labels, self.epsilon, steps=self.pgd_steps).assign(
+                robustness.sanity_checks(fn, self.x_test, self.labels, self.epsilon, steps=self.pgd_steps).assign(
                     model=name
                 )
                 for name, fn in checked.items()

@@ -112,6 +112,12 @@ def white_box_checks(runs, evaluations) -> tuple[int, int, list[str]]:
     return sum(all(b.values()) for b in beats), len(beats), failing
 
 
+def white_box_text(passed: int, total: int, failing: list[str]) -> str:
+    """``white_box_checks`` in two lines: on how many networks white-box beat every
+    transfer, and the networks where it did not (an empty line if none)."""
+    return f"white-box at least as strong as every transfer on {passed} of {total} networks\n" + "; ".join(failing)
+
+
 def ratio_of(results: pd.DataFrame, seed: int, alpha: float | None, column: str = "ratio, f_∞") -> float:
     """One network's value from ``results``; ``alpha=None`` is the linearised network."""
     rows = results[(results.seed == seed) & (results.alpha.isna() if alpha is None else results.alpha == alpha)]

@@ -1,4 +1,5 @@
-"""Adversarial attacks (ntk_notes.attacks) on toy models and on the kernel predictor.
+"""Adversarial attacks (ntk_notes.attacks) and their evaluation (ntk_notes.robustness) on
+toy models and on the kernel predictor.
 
 What is checked, and against what:
 - every adversarial image lies in the ε-ball around its clean image and in [0, 1]
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ntk_notes import architectures, attacks, data, kernels
+from ntk_notes import architectures, attacks, data, predictors, robustness
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
@@ -86,7 +87,7 @@ def toy(fc_kernel_fn):
     x_train, x_test = _toy_images(rng, 40), _toy_images(rng, 24)
     labels_train, labels_test = _binary_labels(x_train), _binary_labels(x_test)
     y_train = (2.0 * labels_train - 1.0)[:, None]
-    predictor = kernels.KernelPredictor(fc_kernel_fn, x_train, y_train)
+    predictor = predictors.KernelPredictor(fc_kernel_fn, x_train, y_train)
     logits_fn = predictor.logits_fn()
     clean = np.asarray(attacks.is_correct(logits_fn(x_test), labels_test))
     assert 0.6 <= clean.mean() < 1.0, "the toy task should be learnable yet leave room for attacks"
@@ -100,7 +101,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def mnist_logits(task, fc_kernel_fn):
-    return kernels.KernelPredictor(fc_kernel_fn, task.x_train, task.y_train).logits_fn()
+    return predictors.KernelPredictor(fc_kernel_fn, task.x_train, task.y_train).logits_fn()
 
 
 # ---------------------------------------------------------------------------- 1. ε-ball and box
@@ -207,7 +208,7 @@ def _float64_problem(kernel_fn, n_outputs):
     else:
         labels_train, labels = rng.integers(0, n_outputs, 30), np.array([0, 2, 1])
         y_train = np.eye(n_outputs)[labels_train]
-    predictor = kernels.KernelPredictor(kernel_fn, jnp.asarray(x_train), y_train, float64=True)
+    predictor = predictors.KernelPredictor(kernel_fn, jnp.asarray(x_train), y_train, float64=True)
     return predictor, jnp.asarray(x), labels
 
 
@@ -396,7 +397,7 @@ def test_mnist_3_vs_5_matches_the_expected_numbers(task, mnist_logits):
 
 
 def test_sanity_checks_pass_on_the_kernel_predictor(task, mnist_logits):
-    table = attacks.sanity_checks(mnist_logits, task.x_test, task.labels_test, 0.1)
+    table = robustness.sanity_checks(mnist_logits, task.x_test, task.labels_test, 0.1)
     assert list(table.columns) == ["check", "measured", "criterion", "passed"]
     assert len(table) == 5
     assert table.passed.all(), table.to_string()
@@ -404,7 +405,7 @@ def test_sanity_checks_pass_on_the_kernel_predictor(task, mnist_logits):
 
 def test_accuracy_vs_epsilon_table(task, mnist_logits):
     epsilons = [0.0, 0.05, 0.1, 0.2]
-    table = attacks.accuracy_vs_epsilon(mnist_logits, task.x_test, task.labels_test, epsilons)
+    table = robustness.accuracy_vs_epsilon(mnist_logits, task.x_test, task.labels_test, epsilons)
     assert isinstance(table, pd.DataFrame)
     assert list(table.columns) == ["method", "epsilon", "accuracy"]
     assert len(table) == 3 * len(epsilons)
@@ -431,7 +432,7 @@ def test_sanity_checks_catch_masked_gradients(task, mnist_logits, masking):
         masked = lambda z: mnist_logits(jnp.round(z * 8.0) / 8.0)  # noqa: E731  (zero gradient a.e.)
     x, labels = task.x_test, task.labels_test
     assert float(jnp.abs(jax.grad(_loss_of(masked, "binary_cross_entropy", labels))(jnp.asarray(x))).max()) == 0.0
-    table = attacks.sanity_checks(masked, x, labels, 0.1).set_index("check")
+    table = robustness.sanity_checks(masked, x, labels, 0.1).set_index("check")
     assert not table.passed.all(), table.to_string()
     assert not table.loc["unbounded attack reaches 0%", "passed"]
     assert not table.loc["random noise much weaker", "passed"]
@@ -443,7 +444,7 @@ def test_sanity_checks_catch_masked_gradients(task, mnist_logits, masking):
 @pytest.fixture(scope="module")
 def ten_classes(fc_kernel_fn):
     task = data.make_task("mnist-5k", classes=None, n_train=300, n_test=100, seed=1, image_size=14)
-    logits_fn = kernels.KernelPredictor(fc_kernel_fn, task.x_train, task.y_train).logits_fn()
+    logits_fn = predictors.KernelPredictor(fc_kernel_fn, task.x_train, task.y_train).logits_fn()
     return task, logits_fn
 
 
@@ -497,7 +498,7 @@ def test_attack_refuses_bad_arguments_and_names_them(change, message):
 
 def test_sweep_refuses_an_empty_list_of_epsilons(toy):
     with pytest.raises(ValueError, match=r"non-empty.*\[\]"):
-        attacks.sweep(toy.logits_fn, toy.x, toy.labels, [])
+        robustness.sweep(toy.logits_fn, toy.x, toy.labels, [])
 
 
 @pytest.mark.parametrize("batch_size", [0, -1])
@@ -513,7 +514,7 @@ def test_sweep_shapes_and_clean_accuracy_at_zero(toy):
     epsilons = [0.0, 0.05, 0.2]
     n = len(toy.x)
     before = attacks.pgd._cache_size()
-    result = attacks.sweep(toy.logits_fn, toy.x, toy.labels, epsilons, "pgd", steps=3)
+    result = robustness.sweep(toy.logits_fn, toy.x, toy.labels, epsilons, "pgd", steps=3)
     assert attacks.pgd._cache_size() - before <= 1, "ε must be traced, not recompiled for each value"
     assert result.method == "pgd"
     np.testing.assert_array_equal(result.epsilons, epsilons)
@@ -529,7 +530,7 @@ def test_sweep_shapes_and_clean_accuracy_at_zero(toy):
         single = attacks.attack(toy.logits_fn, toy.x, toy.labels, e, "pgd", steps=3)
         np.testing.assert_array_equal(result.correct[i], single.correct)
     assert result.accuracy[-1] < result.accuracy[0]
-    lean = attacks.sweep(toy.logits_fn, toy.x, toy.labels, epsilons, "fgsm", keep_inputs=False)
+    lean = robustness.sweep(toy.logits_fn, toy.x, toy.labels, epsilons, "fgsm", keep_inputs=False)
     assert lean.x_adv is None and lean.correct.shape == (3, n)
     assert lean.accuracy[0] == pytest.approx(toy.clean.mean())
 
@@ -537,7 +538,7 @@ def test_sweep_shapes_and_clean_accuracy_at_zero(toy):
 def test_attacking_a_predictor_with_images_of_another_shape_names_the_shapes():
     x_train = jax.random.uniform(jax.random.PRNGKey(0), (10, 6, 6, 1))
     y_train = jnp.where(jnp.arange(10) % 2 == 0, 1.0, -1.0)[:, None]
-    predictor = kernels.KernelPredictor(architectures.architecture("fc", 1)[2], x_train, y_train)
+    predictor = predictors.KernelPredictor(architectures.architecture("fc", 1)[2], x_train, y_train)
     wrong = jax.random.uniform(jax.random.PRNGKey(1), (4, 5, 5, 1))
     with pytest.raises(ValueError, match=r"\(5, 5, 1\).*\(6, 6, 1\)"):
         attacks.attack(predictor.logits_fn(), wrong, np.array([0, 1, 0, 1]), 0.1)
@@ -556,6 +557,11 @@ def test_predicted_class_and_is_correct_keep_numpy_in_numpy_and_jax_in_jax():
     assert attacks.is_correct(many, [1, 2]).tolist() == [True, False]
     jitted = jax.jit(attacks.is_correct)(jnp.array([[-1.0], [2.0]]), jnp.array([0, 0]))
     assert jitted.tolist() == [True, False]
+
+
+def test_accuracy_is_the_mean_of_is_correct_binary_and_multiclass():
+    assert attacks.accuracy(np.array([[0.3], [-2.0], [0.1]]), np.array([1, 0, 0])) == pytest.approx(2 / 3)
+    assert attacks.accuracy(np.array([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3]]), np.array([1, 2])) == 0.5
 
 
 def test_step_plan_fgsm_is_one_step_of_epsilon_and_pgd_defaults_to_2_5_epsilon_over_steps():

@@ -38,7 +38,7 @@ must not reproduce claims 3 and 6 either.
 import numpy as np
 import pytest
 
-from ntk_notes import architectures, attacks, claims, data, kernels, spectral
+from ntk_notes import architectures, attacks, claims, data, predictors, spectral
 
 N_TEST = 200  # test examples, as in the book's smaller profiles
 N_FEATURES = 300  # eigen-features (training points)
@@ -749,7 +749,7 @@ def real_pipeline(dataset, kernel_fn, seed, permute):
     if permute:
         rng = np.random.default_rng(seed)
         y_train, labels = y_train[rng.permutation(len(y_train))], labels[rng.permutation(len(labels))]
-    predictor = kernels.KernelPredictor(kernel_fn, task.x_train, y_train)
+    predictor = predictors.KernelPredictor(kernel_fn, task.x_train, y_train)
     n, top_k = len(y_train), 10
     every = spectral.feature_weights(predictor)
     top = every[:, :top_k].sum(axis=1, keepdims=True)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_notes import architectures, attacks, claims, kernels, training, transfer
+from ntk_notes import architectures, attacks, claims, kernels, predictors, training, transfer
 
 N_TEST = 200
 SEEDS_PER_EXPERIMENT = 3
@@ -277,7 +277,7 @@ def test_transfer_ratio_and_matched_epsilon():
 
 def test_time_to_loss_matches_the_kernel_flow(toy):
     x, y, _, _, kernel_fn, _ = toy
-    predictor = kernels.KernelPredictor(kernel_fn, x, y)
+    predictor = predictors.KernelPredictor(kernel_fn, x, y)
     t = transfer.time_to_loss(predictor, 0.05)
     fit = predictor.k_train_train @ predictor.weights(t)
     assert 0.5 * np.mean((fit - predictor.y_train) ** 2) == pytest.approx(0.05, rel=1e-3)

@@ -1,5 +1,5 @@
-"""The claim-7 experiment (ntk_notes.dynamics_experiment) and its figures
-(ntk_notes.plotting_dynamics), end to end on a tiny setting: one seed, an 8-unit MLP, two
+"""The claim-7 experiment (ntk_notes.dynamics_experiment), its tables (ntk_notes.dynamics_tables)
+and its figures (ntk_notes.plotting_dynamics), end to end on a tiny setting: one seed, an 8-unit MLP, two
 epochs, a 4-image probe. Checked: the runs, kernels and tables have the shapes and the
 values of the primitives they gather (a kernel is the empirical NTK computed directly; a
 rerun trains nothing), the report's glue keys are all produced, the checkpoint folder
@@ -16,6 +16,7 @@ import pytest
 
 from ntk_notes import claims, data, empirical, kernel_metrics, plotting_dynamics, report
 from ntk_notes import dynamics_experiment as experiment
+from ntk_notes import dynamics_tables as tables
 from ntk_notes.profiles import settings
 
 matplotlib.use("Agg")
@@ -89,7 +90,7 @@ def test_final_outcomes_and_the_accuracy_table(experiment_run):
         o = outcomes[row.seed, row.mode]
         assert isinstance(o, claims.RunOutcomes) and len(o.clean) == n
         assert row.clean_accuracy == o.clean.mean() and row.robust_accuracy == o.robust.mean()
-    table = experiment.accuracy_table(final, (0,), n)
+    table = tables.accuracy_table(final, (0,), n)
     assert list(table.index) == [(name, m) for name in ("clean", "PGD") for m in experiment.MODES]
     assert table.loc[("clean", "pgd"), "over seeds"] == f"{final.clean_accuracy[2]:.3f} ± 0.000"
 
@@ -119,18 +120,18 @@ def test_settling_tests_curves_and_the_rule_inputs(experiment_run):
     )
     assert row.turned == expected["turned"] and row.linearisation_epoch == linearisations[0, "pgd"].epoch
     assert experiment.linearisation_candidates(cfg) == [1]
-    view = experiment.settling_view(settling, cfg.top_k)
+    view = tables.settling_view(settling, cfg.top_k)
     assert view.index.names == ["probe", "mode", "seed"] and "outside_top2_end" in view.columns
-    gaps = experiment.linearisation_gaps(linearisations)
+    gaps = tables.linearisation_gaps(linearisations)
     assert gaps.index.names == ["mode", "seed", "linearised_from"]
     epochs = experiment.epochs_of(settling, "clean", cfg.seeds)
     assert set(epochs) == set(claims.SETTLING_TESTS) and all(len(v) == 1 for t in epochs.values() for v in t.values())
     curves = experiment.kernel_curves(experiment_run["kernels"], cfg, n_out=1)
     assert len(curves) == 3 * 3 * 3 and (curves[curves.epoch == 0]["cosine distance to K_0"].abs() < 1e-12).all()
     by_mode = experiment.outcomes_by_mode(experiment_run["outcomes"], cfg.seeds)
-    assert "fixed adversarial probe" in experiment.other_probes_text(settling, by_mode, 0.5, cfg.seeds)
-    assert "Centred mass outside the top-2" in experiment.concentration_text(settling, cfg.top_k)
-    assert experiment.turned_text(settling).startswith("How far training turned")
+    assert "fixed adversarial probe" in tables.other_probes_text(settling, by_mode, 0.5, cfg.seeds)
+    assert "Centred mass outside the top-2" in tables.concentration_text(settling, cfg.top_k)
+    assert tables.turned_text(settling).startswith("How far training turned")
 
 
 def test_the_positive_control_uses_linearised_standard_runs(experiment_run):
@@ -140,11 +141,11 @@ def test_the_positive_control_uses_linearised_standard_runs(experiment_run):
     )
     assert control.k0 == 1 and len(control.rows) == 1
     assert control.result.verdict in report.VERDICTS
-    assert "Positive control" in experiment.control_text(control)
+    assert "Positive control" in tables.control_text(control)
 
 
 def test_every_glue_key_the_report_pastes_is_produced(experiment_run):
-    values = experiment.report_values(experiment_run["settling"], experiment_run["final"], experiment_run["cfg"])
+    values = tables.report_values(experiment_run["settling"], experiment_run["final"], experiment_run["cfg"])
     pasted = set(re.findall(r"adversarial_training_dynamics\.ipynb::(dynamics_[a-z0-9_]+)", REPORT.read_text()))
     glued_by_the_chapter = {"dynamics_setting", "dynamics_figure", "dynamics_control_outcome"}
     assert pasted - glued_by_the_chapter == set(values)
@@ -152,9 +153,9 @@ def test_every_glue_key_the_report_pastes_is_produced(experiment_run):
 
 
 def test_spread_by_hand():
-    assert experiment.spread([1.0, 3.0]) == "2.0 ± 1.0"
-    assert experiment.spread([1.0, np.nan, 3.0], digits=2) == "2.00 ± 1.00 (1 undefined)"
-    assert experiment.spread([np.nan, np.nan]) == "undefined"
+    assert tables.spread([1.0, 3.0]) == "2.0 ± 1.0"
+    assert tables.spread([1.0, np.nan, 3.0], digits=2) == "2.00 ± 1.00 (1 undefined)"
+    assert tables.spread([np.nan, np.nan]) == "undefined"
 
 
 def test_accuracy_summary_by_hand():
@@ -166,7 +167,7 @@ def test_accuracy_summary_by_hand():
             "robust_accuracy": [0.1, 0.4, 0.5],
         }
     )
-    text = experiment.accuracy_summary(final, 0.55)
+    text = tables.accuracy_summary(final, 0.55)
     assert text.startswith("Predicting the most common class scores 0.55.")
     assert "+0.300 (fgsm), +0.400 (pgd)" in text
     assert experiment.majority_rate(np.array([0, 1, 1, 1])) == 0.75

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from ntk_notes import claims, kernel_attacks, kernels, stats
+from ntk_notes import attacks, claims, kernel_attacks, stats
 
 TASKS = {"3 vs 5": (3, 5), "10 classes": None}
 SIZES = {"FC": dict(image_size=6, n_train=30, n_test=12), "Conv": dict(image_size=4, n_train=20, n_test=8)}
@@ -42,7 +42,7 @@ def test_fit_table_reports_sizes_and_clean_accuracy(models):
     row = table.loc[("3 vs 5", "FC")]
     assert row["images"] == "6²" and row["train / test"] == "30 / 12"
     task, predictor, _ = models["3 vs 5", "FC"]
-    assert row["clean test accuracy"] == kernels.accuracy(predictor.predict(task.x_test), task.labels_test)
+    assert row["clean test accuracy"] == attacks.accuracy(predictor.predict(task.x_test), task.labels_test)
 
 
 def test_epsilon_curves_start_at_the_clean_accuracy_and_pgd_does_not_lose_to_noise(models, curves):
@@ -105,7 +105,7 @@ def test_attack_outcomes_feed_claim_1_and_the_tables(models):
     task, predictor, _ = models["3 vs 5", "FC"]
     outcome = found["FC, 3 vs 5"]
     assert isinstance(outcome, claims.AttackOutcomes)
-    assert outcome.clean.mean() == pytest.approx(kernels.accuracy(predictor.predict(task.x_test), task.labels_test))
+    assert outcome.clean.mean() == pytest.approx(attacks.accuracy(predictor.predict(task.x_test), task.labels_test))
     assert outcome.majority == np.bincount(task.labels_test).max() / 12
     result = claims.claim1(found, 20, 20)
     assert result.claim == "1"

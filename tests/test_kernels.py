@@ -9,7 +9,7 @@ import neural_tangents as nt
 import numpy as np
 import pytest
 
-from ntk_notes import architectures, kernels, null_kernels
+from ntk_notes import architectures, kernels, null_kernels, predictors
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_architecture_kernel_matches_monte_carlo_of_finite_networks(problem):
 def test_predictor_matches_neural_tangents_gradient_descent_mse(problem, t):
     x_train, y_train, x_test = problem
     _, _, kernel_fn = architectures.architecture("fc", 2)
-    predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
+    predictor = predictors.KernelPredictor(kernel_fn, x_train, y_train)
     k_test = np.asarray(kernel_fn(x_test, x_train, "ntk"), np.float64)
     reference = nt.predict.gradient_descent_mse(predictor.k_train_train, np.asarray(y_train, np.float64))
     _, expected = reference(t, np.zeros((40, 1)), np.zeros((13, 1)), k_test)
@@ -62,7 +62,7 @@ def test_predictor_matches_neural_tangents_gradient_descent_mse(problem, t):
 def test_f_infinity_is_the_kernel_regression_solution_and_interpolates(problem, float64):
     x_train, y_train = jnp.asarray(problem[0], jnp.float64), jnp.asarray(problem[1], jnp.float64)
     _, _, kernel_fn = architectures.architecture("conv", 1)
-    predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
+    predictor = predictors.KernelPredictor(kernel_fn, x_train, y_train)
     k = np.asarray(kernel_fn(x_train, x_train, "ntk"), np.float64)
     np.testing.assert_allclose(
         predictor.alpha, np.linalg.solve(k, np.asarray(y_train)), rtol=1e-6
@@ -74,7 +74,7 @@ def test_f_infinity_is_the_kernel_regression_solution_and_interpolates(problem, 
 def test_logits_fn_agrees_with_predict_and_is_differentiable(problem):
     x_train, y_train, x_test = problem
     _, _, kernel_fn = architectures.architecture("fc", 1)
-    predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
+    predictor = predictors.KernelPredictor(kernel_fn, x_train, y_train)
     for t in (10.0, None):
         np.testing.assert_allclose(predictor.logits_fn(t)(x_test), predictor.predict(x_test, t), rtol=1e-4, atol=1e-5)
     grad = jax.grad(lambda x: jnp.sum(predictor.logits_fn()(x)))(x_test)
@@ -86,7 +86,7 @@ def test_initial_function_correction_is_the_linearised_network(problem):
     returns f0 on the test set, and at t=∞ it interpolates the training targets."""
     x_train, y_train, x_test = problem
     _, _, kernel_fn = architectures.architecture("fc", 1)
-    predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
+    predictor = predictors.KernelPredictor(kernel_fn, x_train, y_train)
     f0_train = jax.random.normal(jax.random.PRNGKey(9), (40, 1))
     f0_test = jax.random.normal(jax.random.PRNGKey(10), (13, 1))
     np.testing.assert_allclose(predictor.predict(x_test, 0.0, f0_train=f0_train, f0_test=f0_test), f0_test, atol=1e-6)
@@ -101,7 +101,7 @@ def test_singular_kernel_gets_a_named_jitter(problem):
     _, _, kernel_fn = architectures.architecture("fc", 1)
     duplicated = jnp.concatenate([x_train[:10], x_train[:10]])
     with pytest.warns(UserWarning, match="jitter of"):
-        predictor = kernels.KernelPredictor(kernel_fn, duplicated, jnp.ones((20, 1)))
+        predictor = predictors.KernelPredictor(kernel_fn, duplicated, jnp.ones((20, 1)))
     assert predictor.jitter > 0
 
 
@@ -115,15 +115,10 @@ def test_bad_input_names_the_value(problem):
         architectures.architecture("fc", parameterization="mup")
     _, _, kernel_fn = architectures.architecture("fc", 1)
     with pytest.raises(ValueError, match=r"\(40, C\)"):
-        kernels.KernelPredictor(kernel_fn, x_train, y_train[:30])
-    predictor = kernels.KernelPredictor(kernel_fn, x_train, y_train)
+        predictors.KernelPredictor(kernel_fn, x_train, y_train[:30])
+    predictor = predictors.KernelPredictor(kernel_fn, x_train, y_train)
     with pytest.raises(ValueError, match="-1"):
         predictor.weights(-1.0)
-
-
-def test_accuracy_binary_and_multiclass():
-    assert kernels.accuracy(np.array([[0.3], [-2.0], [0.1]]), np.array([1, 0, 0])) == pytest.approx(2 / 3)
-    assert kernels.accuracy(np.array([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3]]), np.array([1, 2])) == 0.5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +321,7 @@ def test_float64_predictor_needs_x64(problem, fc_kernel_fn):
     x_train, y_train, _ = problem
     jax.config.update("jax_enable_x64", False)  # the default, stated: the check must see it off
     with pytest.raises(ValueError, match="jax_enable_x64"):
-        kernels.KernelPredictor(fc_kernel_fn, x_train, y_train, float64=True)
+        predictors.KernelPredictor(fc_kernel_fn, x_train, y_train, float64=True)
 
 
 @pytest.fixture
@@ -340,14 +335,14 @@ def test_float64_predictor_matches_a_direct_float64_solve(problem64, fc_kernel_f
     k = direct(fc_kernel_fn, x_train)
     expected = direct(fc_kernel_fn, x_test, x_train) @ np.linalg.solve(k, y_train)
     # The same training kernel, so the two sides differ only by Cholesky vs LU in float64.
-    predictor = kernels.KernelPredictor(fc_kernel_fn, x_train, y_train, k_train_train=k, float64=True)
+    predictor = predictors.KernelPredictor(fc_kernel_fn, x_train, y_train, k_train_train=k, float64=True)
     logits = predictor.logits_fn()(x_test)
     assert logits.dtype == jnp.float64  # float32 would carry ~1e-4 errors into attacks
     np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(predictor.predict(x_test), expected, rtol=1e-8, atol=1e-10)
     # Without float64=True the predictor stays float32 even with x64 on.
     assert (
-        kernels.KernelPredictor(fc_kernel_fn, x_train, y_train, k_train_train=k).logits_fn()(x_test).dtype
+        predictors.KernelPredictor(fc_kernel_fn, x_train, y_train, k_train_train=k).logits_fn()(x_test).dtype
         == jnp.float32
     )
 
@@ -356,7 +351,7 @@ def test_float64_predictor_matches_a_direct_float64_solve(problem64, fc_kernel_f
 def test_predict_in_batches_equals_precomputed_and_dense(problem64, fc_kernel_fn, t):
     x_train, y_train, x_test = problem64
     # batch_size 5 for 13 test points: batches of 5, 5 and a ragged 3.
-    predictor = kernels.KernelPredictor(fc_kernel_fn, x_train, y_train, batch_size=5, float64=True)
+    predictor = predictors.KernelPredictor(fc_kernel_fn, x_train, y_train, batch_size=5, float64=True)
     k_test = direct(fc_kernel_fn, x_test, x_train)
     batched = predictor.predict(x_test, t)
     assert batched.shape == (13, 1)
@@ -368,7 +363,7 @@ def test_predict_in_batches_equals_precomputed_and_dense(problem64, fc_kernel_fn
 
 def test_inputs_of_another_shape_are_refused(problem, fc_kernel_fn):
     x_train, y_train, x_test = problem
-    predictor = kernels.KernelPredictor(fc_kernel_fn, x_train, y_train)
+    predictor = predictors.KernelPredictor(fc_kernel_fn, x_train, y_train)
     for bad in (x_test[:, :5, :5], x_test.reshape(13, 36), x_test[0]):
         with pytest.raises(ValueError, match=re.escape(str(tuple(bad.shape)))):
             predictor.check_inputs(bad)
@@ -404,7 +399,7 @@ def test_fitted_fraction_is_the_gain_of_gradient_flow():
 
 def test_predictor_weights_at_t_use_the_same_gain(problem):
     x_train, y_train, _ = problem
-    predictor = kernels.KernelPredictor(null_kernels.null_kernel("rbf", 1.0), x_train, y_train)
+    predictor = predictors.KernelPredictor(null_kernels.null_kernel("rbf", 1.0), x_train, y_train)
     values, vectors = predictor.eigen
     t = 3.0
     gain = kernels.fitted_fraction(values, t, predictor.n_outputs) / values

@@ -5,7 +5,7 @@ What is checked, and against what:
 - φ_i(x) = λ_i⁻¹ Θ(x, X) v_i (v_iᵀ Y) against an independent ``numpy.linalg.eigh``, and
   Σ_i φ_i = f_∞ against ``KernelPredictor.predict`` (binary, 3 and 10 classes, float64);
 - f_t = Σ_i (1 − e^{−λ_i t/(NC)}) φ_i against ``KernelPredictor.predict(x, t)``: the time
-  conventions of ``fitted_fraction`` and ``kernels`` agree;
+  conventions of ``fitted_fraction`` and ``predictors`` agree;
 - top-k predictors are cumulative sums of features; bad k and indices are named;
 - the batched robustness of ``feature_scores`` against one ``attacks.attack`` per feature,
   and against itself under every chunk size;
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from jax.tree_util import Partial
 
-from ntk_notes import architectures, attacks, data, kernels, spectral
+from ntk_notes import architectures, attacks, data, kernels, predictors, spectral
 
 N_TRAIN, N_TEST = 40, 13
 
@@ -50,7 +50,7 @@ def predictor_for(kernel_fn, n_outputs, float64, seed=0, **problem_args):
     """A KernelPredictor on a random problem, and its test inputs (of the predictor's dtype) and labels."""
     x_train, y_train, x_test, labels = make_problem(n_outputs, seed=seed, **problem_args)
     dtype = jnp.float64 if float64 else jnp.float32
-    predictor = kernels.KernelPredictor(kernel_fn, jnp.asarray(x_train, dtype), y_train, float64=float64)
+    predictor = predictors.KernelPredictor(kernel_fn, jnp.asarray(x_train, dtype), y_train, float64=float64)
     return predictor, jnp.asarray(x_test, dtype), labels
 
 
@@ -205,7 +205,7 @@ def test_batched_robustness_equals_one_attack_per_feature(fc_kernel_fn, n_output
         result = attacks.attack(model, x_test, labels, epsilon, method, **attack_args)
         assert scores.robustness[j] == result.accuracy, (indices[j], attack_name)
         # Usefulness is the accuracy of the sign (argmax) of the feature's clean output.
-        assert scores.usefulness[j] == pytest.approx(kernels.accuracy(k_test @ weights[:, j], labels))
+        assert scores.usefulness[j] == pytest.approx(attacks.accuracy(k_test @ weights[:, j], labels))
     # The attack is not vacuous: it does move some features, and not all of them to zero.
     assert np.any(scores.robustness < scores.usefulness)
     assert np.any(scores.robustness > 0)
@@ -264,7 +264,7 @@ def mnist_features():
     top-10 and full predictors scored under FGSM at ε = 0.1 (PAPER.md's embedded-data setting,
     halved)."""
     task = data.make_task("mnist-5k", classes=(3, 5), n_train=400, n_test=100, seed=0)
-    predictor = kernels.KernelPredictor(architectures.architecture("fc", 1)[2], task.x_train, task.y_train)
+    predictor = predictors.KernelPredictor(architectures.architecture("fc", 1)[2], task.x_train, task.y_train)
     scores = spectral.feature_scores(
         predictor, spectral.feature_weights(predictor), task.x_test, task.labels_test, 0.1, "fgsm"
     )
@@ -297,7 +297,7 @@ def test_real_data_robustness_falls_with_the_index(mnist_features):
 def test_real_data_top_10_predictor_is_more_robust_than_the_full_one(mnist_features):
     task, predictor, _, top_k = mnist_features
     # The k = 400 predictor is f_∞: its clean accuracy is the predictor's.
-    assert top_k.usefulness[1] == pytest.approx(kernels.accuracy(predictor.predict(task.x_test), task.labels_test))
+    assert top_k.usefulness[1] == pytest.approx(attacks.accuracy(predictor.predict(task.x_test), task.labels_test))
     assert top_k.usefulness[1] >= 0.9
     assert top_k.robustness[0] > top_k.robustness[1]
 
@@ -392,7 +392,7 @@ def test_feature_gradients_with_labels_are_the_loss_gradient(float64, fc_kernel_
     images, 20 training and 12 test points, float64); and its direction against ∇ₓ φ_i: the same way for
     label 0 (target −1), opposite ways for label 1 (target +1), since ∇ₓ L = −y σ(−y φ) ∇ₓ φ."""
     task = data.make_task("mnist-5k", classes=(3, 5), n_train=20, n_test=12, image_size=6, seed=0)
-    predictor = kernels.KernelPredictor(
+    predictor = predictors.KernelPredictor(
         fc_kernel_fn, jnp.asarray(task.x_train, jnp.float64), task.y_train, float64=True
     )
     x, labels = jnp.asarray(task.x_test, jnp.float64), np.asarray(task.labels_test)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_notes import architectures, empirical, kernel_metrics, kernels, training
+from ntk_notes import architectures, empirical, kernel_metrics, kernels, predictors, training
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_gradient_descent_follows_the_kernel_flow_when_wide(data):
     distances = []
     for width in (32, 2048):
         init_fn, apply_fn, kernel_fn = architectures.architecture("fc", 1, width=width)
-        predictor = kernels.KernelPredictor(kernel_fn, x, y)
+        predictor = predictors.KernelPredictor(kernel_fn, x, y)
         rate = training.stable_learning_rate(predictor.k_train_train)
         _, params = init_fn(jax.random.PRNGKey(2), x.shape)
         net = training.train(apply_fn, params, x, y, rate, steps=120, chunk=50)
@@ -74,7 +74,7 @@ def test_linearised_net_is_kernel_regression_with_its_empirical_ntk(data):
     init_fn, apply_fn, kernel_fn = architectures.architecture("fc", 1, width=64)
     _, params = init_fn(jax.random.PRNGKey(3), x.shape)
     k_train = empirical.empirical_ntk(apply_fn, params, x, trace=True, implementation="jacobian_contraction")
-    predictor = kernels.KernelPredictor(kernel_fn, x, y, k_train_train=k_train)
+    predictor = predictors.KernelPredictor(kernel_fn, x, y, k_train_train=k_train)
     rate = training.stable_learning_rate(k_train, fraction=0.05)  # small steps: GD ≈ gradient flow
     net = training.train(training.linearised(apply_fn, params), params, x, y, rate, steps=400)
     expected = predictor.predict(

@@ -63,16 +63,19 @@ import sys
 import time
 from functools import partial
 
+import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
+
+# isort: split
+
 import jax
 import jax.numpy as jnp
 import neural_tangents
 import numpy as np
 from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
-import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 from ntk_notes import attacks
+from ntk_notes.architectures import architecture
 from ntk_notes.data import make_task
-from ntk_notes.kernels import architecture
 from ntk_notes.predictors import KernelPredictor
 
 ROUNDS = 15  # timed rounds of the fast calls (ours, forward passes, attacks, nt cached)

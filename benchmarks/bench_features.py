@@ -91,6 +91,10 @@ from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
+import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
+
+# isort: split
+
 import jax
 import jax.numpy as jnp
 import neural_tangents
@@ -98,10 +102,10 @@ import numpy as np
 from jax.tree_util import Partial
 from timing import interleaved_seconds  # benchmarks/timing.py, beside this script
 
-import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
 from ntk_notes import attacks, kernels, spectral
+from ntk_notes.architectures import architecture
 from ntk_notes.data import make_task
-from ntk_notes.kernels import architecture, kernel_block, kernel_matrix
+from ntk_notes.kernels import kernel_block, kernel_matrix
 from ntk_notes.predictors import KernelPredictor
 
 EPSILON = 0.1

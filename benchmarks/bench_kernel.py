@@ -28,8 +28,8 @@ import numpy as np
 from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
 import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
+from ntk_notes.architectures import architecture
 from ntk_notes.data import make_task
-from ntk_notes.kernels import architecture
 
 REPEATS = 7  # even N = 4000 takes ~0.2 s a call here, so every size gets the same number
 FC_SIZES = (1000, 2000, 4000)

@@ -44,6 +44,11 @@ class UnreadableCheckpoint(ValueError):
     """A checkpoint file that cannot be read whole, or does not match its checksum."""
 
 
+class OtherFormat(UnreadableCheckpoint):
+    """A readable file written in an earlier format of the book's checkpoints (no config entry
+    or no checksum): replaced without a warning, since nothing is wrong with it."""
+
+
 def digest(arrays: dict, text: str = "") -> str:
     """sha256 (hex) of named arrays (name, dtype, shape and bytes of each, in name order) and
     a text; ``digest({}, text)`` is the plain sha256 of the text."""
@@ -94,7 +99,7 @@ def read_npz(path) -> tuple[dict, dict]:
     try:
         with np.load(path, allow_pickle=False) as saved:
             if CONFIG_ENTRY not in saved.files:
-                raise UnreadableCheckpoint("is unreadable (another format: no config entry)")
+                raise OtherFormat("is unreadable (another format: no config entry)")
             stored = json.loads(str(saved[CONFIG_ENTRY][()]))
             arrays = {name: saved[name] for name in saved.files if name != CONFIG_ENTRY}
     except UnreadableCheckpoint:
@@ -111,7 +116,7 @@ def read_npz(path) -> tuple[dict, dict]:
     ) as error:
         raise UnreadableCheckpoint(f"is unreadable ({type(error).__name__}: {error})") from error
     if not isinstance(stored, dict) or CHECKSUM_KEY not in stored:
-        raise UnreadableCheckpoint("is unreadable (another format: no checksum)")
+        raise OtherFormat("is unreadable (another format: no checksum)")
     checksum = stored.pop(CHECKSUM_KEY)
     if digest(arrays, json.dumps(stored, sort_keys=True)) != checksum:
         raise UnreadableCheckpoint("does not match its checksum")
@@ -127,12 +132,15 @@ def load_npz(path, config: dict, expected: dict) -> dict | None:
     """The arrays saved by ``save_npz`` at ``path``, or None if the file is absent or not to
     be trusted: unreadable (truncated, garbage), checksum mismatch, saved under another
     ``config``, arrays other than ``expected`` (name -> (shape, dtype)), or non-finite
-    values. Every rejection warns (``CheckpointWarning``, naming the file)."""
+    values. Every rejection warns (``CheckpointWarning``, naming the file), except a file in
+    an earlier format (``OtherFormat``), which is simply replaced."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         arrays, stored = read_npz(path)
+    except OtherFormat:  # written by an earlier version of the book: computed again, quietly
+        return None
     except UnreadableCheckpoint as error:
         return distrust(path, str(error))
     config = canonical(config)

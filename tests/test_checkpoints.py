@@ -3,6 +3,7 @@ atomic writes, and the pytree naming that lets parameters be saved and rebuilt."
 
 import hashlib
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +65,11 @@ def test_unreadable_or_altered_files_are_refused(tmp_path, damage):
         np.savez(path, kernel=np.arange(100.0), config=np.array(json.dumps({"k": 1})))
     with pytest.raises(checkpoints.UnreadableCheckpoint, match="checksum" if damage == "bit flip" else "unreadable"):
         checkpoints.read_npz(path)
+    if damage in ("no config", "no checksum"):  # an earlier format: replaced without a warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert checkpoints.load_npz(path, {"k": 1}, {"a": ((100,), np.float64)}) is None
+        return
     with pytest.warns(checkpoints.CheckpointWarning, match="x.npz"):
         assert checkpoints.load_npz(path, {"k": 1}, {"a": ((100,), np.float64)}) is None
 

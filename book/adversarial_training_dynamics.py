@@ -173,7 +173,10 @@ kernels = experiment.probe_kernels(runs, task, cfg)  # {(seed, mode): {probe: ke
 # %%
 curves = experiment.kernel_curves(kernels, cfg, n_out=task.y_train.shape[1])
 fig = plotting_dynamics.turning_and_growing(curves, experiment.PROBES)
+
+# %% tags=["remove-cell"]
 glue("dynamics_figure", fig, display=False)  # pasted into the reproduction report
+
 
 # %% [markdown]
 # ### Distance between the kernels of different epochs
@@ -261,8 +264,11 @@ Markdown(tables.other_probes_text(settling, by_mode, chance, cfg.seeds))
 
 # %%
 control = experiment.positive_control(runs, task, settling, cfg)
-glue("dynamics_control_outcome", control.result.verdict, display=False)
 Markdown(tables.control_text(control))
+
+# %% tags=["remove-cell"]
+glue("dynamics_control_outcome", control.result.verdict, display=False)
+
 
 # %% tags=["remove-cell"]
 tables.glue_report_values(settling, final, cfg)  # the report's claim-7 table

@@ -104,7 +104,10 @@ print(features.scoring_text(scored, predictor, x_test, cfg.pgd_steps))
 
 # %%
 fig = feature_figures.every_feature_figure(table, majority, cfg.epsilon)
+
+# %% tags=["remove-cell"]
 glue("features_figure", fig, display=False)  # pasted into the reproduction report
+
 
 # %% tags=["remove-input"]
 Markdown(features.band_summary(table))
@@ -138,8 +141,11 @@ first = cfg.seeds[0]
 fig = feature_figures.parts_figure(
     parts_table, first, parts[first].majority, cfg.epsilon
 )
-glue("features_parts_figure", fig, display=False)
 parts_table.round(3).set_index(["seed", "predictor", "condition"])
+
+# %% tags=["remove-cell"]
+glue("features_parts_figure", fig, display=False)
+
 
 # %% [markdown]
 # ## Single features, with the multiple testing corrected
@@ -158,8 +164,11 @@ parts_table.round(3).set_index(["seed", "predictor", "condition"])
 # Holm over the top 50 and beyond the top k; claim 6 chosen and checked on two halves
 single = features.single_features(scored.pgd, majority, cfg.top_k, cfg.seed, cfg.n_test)
 claim6, identified = single.claim6, single.claim6.details["feature"]
+
+# %% tags=["remove-cell"]
 for key, value in single.glued().items():
     glue(key, value, display=False)
+
 
 # %% tags=["remove-input"]
 Markdown(features.single_features_text(single, cfg.top_k))
@@ -202,8 +211,11 @@ feature_figures.ten_classes_figure(cfg)
 
 # %%
 comparison = features.authors_comparison(cfg, table, len(labels))
-glue("features_authors_comparison", comparison, display=False)
 comparison
+
+# %% tags=["remove-cell"]
+glue("features_authors_comparison", comparison, display=False)
+
 
 # %% [markdown]
 # ## What we measured

@@ -108,7 +108,10 @@ first = runs[cfg.seeds[0]]
 # %%
 o = first.outcomes
 fig = feature_figures.topk_figure(o, first.majority, cfg.epsilon)
+
+# %% tags=["remove-cell"]
 glue("tradeoff_figure", fig, display=False)  # pasted into the reproduction report
+
 
 # %% [markdown]
 # Choosing the most robust k by looking at the curve would flatter it: with many values of
@@ -147,7 +150,10 @@ Markdown(
 
 # %%
 fig = feature_figures.time_figure(o, first.majority)
+
+# %% tags=["remove-cell"]
 glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction report
+
 
 # %% [markdown]
 # ## Are robust features learned first?

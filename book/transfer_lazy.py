@@ -134,9 +134,13 @@ tables.surrogate_table(sources, exp.x_test, exp.labels, adversarial, noise_image
 # empirical NTK at the start and at the end (how far it turned), and the **norm ratio**
 # ‖K_T‖ / ‖K₀‖ (how much it grew): a kernel can grow a lot without turning.
 
-# %%
+# %% tags=["remove-cell"]
 start = time.perf_counter()
+
+# %%
 trained = exp.sweep(main.init_fn, main.apply_fn, cfg.alphas, cfg.seeds, main.rate)
+
+# %% tags=["remove-input"]
 line, table = tables.training_summary(trained, time.perf_counter() - start)
 print(line)
 table

@@ -71,7 +71,7 @@ linearise_tolerance = None  # test 3: "ends within" this accuracy
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
-from ntk_notes import chapter, claims, data, plotting_dynamics, report
+from ntk_notes import chapter, claims, plotting_dynamics, report
 from ntk_notes import dynamics_experiment as experiment
 from ntk_notes import dynamics_tables as tables
 
@@ -113,15 +113,7 @@ cfg = chapter.begin(
 # Every epoch is checkpointed in the data cache, so a rerun loads instead of training.
 
 # %%
-task = data.make_task(
-    cfg.dataset,
-    classes=cfg.classes,
-    n_train=cfg.n_train,
-    n_test=cfg.n_test,
-    seed=cfg.seed,
-    image_size=cfg.image_size,
-    data_dir=cfg.data_dir,
-)
+task = chapter.task(cfg)
 runs = experiment.train_runs(cfg, task)  # {(seed, mode): run}, checkpointed per epoch
 
 # %% [markdown]

@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from IPython.display import Markdown
 from myst_nb import glue
-from ntk_notes import chapter, convergence, data, plotting, training
+from ntk_notes import chapter, convergence, plotting, training
 
 cfg = chapter.begin("ntk_in_practice", globals(), "ntk", convergence.describe)
 
@@ -70,15 +70,7 @@ cfg = chapter.begin("ntk_in_practice", globals(), "ntk", convergence.describe)
 # antialiasing when the profile says so, which keeps the wide networks below cheap on a CPU.
 
 # %%
-task = data.make_task(
-    cfg.dataset,
-    classes=cfg.classes,
-    n_train=cfg.n_train,
-    n_test=cfg.n_test,
-    seed=0,
-    image_size=cfg.image_size,
-    data_dir=cfg.data_dir,
-)
+task = chapter.task(cfg, seed=0)
 x_train, y_train = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
 x_test = jnp.asarray(task.x_test)
 fig = plotting.image_grid(

@@ -76,7 +76,7 @@ from myst_nb import glue
 from ntk_notes import chapter, claims, report
 from ntk_notes import transfer_figures as figures
 from ntk_notes import transfer_tables as tables
-from ntk_notes.transfer_sweep import Experiment, Sweep, describe, task_of
+from ntk_notes.transfer_sweep import Experiment, Sweep, describe
 
 cfg = chapter.begin("transfer_lazy", globals(), "transfer", describe)
 
@@ -101,7 +101,9 @@ cfg = chapter.begin("transfer_lazy", globals(), "transfer", describe)
 # The random-sign noise images of the same ε are drawn once and shared by every model.
 
 # %%
-exp = Experiment.of(task_of(cfg), cfg)  # the task and the settings every step shares
+exp = Experiment.of(
+    chapter.task(cfg), cfg
+)  # the task and the settings every step shares
 main, rich_surrogate = exp.surrogates(min(cfg.alphas), cfg.surrogate_seed)
 sources = main.models
 adversarial = exp.attack_images(sources)

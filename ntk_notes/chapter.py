@@ -3,8 +3,9 @@
 A chapter's papermill parameters cell names ``profile``, ``data_dir`` and each of its
 settings (``None``: take the profile's value). ``begin`` reads them from the notebook's
 namespace, so no setting is named twice, applies the book's figure style, starts the
-chapter's timer and glues the one-line description of what the chapter ran on; ``end``
-glues and prints the chapter's running time.
+chapter's timer and glues the one-line description of what the chapter ran on; ``task``
+draws the chapter's task from those settings; ``end`` glues and prints the chapter's
+running time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 
-from ntk_notes import plotting, report
+from ntk_notes import data, plotting, report
 from ntk_notes.profiles import SIZES, settings
 
 
@@ -34,6 +35,20 @@ def begin(notebook: str, namespace: Mapping, key: str, describe: Callable[[Simpl
     plotting.use_style()
     print(report.glue_setting(key, profile, describe(cfg)))
     return cfg
+
+
+def task(cfg: SimpleNamespace, seed: int | None = None) -> data.Task:
+    """The chapter's task from its settings: ``data.make_task`` of ``cfg.dataset`` with its
+    classes, sizes, image size and data folder, drawn with ``seed`` (default: ``cfg.seed``)."""
+    return data.make_task(
+        cfg.dataset,
+        classes=cfg.classes,
+        n_train=cfg.n_train,
+        n_test=cfg.n_test,
+        seed=cfg.seed if seed is None else seed,
+        image_size=cfg.image_size,
+        data_dir=cfg.data_dir,
+    )
 
 
 def end(cfg: SimpleNamespace, key: str) -> None:

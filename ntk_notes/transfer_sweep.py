@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ntk_notes import architectures, attacks, data, predictors, robustness, training, transfer
+from ntk_notes import architectures, attacks, predictors, robustness, training, transfer
 from ntk_notes.progress import progress
 
 
@@ -33,20 +33,6 @@ def describe(cfg) -> str:
         f"depth {cfg.deep['depth']} with {len(cfg.deep['alphas'])} values of α; "
         f"widths {', '.join(map(str, cfg.width_sweep['widths']))} at "
         f"α = {cfg.width_sweep['alpha']:g}"
-    )
-
-
-def task_of(cfg) -> data.Task:
-    """The chapter's task: ``data.make_task`` with the settings ``cfg`` (dataset, classes,
-    sizes, seed, image size and data folder)."""
-    return data.make_task(
-        cfg.dataset,
-        classes=cfg.classes,
-        n_train=cfg.n_train,
-        n_test=cfg.n_test,
-        seed=cfg.seed,
-        image_size=cfg.image_size,
-        data_dir=cfg.data_dir,
     )
 
 

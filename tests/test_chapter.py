@@ -1,9 +1,12 @@
 """The chapters' opening and closing (``ntk_notes.chapter``)."""
 
+from types import SimpleNamespace
+
 import myst_nb
+import numpy as np
 import pytest
 
-from ntk_notes import chapter
+from ntk_notes import chapter, data
 from ntk_notes.profiles import SIZES
 
 
@@ -39,3 +42,16 @@ def test_begin_names_what_is_wrong(glued):
         chapter.begin("transfer_lazy", {"profile": "fast"}, "transfer", str)
     with pytest.raises(ValueError, match="no profiles for notebook 'nope'"):
         chapter.begin("nope", {"profile": "smoke"}, "nope", str)
+
+
+def test_task_draws_the_task_of_the_settings():
+    cfg = SimpleNamespace(
+        dataset="mnist-5k", classes=(3, 5), n_train=20, n_test=10, seed=1, image_size=8, data_dir=None
+    )
+    task = chapter.task(cfg)
+    direct = data.make_task("mnist-5k", classes=(3, 5), n_train=20, n_test=10, seed=1, image_size=8)
+    assert task.x_train.shape == (20, 8, 8, 1) and task.classes == (3, 5)
+    np.testing.assert_array_equal(task.x_test, direct.x_test)
+    np.testing.assert_array_equal(task.labels_train, direct.labels_train)
+    redrawn = chapter.task(cfg, seed=2)
+    assert not np.array_equal(redrawn.x_test, task.x_test)

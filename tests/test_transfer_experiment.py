@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 from ntk_notes import claims, data, transfer  # noqa: E402
 from ntk_notes import transfer_figures as figures  # noqa: E402
 from ntk_notes import transfer_tables as tables  # noqa: E402
-from ntk_notes.transfer_sweep import Experiment, Sweep, alpha_label, describe, task_of  # noqa: E402
+from ntk_notes.transfer_sweep import Experiment, Sweep, alpha_label, describe  # noqa: E402
 
 # ------------------------------------------------------------------------- a tiny real task
 
@@ -109,17 +109,6 @@ def test_experiment_of_reads_the_chapters_settings():
     exp = Experiment.of(tiny_task(), cfg)
     assert exp.probe.shape == (5, 4, 4, 1) and exp.matched_epsilons == (0.1, 0.3) and exp.depth == 2
     np.testing.assert_array_equal(np.asarray(exp.probe), exp.task.x_train[:5])
-
-
-def test_task_of_draws_the_task_of_the_settings():
-    cfg = SimpleNamespace(
-        dataset="mnist-5k", classes=(3, 5), n_train=20, n_test=10, seed=1, image_size=8, data_dir=None
-    )
-    task = task_of(cfg)
-    direct = data.make_task("mnist-5k", classes=(3, 5), n_train=20, n_test=10, seed=1, image_size=8)
-    assert task.x_train.shape == (20, 8, 8, 1) and task.classes == (3, 5)
-    np.testing.assert_array_equal(task.x_test, direct.x_test)
-    np.testing.assert_array_equal(task.labels_train, direct.labels_train)
 
 
 def test_kernel_surrogates_and_the_sweep(experiment, swept):

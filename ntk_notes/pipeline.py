@@ -13,6 +13,7 @@ is written as JSON and as the Markdown page ``book/execution_report.md``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -136,6 +137,27 @@ def execute_notebook(
     return Execution(_relative(source), profile, round(seconds, 1), round(peak_mb, 1))
 
 
+def execution_stamp(source: Path, profile: str, parameters: dict | None = None) -> dict:
+    """What an executed notebook records of its execution (in its metadata, ``ntk_notes``):
+    the source's SHA-256, the profile and the parameters besides the profile."""
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    return {"source_sha256": digest, "profile": profile, "parameters": parameters or {}}
+
+
+def reusable_execution(source: Path, profile: str, executed: Path):
+    """The notebook at ``executed`` if it was executed from ``source`` as it is now, under
+    ``profile`` and with no other parameters (so that a test may read it instead of executing
+    the source again: CI's smoke build and its tests then execute every chapter once); None if
+    it is absent or stamped otherwise."""
+    import nbformat
+
+    executed = Path(executed)
+    if not executed.is_file():
+        return None
+    notebook = nbformat.read(executed, as_version=4)
+    return notebook if notebook.metadata.get("ntk_notes") == execution_stamp(source, profile) else None
+
+
 def _move(source: Path, target: Path) -> None:
     """Move a finished file into place atomically, even from another file system."""
     staging = target.with_name(f".{target.name}.partial")
@@ -151,6 +173,7 @@ def _child(source: str, output: str, profile: str, parameters: str) -> None:
 
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["ntk_notes"] = execution_stamp(Path(source), profile, json.loads(parameters))
     converted = Path(output).with_suffix(".source.ipynb")
     jupytext.write(notebook, converted, fmt="ipynb")
     try:

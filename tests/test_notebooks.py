@@ -1,4 +1,11 @@
-"""Every notebook of the book, executed end to end by papermill under the smoke profile."""
+"""Every notebook of the book, executed end to end by papermill under the smoke profile.
+
+With ``NTK_NOTES_EXECUTED`` set to a folder of notebooks executed in the same run (CI sets it
+to the smoke build's ``book/``), a notebook stamped as executed from its current source under
+``smoke`` is read from there instead of being executed a second time."""
+
+import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -21,9 +28,14 @@ def glued_keys(notebook) -> set[str]:
 @pytest.mark.notebooks
 @pytest.mark.parametrize("source", pipeline.toc_notebooks(), ids=lambda p: p.stem)
 def test_notebook_executes_under_smoke(source, tmp_path):
-    execution = pipeline.execute_notebook(source, "smoke", tmp_path / f"{source.stem}.ipynb")
-    executed = nbformat.read(tmp_path / f"{source.stem}.ipynb", as_version=4)
-    print(f"{source.stem}: {execution.seconds} s, peak {execution.peak_memory_mb} MB")
+    folder = os.environ.get("NTK_NOTES_EXECUTED")
+    executed = pipeline.reusable_execution(source, "smoke", Path(folder) / f"{source.stem}.ipynb") if folder else None
+    if executed is not None:
+        print(f"{source.stem}: executed by this run's smoke build ({folder})")
+    else:
+        execution = pipeline.execute_notebook(source, "smoke", tmp_path / f"{source.stem}.ipynb")
+        executed = nbformat.read(tmp_path / f"{source.stem}.ipynb", as_version=4)
+        print(f"{source.stem}: {execution.seconds} s, peak {execution.peak_memory_mb} MB")
     # The reproduction report pastes these values; a missing one would fail the book build.
     missing = report_references().get(source.stem, set()) - glued_keys(executed)
     assert not missing, f"{source.stem} did not glue what the reproduction report pastes: {sorted(missing)}"

@@ -95,6 +95,24 @@ def test_passing_notebook_gets_the_profile_and_a_report(tmp_path):
     assert 20 < execution.peak_memory_mb < 4000  # a Python kernel's resident memory, in MB
 
 
+def test_an_execution_is_reused_only_for_its_own_source_and_profile(tmp_path):
+    """CI's tests read the notebooks its smoke build executed: only one stamped with the
+    source as it is now, the same profile and no other parameters."""
+    source = tmp_path / "ok.py"
+    source.write_text(PASSING)
+    output = tmp_path / "ok.ipynb"
+    pipeline.execute_notebook(source, "smoke", output, timeout=300)
+    reused = pipeline.reusable_execution(source, "smoke", output)
+    assert reused is not None and "running under smoke" in str(reused.cells)
+    assert pipeline.reusable_execution(source, "default", output) is None
+    assert pipeline.reusable_execution(source, "smoke", tmp_path / "absent.ipynb") is None
+    with_parameters = tmp_path / "other.ipynb"
+    pipeline.execute_notebook(source, "smoke", with_parameters, timeout=300, parameters={"x": 1})
+    assert pipeline.reusable_execution(source, "smoke", with_parameters) is None
+    source.write_text(PASSING + "\n# %%\nprint('edited since')\n")
+    assert pipeline.reusable_execution(source, "smoke", output) is None
+
+
 def test_time_limit_stops_a_notebook(tmp_path):
     source = tmp_path / "slow.py"
     source.write_text(PASSING + "\n# %%\nimport time\ntime.sleep(120)\n")

@@ -71,6 +71,7 @@ linearise_tolerance = None  # test 3: "ends within" this accuracy
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
+
 from ntk_notes import chapter, claims, plotting_dynamics, report
 from ntk_notes import dynamics_experiment as experiment
 from ntk_notes import dynamics_tables as tables

@@ -55,6 +55,7 @@ authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
 # %% tags=["remove-input"]
 from IPython.display import Markdown, display
 from myst_nb import glue
+
 from ntk_notes import chapter, claims, kernel_attacks, report
 
 cfg = chapter.begin(

@@ -51,6 +51,7 @@ seeds = None  # draws of the images on which the scored comparison runs
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
+
 from ntk_notes import chapter, claims, consistency, report
 
 cfg = chapter.begin(

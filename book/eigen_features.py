@@ -61,6 +61,7 @@ authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
+
 from ntk_notes import chapter, claims, feature_figures, features, report, spectral
 
 cfg = chapter.begin("eigen_features", globals(), "features", features.describe)

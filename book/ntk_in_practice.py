@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from IPython.display import Markdown
 from myst_nb import glue
+
 from ntk_notes import chapter, convergence, plotting, training
 
 cfg = chapter.begin("ntk_in_practice", globals(), "ntk", convergence.describe)

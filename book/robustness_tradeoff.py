@@ -58,6 +58,7 @@ seeds = None  # draws of the training and test sets on which the rules run
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 from myst_nb import glue
+
 from ntk_notes import chapter, claims, feature_figures, features, report, stats
 
 

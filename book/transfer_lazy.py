@@ -73,6 +73,7 @@ import time
 
 from IPython.display import Markdown
 from myst_nb import glue
+
 from ntk_notes import chapter, claims, report
 from ntk_notes import transfer_figures as figures
 from ntk_notes import transfer_tables as tables
@@ -101,9 +102,8 @@ cfg = chapter.begin("transfer_lazy", globals(), "transfer", describe)
 # The random-sign noise images of the same ε are drawn once and shared by every model.
 
 # %%
-exp = Experiment.of(
-    chapter.task(cfg), cfg
-)  # the task and the settings every step shares
+# the task and the settings that every step below shares
+exp = Experiment.of(chapter.task(cfg), cfg)
 main, rich_surrogate = exp.surrogates(min(cfg.alphas), cfg.surrogate_seed)
 sources = main.models
 adversarial = exp.attack_images(sources)

@@ -6,19 +6,22 @@
                                       notebook under `smoke` and the browser test of the built site
     python3 tasks.py run book/ntk_in_practice.py --profile paper    one notebook, any profile
     python3 tasks.py bench            the benchmarks in benchmarks/
+    python3 tasks.py lock             resolve pyproject.toml into requirements/lock-cpu.txt and lock-gpu.txt
 
-Everything is installed into a local virtual environment (.venv, or $NTK_NOTES_VENV);
-it is reinstalled only when pyproject.toml changes.
+Everything is installed into a local virtual environment (.venv, or $NTK_NOTES_VENV) from the
+lock file (exact versions, checked hashes); it is reinstalled only when the lock changes.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -26,8 +29,73 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("NTK_NOTES_VENV", ROOT / ".venv"))
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 # neural-tangents' metadata requires TensorFlow, which it only needs for a submodule we
-# never import (ntk_notes/_compat.py stubs it): install it without its requirements.
+# never import (ntk_notes/_compat.py stubs it): it sits in the lock without its
+# requirements, and the locked set is installed with --no-deps.
 NEURAL_TANGENTS = "neural-tangents==0.6.5"
+LOCKS = ROOT / "requirements"
+DIGEST_LINE = "# pyproject-dependencies-sha256: "
+
+
+def lock_path(gpu: bool = False) -> Path:
+    """The lock file: every package at an exact version with its hashes (CPU or CUDA)."""
+    return LOCKS / ("lock-gpu.txt" if gpu else "lock-cpu.txt")
+
+
+def extras_for(gpu: bool) -> list[str]:
+    return ["test", "gpu"] if gpu else ["test"]
+
+
+def dependency_digest(extras: list[str]) -> str:
+    """SHA-256 of what a lock is made from: pyproject.toml's dependencies and the extras'."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {
+        "dependencies": project["dependencies"],
+        **{extra: project["optional-dependencies"][extra] for extra in extras},
+        "neural-tangents": NEURAL_TANGENTS,
+    }
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()
+
+
+def lock_is_current(gpu: bool = False) -> bool:
+    path = lock_path(gpu)
+    return path.exists() and path.read_text().startswith(DIGEST_LINE + dependency_digest(extras_for(gpu)))
+
+
+def write_locks(constraints: str | None = None) -> None:
+    """Resolve pyproject.toml (CPU, and with the CUDA extra) into lock files with hashes,
+    using uv in the project's environment; neural-tangents is added without its
+    requirements. ``constraints``: a pip-style file of versions to keep (e.g. a freeze)."""
+    if not PYTHON.exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    run(PYTHON, "-m", "pip", "install", "--quiet", "uv")
+    version = subprocess.run(
+        [str(PYTHON), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    common = ["--generate-hashes", "--no-header", "--no-annotate", "--python-version", version]
+    uv = [str(PYTHON), "-m", "uv", "pip", "compile"]
+    tangents = subprocess.run(
+        uv + ["-", "--no-deps", *common], input=NEURAL_TANGENTS, capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    LOCKS.mkdir(exist_ok=True)
+    for gpu in (False, True):
+        extras = extras_for(gpu)
+        command = uv + ["pyproject.toml", *[a for e in extras for a in ("--extra", e)], *common]
+        if constraints:
+            command += ["--constraint", constraints]
+        resolved = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        header = (
+            f"{DIGEST_LINE}{dependency_digest(extras)}\n"
+            f"# Every package of the {'CUDA' if gpu else 'CPU'} environment (extras: {', '.join(extras)}) at an "
+            f"exact version, with hashes, for CPython {version}.\n"
+            "# Installed with pip --require-hashes --no-deps. Regenerate: python3 tasks.py lock\n"
+        )
+        partial = lock_path(gpu).with_suffix(".partial")
+        partial.write_text(header + resolved + "# without its requirements (TensorFlow): see tasks.py\n" + tangents)
+        partial.replace(lock_path(gpu))
+        print(f"wrote {lock_path(gpu).relative_to(ROOT)}", flush=True)
 
 
 def run(*command: str | Path) -> None:
@@ -38,17 +106,25 @@ def run(*command: str | Path) -> None:
 
 
 def ensure_environment(gpu: bool = False) -> None:
-    extras = "test,gpu" if gpu else "test"
-    stamp_text = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    """The locked environment in VENV: every package of the lock at its exact version,
+    checked against its hashes, and the package itself; reinstalled when the lock or
+    pyproject.toml changes."""
+    lock = lock_path(gpu)
+    if not lock_is_current(gpu):
+        sys.exit(f"{lock.relative_to(ROOT)} does not match pyproject.toml's dependencies: run python3 tasks.py lock")
+    stamp_text = hashlib.sha256(lock.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
     stamp = VENV / ".ntk-notes-installed"
     if stamp.exists() and stamp.read_text() == stamp_text and PYTHON.exists():
         return
     if not PYTHON.exists():
         print(f"creating a virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", NEURAL_TANGENTS)
+    # uv installs the locked set (hashes checked) in seconds where pip takes half a minute;
+    # it is the installer, not part of the environment's numbers.
+    run(PYTHON, "-m", "pip", "install", "--quiet", "uv")
+    uv_install = [PYTHON, "-m", "uv", "pip", "install", "--quiet", "--python", PYTHON, "--no-deps"]
+    run(*uv_install, "--require-hashes", "-r", lock)
+    run(*uv_install, "-e", ".")
     run(PYTHON, "-c", "import ntk_notes; print('ntk_notes imports cleanly')")
     stamp.write_text(stamp_text)
 
@@ -96,8 +172,13 @@ def main() -> None:
     one.add_argument("--profile", default="default")
     one.add_argument("--gpu", action="store_true")
     sub.add_parser("bench", help="run the benchmarks and print their ratios")
+    lock = sub.add_parser("lock", help="resolve pyproject.toml into requirements/lock-*.txt (needs the registries)")
+    lock.add_argument("--constraints", help="a pip-style file of versions to keep, e.g. a pip freeze")
     args = parser.parse_args()
 
+    if args.task == "lock":
+        write_locks(args.constraints)
+        return
     ensure_environment(gpu=getattr(args, "gpu", False))
     if args.task == "book":
         run(PYTHON, "-m", "ntk_notes.pipeline", "execute", "--profile", args.profile)

@@ -14,7 +14,7 @@ on 28 x 28 images; n = 100 test images.
 What is measured is the package as it is: ``spectral.feature_scores`` with method "fgsm" scores
 a chunk of F features in one jitted call, ``spectral.fgsm_chunk(kernel_fn, loss, norm)``. Every
 feature's attack starts from the same clean images, so Θ(x, X) and its pullback are taken once
-on the n clean images (``spectral._shared_pullback``) and applied to the F features' cotangents
+on the n clean images (``spectral.shared_pullback``) and applied to the F features' cotangents
 at once, one (F·n x N) @ (N x d) GEMM; the F·n perturbed images then go through one kernel call
 against the training set (a Gram GEMM (F·n x d) @ (d x N) and the elementwise arc-cosine pass).
 The clean outputs of all features are one BLAS product Θ(x, X) @ W. How many features go in a

@@ -53,7 +53,7 @@ authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
 #   n_test); paper profile only
 
 # %% tags=["remove-input"]
-from IPython.display import Markdown, display
+from IPython.display import Markdown
 from myst_nb import glue
 
 from ntk_notes import chapter, claims, kernel_attacks, report
@@ -184,34 +184,7 @@ fig = kernel_attacks.attack_figure(
 # profile, which downloads CIFAR-10; no CIFAR-10 source is reachable offline.
 
 # %%
-if cfg.authors_setting:
-    authors = kernel_attacks.authors_comparison(cfg.authors_setting, cfg.seed)
-    display(authors.table.round(3))
-    print(
-        authors.task.class_names,
-        f"{len(authors.task.x_train)} / "
-        f"{len(authors.task.x_test)} images, {authors.task.x_train.shape[1:]}",
-    )
-else:
-    display(
-        Markdown(
-            f"*Not run under the `{cfg.profile}` profile: this comparison "
-            "needs CIFAR-10, which the `paper` profile downloads.*"
-        )
-    )
-
-# %% tags=["remove-cell"]
-not_run = f"not run under {cfg.profile} (needs CIFAR-10: paper profile)"
-glue(
-    "awt_authors_ours_clean",
-    round(authors.ours[0], 3) if cfg.authors_setting else not_run,
-    display=False,
-)
-glue(
-    "awt_authors_ours_pgd",
-    round(authors.ours[2], 3) if cfg.authors_setting else not_run,
-    display=False,
-)
+kernel_attacks.show_authors_comparison(cfg.authors_setting, cfg.seed, cfg.profile)
 
 # %% [markdown]
 # ## What we measured

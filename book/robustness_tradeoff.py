@@ -59,7 +59,8 @@ seeds = None  # draws of the training and test sets on which the rules run
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import chapter, claims, feature_figures, features, report, stats
+from ntk_notes import chapter, feature_figures, features, report
+from ntk_notes import tradeoff as rules
 
 
 def describe(c):
@@ -121,27 +122,10 @@ glue("tradeoff_figure", fig, display=False)  # pasted into the reproduction repo
 # scored by a k chosen without it.
 
 # %%
-tradeoff = claims.across_seeds(
-    [
-        claims.claim3_tradeoff(
-            r.outcomes.top_clean,
-            r.outcomes.top_pgd,
-            r.outcomes.full_clean,
-            r.outcomes.full_pgd,
-            r.majority,
-        )
-        for r in runs.values()
-    ]
-)
-picks = {seed: o.ks[d["picks"]] for seed, d in zip(runs, tradeoff.details["details"])}
+tradeoff, learned_first = rules.tradeoff_claims(runs)
 
 # %% tags=["remove-input"]
-Markdown(
-    "The most robust k, chosen on each half of the test set, per draw: "
-    + "; ".join(f"seed {seed}: k = {a} and {b}" for seed, (a, b) in picks.items())
-    + f". f_∞ on the first draw: clean {stats.accuracy(o.full_clean)}, PGD "
-    f"{stats.accuracy(o.full_pgd)} (95% intervals)."
-)
+Markdown(rules.picks_text(runs, tradeoff))
 
 # %% [markdown]
 # ## Early stopping: f_t through training
@@ -169,25 +153,8 @@ glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction
 # p-value comes from random re-pairings of eigenvalues and robustness.
 
 # %%
-learned_first = claims.across_seeds(
-    [
-        claims.claim5(
-            r.outcomes.ft_clean,
-            r.outcomes.ft_pgd,
-            r.outcomes.full_pgd,
-            r.majority,
-            r.predictor.eigen[0],
-            r.every.clean_correct,
-            r.every.robust_correct,
-        )
-        for r in runs.values()
-    ]
-)
 every = first.every
-useful = (
-    stats.benjamini_hochberg(stats.p_above(every.clean_correct, first.majority))
-    < claims.ALPHA
-).nonzero()[0]
+useful = rules.useful_indices(every, first.majority)
 feature_figures.index_figure(every.robustness, useful)
 # %% [markdown]
 # ## What we measured
@@ -197,14 +164,12 @@ feature_figures.index_figure(every.robustness, useful)
 # weakest draw. Each part gives its estimate, its 95% interval and its threshold.
 
 # %% tags=["remove-input"]
-n_test_draw = len(first.task.labels_test)
 Markdown(
     report.glue_claim("claim3_tradeoff", tradeoff)
     + "\n\n"
     + report.glue_claim("claim5", learned_first)
-    + f"\n\nWith {n_test_draw} test images, an accuracy is detected above the "
-    f"majority rate (80% power) once it exceeds it by "
-    f"{stats.detectable_difference(n_test_draw, first.majority):.3f}."
+    + "\n\n"
+    + rules.power_text(len(first.task.labels_test), first.majority)
 )
 
 # %% tags=["remove-input"]

@@ -72,9 +72,8 @@ width_sweep = None
 import time
 
 from IPython.display import Markdown
-from myst_nb import glue
 
-from ntk_notes import chapter, claims, report
+from ntk_notes import chapter, report
 from ntk_notes import transfer_figures as figures
 from ntk_notes import transfer_tables as tables
 from ntk_notes.transfer_sweep import Experiment, Sweep, describe
@@ -108,10 +107,7 @@ main, rich_surrogate = exp.surrogates(min(cfg.alphas), cfg.surrogate_seed)
 sources = main.models
 adversarial = exp.attack_images(sources)
 noise_images = exp.noise_images(sources["f_∞"], cfg.seed)
-print(
-    f"η = N / λ₁ = {main.rate:.3g}; f_t at t = {main.t_matched:.3g}; the rich "
-    f"surrogate (α = {min(cfg.alphas):g}) trained {rich_surrogate.net.steps} steps"
-)
+print(tables.surrogates_text(main, rich_surrogate, min(cfg.alphas)))
 tables.surrogate_table(sources, exp.x_test, exp.labels, adversarial, noise_images)
 
 # %% [markdown]
@@ -143,9 +139,7 @@ start = time.perf_counter()
 trained = exp.sweep(main.init_fn, main.apply_fn, cfg.alphas, cfg.seeds, main.rate)
 
 # %% tags=["remove-input"]
-line, table = tables.training_summary(trained, time.perf_counter() - start)
-print(line)
-table
+tables.shown(tables.training_summary(trained, time.perf_counter() - start))
 
 # %% [markdown]
 # Means and standard deviations over the seeds. If the cosine distance does not rise
@@ -198,8 +192,7 @@ ratio_figure = figures.transfer_ratios(results, sources)
 checks_passed, checks_total, failing = tables.white_box_checks(trained, evaluations)
 print(tables.white_box_text(checks_passed, checks_total, failing))
 sanity = exp.sanity_checks(sources["f_∞"], trained, cfg.alphas)
-print(f"{sanity.passed.sum()} of {len(sanity)} attack sanity checks passed")
-sanity[~sanity.passed].set_index(["model", "check"]) if (~sanity.passed).any() else None
+tables.sanity_report(sanity)
 
 # %% [markdown]
 # ## Can the experiment see transfer weaken?
@@ -241,9 +234,7 @@ control_table.round(3)
 # %%
 matched = exp.matched_ratios(trained, sources["f_∞"])
 figures.matched_robustness(matched)
-line, table = tables.matched_summary(matched)
-print(line)
-table
+tables.shown(tables.matched_summary(matched))
 
 # %% [markdown]
 # Left: the ε each network needs before its own PGD brings it down to the common
@@ -257,13 +248,8 @@ table
 # transfer changes more where features can change more.
 
 # %%
-deep = exp.deep_sweep(
-    cfg.deep["depth"],
-    cfg.deep["alphas"],
-    cfg.deep["seeds"],
-    sources["logistic regression"],
-    noise_images,
-)
+d, logistic = cfg.deep, sources["logistic regression"]
+deep = exp.deep_sweep(d["depth"], d["alphas"], d["seeds"], logistic, noise_images)
 tables.deep_table(deep)
 
 # %% [markdown]
@@ -281,13 +267,9 @@ tables.deep_table(deep)
 # not used for the verdict.
 
 # %%
+w, examples = cfg.width_sweep, adversarial["f_∞"]
 width_runs = exp.width_sweep(
-    cfg.width_sweep["widths"],
-    cfg.width_sweep["alpha"],
-    cfg.seeds,
-    main.rate,
-    adversarial["f_∞"],
-    noise_images,
+    w["widths"], w["alpha"], cfg.seeds, main.rate, examples, noise_images
 )
 by_width = tables.width_frame(width_runs)
 width_text = tables.width_text(width_runs)
@@ -316,31 +298,19 @@ tables.width_summary(by_width)
 
 # %% tags=["remove-cell"]
 # The rule on the main and the deep sweep, and what the reproduction report pastes.
-main_runs, main_controls = tables.claim_runs(Sweep(trained, evaluations, matched))
-result = claims.claim2(main_runs, main_controls, checks_passed, checks_total)
-deep_passed, deep_total, _ = tables.white_box_checks(deep.runs, deep.evaluations)
-deep_result = claims.claim2(*tables.claim_runs(deep), deep_passed, deep_total)
+main_runs, main_controls, result, deep_result = tables.rule_results(
+    Sweep(trained, evaluations, matched), checks_passed, checks_total, deep
+)
 lines, glued = tables.summary(
     results, control_table, result, deep_result, width_text, cfg
 )
-glue("transfer_figure", ratio_figure, display=False)
-glue("transfer_whitebox_checks_passed", checks_passed, display=False)
-glue("transfer_whitebox_checks_total", checks_total, display=False)
-glue("transfer_control_table", control_table.round(3).set_index("seed"), display=False)
-for key, text in glued.items():
-    glue(f"transfer_{key}", text, display=False)
+report_table = tables.report_table(main_runs, main_controls, trained, cfg.alphas)
+tables.glue_for_report(
+    ratio_figure, (checks_passed, checks_total), control_table, glued, report_table
+)
 
 # %% tags=["remove-input"]
 Markdown("\n".join(lines) + "\n\n" + report.glue_claim("claim2", result))
-
-# %% tags=["remove-cell"]
-# The report's table: accuracies pooled over the seeds' nets at the two ends of the
-# sweep, with Wilson intervals over all their test outcomes.
-glue(
-    "transfer_table",
-    tables.report_table(main_runs, main_controls, trained, cfg.alphas),
-    display=False,
-)
 
 # %% tags=["remove-input"]
 chapter.end(cfg, "transfer")

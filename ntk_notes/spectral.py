@@ -206,7 +206,7 @@ def chunk_within(budget: float, compiled, largest: int = 4096) -> int:
     return int(np.clip((budget - (one - per_feature)) // per_feature, 1, largest))
 
 
-def _shared_pullback(kernel_fn, x_train, weights, x, output_cotangent):
+def shared_pullback(kernel_fn, x_train, weights, x, output_cotangent):
     """Input gradients of every feature at the clean inputs, shape (F, n) + image shape.
 
     All features share Θ(x, X), so its pullback is taken once, on the n clean images, and
@@ -231,7 +231,7 @@ def fgsm_chunk(kernel_fn, loss: str, norm: str):
     def run(x_train, weights, x, labels, epsilon):
         f, n = weights.shape[1], len(x)
         loss_of = lambda o: jnp.sum(attacks.per_example_loss(loss, o, labels))  # noqa: E731
-        grads = _shared_pullback(kernel_fn, x_train, weights, x, jax.vmap(jax.grad(loss_of)))
+        grads = shared_pullback(kernel_fn, x_train, weights, x, jax.vmap(jax.grad(loss_of)))
         xs = jnp.broadcast_to(x, (f,) + x.shape).reshape((f * n,) + x.shape[1:])
         x_adv = attacks.project(xs, xs + epsilon * attacks.direction(grads.reshape(xs.shape), norm), epsilon, norm)
         return attacks.is_correct(features_at(x_train, weights, x_adv), jnp.tile(labels, f)).reshape(f, n)
@@ -282,7 +282,7 @@ def feature_gradients(predictor, weights, x, labels=None, loss: str | None = Non
             raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(attacks.LOSSES)}")
         loss_of = lambda o: jnp.sum(attacks.per_example_loss(loss, o, jnp.asarray(labels)))  # noqa: E731
         cotangent = jax.vmap(jax.grad(loss_of))
-    grads = _shared_pullback(predictor.kernel_fn, predictor.x_train, weights, x, cotangent)
+    grads = shared_pullback(predictor.kernel_fn, predictor.x_train, weights, x, cotangent)
     return np.asarray(grads)
 
 

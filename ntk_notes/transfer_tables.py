@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ntk_notes import claims, stats, transfer
-from ntk_notes.transfer_sweep import alpha_label
+from ntk_notes.transfer_sweep import Sweep, alpha_label
 
 WHITE_BOX = ["clean", "white-box", "PGD", "FGSM", "FGSM, smoothed gradient", "noise"]
 DEEP_COLUMNS = [
@@ -320,3 +320,47 @@ def report_table(measured, controls, runs, alphas) -> pd.DataFrame:
             for name, ms in ends.items()
         ]
     ).set_index("networks")
+
+
+def rule_results(sweep: Sweep, checks_passed: int, checks_total: int, deep: Sweep) -> tuple:
+    """Claim 2's rule on the main sweep and, beside it, on the deep sweep: (the rule's α runs,
+    its linearised controls, the result, the deep sweep's result)."""
+    runs, controls = claim_runs(sweep)
+    result = claims.claim2(runs, controls, checks_passed, checks_total)
+    deep_passed, deep_total, _ = white_box_checks(deep.runs, deep.evaluations)
+    return runs, controls, result, claims.claim2(*claim_runs(deep), deep_passed, deep_total)
+
+
+def glue_for_report(figure, checks: tuple, control: pd.DataFrame, glued: dict, table: pd.DataFrame) -> None:
+    """Glue, hidden, what the reproduction report pastes: the ratio figure, the white-box
+    checks (passed, total), the control table, the summary texts and the report's table."""
+    from myst_nb import glue
+
+    glue("transfer_figure", figure, display=False)
+    glue("transfer_whitebox_checks_passed", checks[0], display=False)
+    glue("transfer_whitebox_checks_total", checks[1], display=False)
+    glue("transfer_control_table", control.round(3).set_index("seed"), display=False)
+    for key, text in glued.items():
+        glue(f"transfer_{key}", text, display=False)
+    glue("transfer_table", table, display=False)
+
+
+def shown(line_and_table: tuple):
+    """Print a summary line and return its table, so that one cell shows both."""
+    line, table = line_and_table
+    print(line)
+    return table
+
+
+def surrogates_text(kernel, rich_surrogate, alpha: float) -> str:
+    """The base rate, the matched time of f_t and the rich surrogate's training length."""
+    return (
+        f"η = N / λ₁ = {kernel.rate:.3g}; f_t at t = {kernel.t_matched:.3g}; the rich "
+        f"surrogate (α = {alpha:g}) trained {rich_surrogate.net.steps} steps"
+    )
+
+
+def sanity_report(sanity: pd.DataFrame):
+    """Print how many attack sanity checks passed; return the failed ones (None if none)."""
+    print(f"{sanity.passed.sum()} of {len(sanity)} attack sanity checks passed")
+    return sanity[~sanity.passed].set_index(["model", "check"]) if (~sanity.passed).any() else None

@@ -134,3 +134,13 @@ def test_describe_names_both_tasks_and_kernels():
         "mnist-5k, digits 3 vs 5 and all ten digits; FC kernel on 6² images, 30 train / 12 test; "
         "Conv kernel on 4² images, 20 train / 8 test"
     )
+
+
+def test_the_authors_comparison_says_why_it_did_not_run(monkeypatch):
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: glued.__setitem__(key, value))
+    kernel_attacks.show_authors_comparison(None, 0, "smoke")
+    assert glued["awt_authors_ours_clean"] == glued["awt_authors_ours_pgd"]
+    assert "not run under smoke" in glued["awt_authors_ours_clean"]

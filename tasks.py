@@ -7,6 +7,9 @@
     python3 tasks.py run book/ntk_in_practice.py --profile paper    one notebook, any profile
     python3 tasks.py bench            the benchmarks in benchmarks/
     python3 tasks.py lock             resolve pyproject.toml into requirements/lock-cpu.txt and lock-gpu.txt
+    python3 tasks.py install          the locked environment and the package into the Python running
+                                      tasks.py (Colab's or Binder's kernel; the CUDA lock where
+                                      nvidia-smi finds a GPU): what the chapters' Colab cell runs
 
 Everything is installed into a local virtual environment (.venv, or $NTK_NOTES_VENV) from the
 lock file (exact versions, checked hashes); it is reinstalled only when the lock changes.
@@ -105,61 +108,77 @@ def run(*command: str | Path) -> None:
         sys.exit(result.returncode)
 
 
-def ensure_environment(gpu: bool = False) -> None:
-    """The locked environment in VENV: every package of the lock at its exact version,
-    checked against its hashes, and the package itself; reinstalled when the lock or
-    pyproject.toml changes."""
+def current_lock(gpu: bool = False) -> Path:
+    """The lock file, or exit saying how to remake it when pyproject.toml has moved on."""
     lock = lock_path(gpu)
     if not lock_is_current(gpu):
         sys.exit(f"{lock.relative_to(ROOT)} does not match pyproject.toml's dependencies: run python3 tasks.py lock")
-    stamp_text = hashlib.sha256(lock.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    return lock
+
+
+def install_locked(python: Path, gpu: bool = False, editable: bool = True) -> None:
+    """Install into ``python``'s environment every package of the lock at its exact version,
+    checked against its hashes, then the package itself (editable for a checkout's .venv;
+    a plain install for a running Colab or Binder kernel, which reads no new .pth file)."""
+    lock = current_lock(gpu)
+    # uv installs the locked set (hashes checked) in seconds where pip takes half a minute;
+    # it is the installer, not part of the environment's numbers.
+    run(python, "-m", "pip", "install", "--quiet", "uv")
+    uv_install = [python, "-m", "uv", "pip", "install", "--quiet", "--python", python, "--no-deps"]
+    run(*uv_install, "--require-hashes", "-r", lock)
+    run(*uv_install, *(["--editable"] if editable else []), ROOT)
+
+
+def ensure_environment(gpu: bool = False) -> None:
+    """The locked environment in VENV (install_locked), reinstalled when the lock or
+    pyproject.toml changes."""
+    stamp_text = hashlib.sha256(current_lock(gpu).read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
     stamp = VENV / ".ntk-notes-installed"
     if stamp.exists() and stamp.read_text() == stamp_text and PYTHON.exists():
         return
     if not PYTHON.exists():
         print(f"creating a virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    # uv installs the locked set (hashes checked) in seconds where pip takes half a minute;
-    # it is the installer, not part of the environment's numbers.
-    run(PYTHON, "-m", "pip", "install", "--quiet", "uv")
-    uv_install = [PYTHON, "-m", "uv", "pip", "install", "--quiet", "--python", PYTHON, "--no-deps"]
-    run(*uv_install, "--require-hashes", "-r", lock)
-    run(*uv_install, "-e", ".")
+    install_locked(PYTHON, gpu)
     run(PYTHON, "-c", "import ntk_notes; print('ntk_notes imports cleanly')")
     stamp.write_text(stamp_text)
 
 
 def ensure_browser() -> None:
-    """Headless Chromium and its driver for tests/test_site.py, from Debian's packages.
+    """Headless Chromium and its driver for tests/test_site.py, from Debian's packages, in one
+    line of output unless apt-get fails; NTK_NOTES_NO_BROWSER=1 skips the install.
 
     Selenium is pointed at these binaries so that it never downloads a browser itself."""
-    if shutil.which("chromium") and shutil.which("chromedriver"):
-        return
+    if (shutil.which("chromium") or shutil.which("google-chrome")) and shutil.which("chromedriver"):
+        return  # Debian's, or the Chrome of GitHub's Ubuntu runners (tests/sitecheck.py)
     skipped = "the browser test (tests/test_site.py) will be skipped, or fail if CI is set"
+    if os.environ.get("NTK_NOTES_NO_BROWSER"):
+        print(f"NTK_NOTES_NO_BROWSER is set, so chromium is not installed: {skipped}", flush=True)
+        return
     if not sys.platform.startswith("linux") or not shutil.which("apt-get"):
-        print(
-            f"chromium and chromedriver are not installed and there is no apt-get to install them: {skipped}",
-            flush=True,
-        )
+        print(f"chromium is not installed and there is no apt-get to install it: {skipped}", flush=True)
         return
     as_root = [] if os.geteuid() == 0 else ["sudo", "-n"]
     if as_root and not shutil.which("sudo"):
-        print(
-            f"chromium and chromedriver are not installed and installing them needs root or sudo: {skipped}", flush=True
-        )
+        print(f"chromium is not installed and installing it needs root or sudo: {skipped}", flush=True)
         return
+    print(
+        "installing chromium and chromium-driver with apt-get for the browser test (about a minute; "
+        "to skip it: NTK_NOTES_NO_BROWSER=1, or tasks.py test -m 'not browser')",
+        flush=True,
+    )
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"],
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"],
     ):
-        print("+", " ".join(as_root + command), flush=True)
-        if subprocess.run(as_root + command, cwd=ROOT, env=environment).returncode != 0:
-            print(f"could not install chromium and chromium-driver with apt-get: {skipped}", flush=True)
+        result = subprocess.run(as_root + command, cwd=ROOT, env=environment, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"{' '.join(as_root + command)} failed: {skipped}\n{result.stderr.strip()[-2000:]}", flush=True)
             return
 
 
-def main() -> None:
+def command_line() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="task", required=True)
     book = sub.add_parser("book", help="execute every notebook and render the site")
@@ -172,12 +191,31 @@ def main() -> None:
     one.add_argument("--profile", default="default")
     one.add_argument("--gpu", action="store_true")
     sub.add_parser("bench", help="run the benchmarks and print their ratios")
+    here = sub.add_parser("install", help="install the locked environment and the package into a running Python")
+    here.add_argument("--python", default=sys.executable, help="its interpreter (default: the one running tasks.py)")
+    here.add_argument("--cpu", action="store_true", help="the CPU lock even where nvidia-smi finds a GPU")
     lock = sub.add_parser("lock", help="resolve pyproject.toml into requirements/lock-*.txt (needs the registries)")
     lock.add_argument("--constraints", help="a pip-style file of versions to keep, e.g. a pip freeze")
-    args = parser.parse_args()
+    return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The task and its options; everything after `test` goes to pytest as it is
+    (``tasks.py test -m "not browser" -x``)."""
+    if argv[:1] == ["test"] and argv[1:2] not in (["-h"], ["--help"]):
+        return argparse.Namespace(task="test", pytest_args=argv[1:])
+    return command_line().parse_args(argv)
+
+
+def main() -> None:
+    args = parse(sys.argv[1:])
 
     if args.task == "lock":
         write_locks(args.constraints)
+        return
+    if args.task == "install":
+        gpu = not args.cpu and shutil.which("nvidia-smi") is not None
+        install_locked(Path(args.python), gpu=gpu, editable=False)
         return
     ensure_environment(gpu=getattr(args, "gpu", False))
     if args.task == "book":

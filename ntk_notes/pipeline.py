@@ -8,6 +8,10 @@ profile as a parameter, and written next to its source only when it succeeded, s
 half-executed notebook never reaches the site. The first failure stops the run and names
 the notebook and the cell. An execution report (notebook, profile, seconds, peak memory)
 is written as JSON and as the Markdown page ``book/execution_report.md``.
+
+Every executed notebook opens with Colab's install cell (``colab_install_source``), hidden
+on the site: in Colab it clones the book and runs ``tasks.py install``; elsewhere it does
+nothing. It is added here, in one place, rather than written into each chapter.
 """
 
 from __future__ import annotations
@@ -158,6 +162,42 @@ def reusable_execution(source: Path, profile: str, executed: Path):
     return notebook if notebook.metadata.get("ntk_notes") == execution_stamp(source, profile) else None
 
 
+COLAB_TAGS = ["remove-cell", "colab-install"]
+
+
+def colab_install_source(repository: str | None = None, checkout: str = "/content/ntk-notes") -> str:
+    """The code of the cell that makes a chapter run in Colab: clone ``repository`` (the
+    book's, from _config.yml) into ``checkout`` and install its locked environment and the
+    package into the running kernel with ``tasks.py install``; nothing outside Colab."""
+    if repository is None:
+        repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    return f"""\
+# Colab only (nothing happens elsewhere): fetch this book and install its locked
+# environment into this runtime (the CUDA lock when the runtime has a GPU).
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+    from importlib.metadata import version
+
+    repository = {json.dumps(repository)}
+    checkout = {json.dumps(checkout)}
+    if not os.path.isdir(checkout):
+        clone = ["git", "clone", "-q", "--depth=1", repository, checkout]
+        subprocess.run(clone, check=True)
+    subprocess.run([sys.executable, f"{{checkout}}/tasks.py", "install"], check=True)
+    # A module imported before the install would shadow the version just installed.
+    stale = [m for m in ("numpy", "scipy", "jax", "pandas") if m in sys.modules]
+    stale = [m for m in stale if sys.modules[m].__version__ != version(m)]
+    if stale:
+        raise RuntimeError(
+            f"{{stale}} changed version under this session: restart it (Runtime > Restart "
+            "session) and run all cells again; the install is then a quick check"
+        )
+"""
+
+
 def _move(source: Path, target: Path) -> None:
     """Move a finished file into place atomically, even from another file system."""
     staging = target.with_name(f".{target.name}.partial")
@@ -168,12 +208,14 @@ def _move(source: Path, target: Path) -> None:
 def _child(source: str, output: str, profile: str, parameters: str) -> None:
     """Runs in the child process: convert, execute, report peak memory as JSON."""
     import jupytext
+    import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.metadata["ntk_notes"] = execution_stamp(Path(source), profile, json.loads(parameters))
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(colab_install_source(), metadata={"tags": COLAB_TAGS}))
     converted = Path(output).with_suffix(".source.ipynb")
     jupytext.write(notebook, converted, fmt="ipynb")
     try:
@@ -197,7 +239,7 @@ def _child(source: str, output: str, profile: str, parameters: str) -> None:
 
 def _describe_failure(executed_path: str, error) -> str:
     """Name the failing cell as the reader sees it in the source: its code-cell number,
-    not counting papermill's injected parameters cell, and its first line."""
+    not counting papermill's injected parameters cell nor Colab's install cell, and its first line."""
     import nbformat
 
     cells = [
@@ -208,7 +250,7 @@ def _describe_failure(executed_path: str, error) -> str:
     code_cells = [
         i
         for i, cell in enumerate(cells)
-        if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])
+        if cell.cell_type == "code" and not {"injected-parameters", *COLAB_TAGS} & set(cell.metadata.get("tags", []))
     ]
     number = code_cells.index(error.cell_index) + 1 if error.cell_index in code_cells else error.cell_index
     first_line = next((line for line in cells[error.cell_index].source.splitlines() if line.strip()), "")

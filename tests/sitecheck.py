@@ -73,8 +73,10 @@ def in_ci() -> bool:
 
 
 def find_chromium() -> tuple[str, str] | None:
-    """Debian's chromium and chromedriver (installed by `python3 tasks.py test`)."""
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    """Debian's chromium and chromedriver (installed by `python3 tasks.py test`), or the
+    Chrome that GitHub's Ubuntu runners carry beside their chromedriver."""
+    browser = shutil.which("chromium") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
     return (browser, driver) if browser and driver else None
 
 

@@ -184,6 +184,7 @@ def command_line() -> argparse.ArgumentParser:
     book = sub.add_parser("book", help="execute every notebook and render the site")
     book.add_argument("--profile", default="default", help="smoke, default or paper (default: %(default)s)")
     book.add_argument("--gpu", action="store_true", help="install the CUDA build of jax")
+    book.add_argument("--jobs", default="1", help="notebooks executed at once (default: %(default)s)")
     test = sub.add_parser("test", help="unit tests and every notebook under the smoke profile")
     test.add_argument("pytest_args", nargs="*", help="passed on to pytest")
     one = sub.add_parser("run", help="execute one notebook with papermill")
@@ -219,7 +220,7 @@ def main() -> None:
         return
     ensure_environment(gpu=getattr(args, "gpu", False))
     if args.task == "book":
-        run(PYTHON, "-m", "ntk_notes.pipeline", "execute", "--profile", args.profile)
+        run(PYTHON, "-m", "ntk_notes.pipeline", "execute", "--profile", args.profile, "--jobs", args.jobs)
         run(PYTHON.parent / "jupyter-book", "build", ".", "-W", "-n", "--keep-going")
         print(f"the site is in {ROOT / '_build' / 'html' / 'index.html'}")
     elif args.task == "test":

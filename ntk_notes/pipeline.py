@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -264,7 +265,7 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def write_report(executions: list[Execution], profile: str) -> None:
+def write_report(executions: list[Execution], profile: str, jobs: int = 1) -> None:
     """The execution report, as JSON (for tools) and as a page of the book."""
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     import jax
@@ -276,6 +277,7 @@ def write_report(executions: list[Execution], profile: str) -> None:
         "jax": jax.__version__,
         "devices": ", ".join(sorted({d.platform for d in jax.devices()})),
         "cpu_count": os.cpu_count(),
+        "jobs": jobs,
     }
     (REPORT_DIR / "execution.json").write_text(
         json.dumps({"machine": machine, "notebooks": [e._asdict() for e in executions]}, indent=2)
@@ -287,7 +289,7 @@ def write_report(executions: list[Execution], profile: str) -> None:
 Every notebook in this book was executed by papermill before the site was rendered; this
 page records that run. Profile **{profile}** on {machine["cpu_count"]} CPU cores
 (jax {machine["jax"]}, devices: {machine["devices"]}, Python {machine["python"]}),
-{machine["date"]}.
+{machine["date"]}; {_at_a_time(jobs)}.
 
 | notebook | profile | seconds | peak memory (MB) |
 |---|---|---:|---:|
@@ -301,7 +303,20 @@ Peak memory is the largest resident set size of the notebook's kernel process.
     tmp.replace(REPORT_PAGE)
 
 
-def execute_book(profile: str, only: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> list[Execution]:
+def _at_a_time(jobs: int) -> str:
+    if jobs == 1:
+        return "one notebook at a time"
+    return f"{jobs} notebooks at a time, so each one's seconds include sharing the cores"
+
+
+def execute_book(
+    profile: str, only: str | None = None, timeout: float = DEFAULT_TIMEOUT, jobs: int = 1
+) -> list[Execution]:
+    """Execute the chapters of _toc.yml (or ``only`` one), ``jobs`` at a time (each in its own
+    process; their times and memory are then measured side by side). The first failure
+    stops the run: chapters not yet started are cancelled, those running are finished."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
     sources = toc_notebooks()
     if only is not None:
         wanted = (ROOT / only).resolve() if not Path(only).is_absolute() else Path(only)
@@ -310,14 +325,24 @@ def execute_book(profile: str, only: str | None = None, timeout: float = DEFAULT
                 f"{only!r} is not a notebook of _toc.yml; allowed: " + ", ".join(_relative(s) for s in sources)
             )
         sources = [wanted]
-    executions = []
-    for source in sources:
+
+    def run(source: Path) -> Execution:
         print(f"executing {_relative(source)} under the {profile!r} profile ...", flush=True)
         execution = execute_notebook(source, profile, source.with_suffix(".ipynb"), timeout)
-        print(f"  done in {execution.seconds:.1f} s, peak memory {execution.peak_memory_mb:.0f} MB", flush=True)
-        executions.append(execution)
+        print(f"  {execution.notebook} done in {execution.seconds:.1f} s, peak memory", end=" ", flush=True)
+        print(f"{execution.peak_memory_mb:.0f} MB", flush=True)
+        return execution
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run, source) for source in sources]
+        try:
+            executions = [future.result() for future in futures]  # reading order, whatever finished first
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     if only is None:
-        write_report(executions, profile)
+        write_report(executions, profile, jobs)
     return executions
 
 
@@ -332,9 +357,10 @@ def main(argv: list[str] | None = None) -> None:
     execute.add_argument("--profile", default="default", choices=list(PROFILES))
     execute.add_argument("--only", help="one notebook source, e.g. book/ntk_in_practice.py")
     execute.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per notebook")
+    execute.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        execute_book(args.profile, args.only, args.timeout)
+        execute_book(args.profile, args.only, args.timeout, args.jobs)
     except (NotebookFailed, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -139,3 +139,23 @@ def test_report_page_lists_each_notebook(tmp_path, monkeypatch):
     page = (tmp_path / "execution_report.md").read_text()
     assert "| book/a.py | smoke | 1.5 | 300 |" in page and "**3.5**" in page
     assert json.loads((tmp_path / "execution.json").read_text())["notebooks"][1]["peak_memory_mb"] == 410.0
+
+
+def test_chapters_run_side_by_side_in_reading_order_and_a_failure_stops_the_book(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "REPORT_DIR", tmp_path / "report")
+    monkeypatch.setattr(pipeline, "REPORT_PAGE", tmp_path / "execution_report.md")
+    sources = [tmp_path / f"{name}.py" for name in ("first", "second")]
+    for source in sources:
+        source.write_text(PASSING)
+    monkeypatch.setattr(pipeline, "toc_notebooks", lambda: sources)
+    executions = pipeline.execute_book("smoke", jobs=2)
+    assert [e.notebook for e in executions] == [str(s) for s in sources]
+    assert all(s.with_suffix(".ipynb").exists() for s in sources)
+    assert "2 notebooks at a time" in (tmp_path / "execution_report.md").read_text()
+
+    sources[1].write_text(FAILING)
+    with pytest.raises(pipeline.NotebookFailed, match="second.py failed"):
+        pipeline.execute_book("smoke", jobs=2)
+    (tmp_path / "report" / "second.failed.ipynb").unlink()
+    with pytest.raises(ValueError, match="jobs must be a whole number of at least 1, not 0"):
+        pipeline.execute_book("smoke", jobs=0)

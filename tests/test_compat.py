@@ -31,7 +31,7 @@ def test_three_empirical_ntk_implementations_agree():
     x2 = jax.random.normal(jax.random.PRNGKey(1), (3, 6, 6, 2))
     _, params = init_fn(jax.random.PRNGKey(2), x1.shape)
     kernels = {
-        impl: np.asarray(nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=impl)(x1, x2, params))
+        impl: np.asarray(jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=impl))(x1, x2, params))
         for impl in (
             nt.NtkImplementation.JACOBIAN_CONTRACTION,
             nt.NtkImplementation.NTK_VECTOR_PRODUCTS,
@@ -49,12 +49,11 @@ def test_empirical_ntk_matches_explicit_jacobian_contraction():
     init_fn, apply_fn, _ = small_cnn()
     x = jax.random.normal(jax.random.PRNGKey(3), (4, 6, 6, 2))
     _, params = init_fn(jax.random.PRNGKey(4), x.shape)
-    jac = jax.jacobian(apply_fn)(params, x)  # leaves of shape (4, 3, *param_shape)
+    jac = jax.jit(jax.jacobian(apply_fn))(params, x)  # leaves of shape (4, 3, *param_shape)
     flat = jnp.concatenate([leaf.reshape(4, 3, -1) for leaf in jax.tree.leaves(jac)], axis=-1)
     explicit = jnp.einsum("iap,jbp->ijab", flat, flat)
-    fast = nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES)(
-        x, None, params
-    )
+    structured = nt.NtkImplementation.STRUCTURED_DERIVATIVES
+    fast = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=structured))(x, None, params)
     np.testing.assert_allclose(fast, explicit, rtol=2e-4, atol=1e-4 * float(jnp.abs(explicit).max()))
 
 
@@ -66,6 +65,7 @@ def test_infinite_width_kernel_input_gradient_matches_finite_differences():
         x_train = jax.random.uniform(jax.random.PRNGKey(6), (7, 10), dtype=jnp.float64)
         w = jax.random.normal(jax.random.PRNGKey(7), (7,), dtype=jnp.float64)
 
+        @jax.jit
         def f(z):
             return jnp.sum(kernel_fn(z, x_train, "ntk") @ w)
 

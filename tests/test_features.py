@@ -206,6 +206,18 @@ def test_ten_classes_and_the_authors_comparison(cfg, fitted):
     assert ours[1501] == "beyond N" and ours[1].startswith(f"{fitted.scored.table.usefulness[1]:.2f}")
 
 
+def test_the_authors_comparison_reruns_their_setting_where_the_profile_sets_it(cfg, fitted):
+    """The `paper` profile's CIFAR-10 rerun cannot download here: its code runs on MNIST
+    digits 0 vs 1, passed as papermill passes a parameter (lists, not tuples)."""
+    stand_in = {"dataset": "mnist-5k", "classes": [0, 1], "n_train": 40, "n_test": 10}
+    with_setting = SimpleNamespace(**{**vars(cfg), "authors_setting": stand_in, "profile": "paper"})
+    comparison = features.authors_comparison(with_setting, fitted.scored.table, 16)
+    ours = comparison["ours, mnist-5k (useful / robust)"]
+    assert ours[1501] == "beyond N"  # the authors' index 1501 needs more than 40 training images
+    useful, robust = (float(score.split(" [")[0]) for score in ours[1].split(" / "))  # "0.40 [0.17, 0.69] / …"
+    assert 0 <= robust <= 1 and 0 <= useful <= 1
+
+
 def test_tradeoff_grid_draw_and_figures(cfg, fitted):
     values = fitted.predictor.eigen[0]
     ks, taus = features.tradeoff_grid(values, cfg.n_ks, cfg.n_times)

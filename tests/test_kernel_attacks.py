@@ -136,6 +136,23 @@ def test_describe_names_both_tasks_and_kernels():
     )
 
 
+def test_the_authors_comparison_is_shown_and_glued_where_the_profile_sets_it(monkeypatch):
+    """The `paper` profile's CIFAR-10 section cannot download here: its code runs on MNIST
+    digits 0 vs 1, passed as papermill passes a parameter (lists, not tuples)."""
+    import IPython.display
+    import myst_nb
+
+    glued, shown = {}, []
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: glued.__setitem__(key, value))
+    monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
+    stand_in = {"dataset": "mnist-5k", "classes": [0, 1], "n_train": 20, "n_test": 8}
+    kernel_attacks.show_authors_comparison(stand_in, 0, "paper")
+    table = shown[0]
+    assert list(table.columns) == ["authors (CIFAR-10)", "ours (mnist-5k)"]
+    assert glued["awt_authors_ours_clean"] == table.loc["clean", "ours (mnist-5k)"]
+    assert glued["awt_authors_ours_pgd"] == table.loc["PGD-10 ε=8/255", "ours (mnist-5k)"]
+
+
 def test_the_authors_comparison_says_why_it_did_not_run(monkeypatch):
     import myst_nb
 

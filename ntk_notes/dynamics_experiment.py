@@ -12,6 +12,7 @@ the chapter's settings (``ntk_notes.profiles``, through ``ntk_notes.chapter.begi
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -49,11 +50,14 @@ def recorded_epochs(cfg) -> list[int]:
 
 
 def checkpoint_folder(cfg) -> Path:
-    """One checkpoint directory per configuration, so that runs with other settings (an
-    exercise, a test's stand-in) never meet this one's files: ``<cache>/checkpoints/<chapter>/
-    <profile>-<first 12 hex digits of the sha256 of the settings>``."""
+    """One checkpoint directory per configuration and compiler, so that runs with other
+    settings (an exercise, a test's stand-in) or compiled otherwise (another jax, other
+    XLA_FLAGS: the tests compile without LLVM's optimisations, which changes even the initial
+    parameters' last bits) never meet this one's files: ``<cache>/checkpoints/<chapter>/
+    <profile>-<first 12 hex digits of the sha256 of the settings and the compiler>``."""
     settings = {name: value for name, value in vars(cfg).items() if name not in BOOKKEEPING}
-    digest = checkpoints.digest({}, repr(sorted(settings.items())))[:12]
+    compiler = f"jax {jax.__version__}, XLA_FLAGS {os.environ.get('XLA_FLAGS', '')!r}"
+    digest = checkpoints.digest({}, repr(sorted(settings.items())) + compiler)[:12]
     return data.cache_dir() / "checkpoints" / CHAPTER / f"{cfg.profile}-{digest}"
 
 

@@ -9,6 +9,7 @@ import hashlib
 import re
 from pathlib import Path
 
+import jax
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -173,15 +174,20 @@ def test_accuracy_summary_by_hand():
     assert experiment.majority_rate(np.array([0, 1, 1, 1])) == 0.75
 
 
-def test_the_checkpoint_folder_depends_on_the_settings_only(monkeypatch, tmp_path):
+def test_the_checkpoint_folder_depends_on_the_settings_and_the_compiler_only(monkeypatch, tmp_path):
     monkeypatch.setenv("NTK_NOTES_DATA", str(tmp_path))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
     cfg = tiny_settings()
-    digest = hashlib.sha256(repr(sorted(vars(cfg).items())).encode()).hexdigest()[:12]
+    compiler = f"jax {jax.__version__}, XLA_FLAGS '--xla_backend_optimization_level=0'"
+    digest = hashlib.sha256((repr(sorted(vars(cfg).items())) + compiler).encode()).hexdigest()[:12]
     assert experiment.checkpoint_folder(cfg) == (
         tmp_path / "checkpoints" / "adversarial_training_dynamics" / f"smoke-{digest}"
     )
     cfg.data_dir, cfg.started = "/somewhere", 123.4  # what chapter.begin adds: not settings of the runs
     assert experiment.checkpoint_folder(cfg).name == f"smoke-{digest}"
+    monkeypatch.setenv("XLA_FLAGS", "")  # compiled otherwise: the last bits of every result differ
+    assert experiment.checkpoint_folder(cfg).name != f"smoke-{digest}"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
     cfg.epochs = 3
     assert experiment.checkpoint_folder(cfg).name != f"smoke-{digest}"
 

@@ -329,8 +329,8 @@ def execute_book(
     def run(source: Path) -> Execution:
         print(f"executing {_relative(source)} under the {profile!r} profile ...", flush=True)
         execution = execute_notebook(source, profile, source.with_suffix(".ipynb"), timeout)
-        print(f"  {execution.notebook} done in {execution.seconds:.1f} s, peak memory", end=" ", flush=True)
-        print(f"{execution.peak_memory_mb:.0f} MB", flush=True)
+        done = f"{execution.seconds:.1f} s, peak memory {execution.peak_memory_mb:.0f} MB"
+        print(f"  {execution.notebook} done in {done}", flush=True)
         return execution
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:

@@ -2,8 +2,9 @@
 raises, so shape bugs in kernel and attack code fail loudly.
 
 The tests compile hundreds of small XLA programs and run each once or twice: XLA's CPU
-backend without its LLVM optimisation passes compiles them much faster (the unit tests take
-about 40% less CPU time) and computes the same operations. The book's own runs keep the
+backend without its LLVM optimisation passes compiles them much faster (test_dynamics.py and
+test_attacks.py took 76 CPU-seconds instead of 124) and computes the same operations, to the
+last bits of float32 (the tests' tolerances allow for that). The book's own runs keep the
 defaults; a notebook that a test executes inherits this setting."""
 
 import os

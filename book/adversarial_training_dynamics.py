@@ -102,6 +102,26 @@ cfg = chapter.begin(
 # trained. It differs from them in three seeds, the fixed probes and the four tests, and
 # PGD evaluation with a random start.
 #
+# ### What adversarial training optimises
+#
+# Standard training minimises the average loss on the training images. Adversarial
+# training {cite:p}`madry2018towards` minimises the loss on the *worst* perturbation of
+# each image within the threat model, here the ℓ∞ ball of radius ε:
+#
+# $$ \min_\theta \; \frac{1}{N} \sum_{j=1}^{N} \; \max_{\|\delta_j\|_\infty \le
+#    \varepsilon,\; x_j + \delta_j \in [0, 1]^d} \; \ell\bigl(f(x_j + \delta_j;
+#    \theta),\, y_j\bigr). $$
+#
+# The inner maximum has no closed form, so each step of training first *approximates* it
+# with an attack on the current network, then takes an SGD step on the loss at the
+# attacked images; by Danskin's theorem that is a step along the gradient of the outer
+# objective when the inner maximum is found exactly. FGSM training approximates the inner
+# maximum with one signed-gradient step, PGD training with several projected ones; the
+# better the approximation, the closer training is to the objective above, and the more
+# each step costs (one gradient per attack step). Because the attacked images change with
+# the network as it trains, its kernel is measured on probes that do not depend on the
+# model (below), besides the moving adversarial probe the authors used.
+#
 # Adversarial training at ε = 0.1 uses two safeguards here: the budget rises linearly over
 # the first `warmup_epochs` epochs (a network asked to be robust before it has learned
 # anything can collapse to one class), and FGSM training starts from a random point of the
@@ -275,9 +295,11 @@ chapter.end(cfg, "dynamics")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Repeat the pilot runs: set `learning_rate = 0.05` and `widths = [16, 32, 32]`, then
-#    the rate back to 0.3. Does standard training still turn the kernel, and does the
-#    verdict change?
+# 1. Predict first, then run: with a smaller learning rate (`learning_rate = 0.05`, one of
+#    the pilots' rates) and the same number of epochs, should standard training turn its
+#    kernel more or less than here? What does that do to a test of "adversarial training
+#    settles earlier"? Run it (with `widths = [16, 32, 32]`, then also at the rate of
+#    this page) and compare the settling tables.
 # 2. Train without the warm-up (`warmup_epochs = 0`) and with plain FGSM
 #    (`fgsm_random_start = False`). Which of the adversarial runs still works?
 # 3. The tests are decided on the clean probe. Which probe makes the adversarial runs'
@@ -285,12 +307,16 @@ chapter.end(cfg, "dynamics")
 #
 # ```{admonition} Solution 1
 # :class: dropdown
-# Pass `learning_rate=0.05, widths=[16, 32, 32]` (papermill `-p`) and rerun; each
-# configuration gets its own checkpoints. Compare the `turned` column of the settling
-# table for the standard runs with its spread over seeds: a turn no larger than the spread
-# means standard training stayed near the lazy regime, and then "adversarial settles
-# earlier" has nothing to be compared with. Then read the verdict and the per-test counts
-# of the rule for each rate.
+# Less. With the same epochs, the parameters travel about η × (steps) × (gradient size)
+# from θ₀, so a smaller rate leaves them much nearer to θ₀, and the empirical
+# kernel, which moves with the parameters, nearer to K₀: training is closer to the lazy
+# regime {cite:p}`chizat2019lazy`. A kernel that hardly turns under standard training
+# leaves "adversarial training settles earlier" nothing to be earlier than: when the
+# standard runs' `turned` column is no larger than its spread over seeds, the rule cannot
+# separate the two, and the honest verdict is *inconclusive*, whatever the adversarial
+# runs do. To check, pass `learning_rate=0.05, widths=[16, 32, 32]` (papermill `-p`; each
+# configuration gets its own checkpoints) and compare the standard runs' `turned` column
+# and the verdict with this page's.
 # ```
 #
 # ```{admonition} Solution 2

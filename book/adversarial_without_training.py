@@ -92,6 +92,43 @@ models = draw_models(cfg.seed)  # (task, architecture) -> (task, predictor, fit 
 kernel_attacks.fit_table(models)
 
 # %% [markdown]
+# ## Adversarial examples in one page
+#
+# **The threat model.** An attacker who knows the model (white box) may change a test
+# image x into x + δ, with the perturbation δ in a small ball, ‖δ‖ ≤ ε, and pixels kept in
+# [0, 1]. The attack succeeds when the prediction on x + δ is wrong. The *robust accuracy*
+# at ε is the accuracy when every test image meets its worst δ; an attack finds some δ,
+# not necessarily the worst, so the accuracy it leaves is an *upper bound* on the robust
+# accuracy, and a stronger attack gives a tighter bound.
+#
+# **The balls.** In the ℓ∞ ball, $\|\delta\|_\infty = \max_i |\delta_i| \le
+# \varepsilon$, every pixel may move by up to ε (a cube); in the ℓ2 ball,
+# $\|\delta\|_2 \le \varepsilon$, the total change is bounded (a sphere), and it may
+# sit on a few pixels. For d pixels the ℓ∞ ball of radius ε lies inside the ℓ2 ball of
+# radius ε√d, so ℓ∞ budgets look small per pixel but are large in total. This book, like
+# the paper, uses ℓ∞; common budgets are ε = 0.3 on MNIST and 8/255 on CIFAR-10.
+#
+# **FGSM is steepest ascent.** To first order the loss near x is
+# $L(x + \delta) \approx L(x) + \delta \cdot \nabla_x L(x)$. Over the ℓ∞ ball the
+# linear term is largest at $\delta = \varepsilon\,\mathrm{sign}\,\nabla_x L(x)$, where
+# it gains $\varepsilon \|\nabla_x L(x)\|_1$: the fast gradient sign method
+# {cite:p}`goodfellow2015explaining`. (Over the ℓ2 ball the same argument gives
+# $\delta = \varepsilon \nabla_x L / \|\nabla_x L\|_2$.) One step is exact only if the
+# loss is linear over the whole ball.
+#
+# **PGD repeats it with projection.** Projected gradient descent {cite:p}`madry2018towards`
+# takes small steepest-ascent steps of size α and projects back after each, onto the set
+# of allowed images: $x^{k+1} = \Pi\bigl(x^k + \alpha\,\mathrm{sign}\,\nabla_x
+# L(x^k)\bigr)$. For ℓ∞ the projection Π is a clip of every pixel to
+# [x − ε, x + ε] ∩ [0, 1]. It follows a curved loss where one step cannot, but it finds a
+# local maximum, which is why evaluations add random starts and check their attacks.
+#
+# **Why attacking a kernel is cheap.** The fitted predictor is
+# $f_\infty(x) = \Theta(x, X)\,W$ with $W = \Theta^{-1} Y$ solved once, so its input
+# gradient is $\nabla_x f_\infty(x) = \sum_j W_j \nabla_x \Theta(x, x_j)$: one backward
+# pass through the row Θ(x, X), a small multiple of the cost of evaluating it, and no
+# new linear solve. Every step of PGD costs about one more prediction.
+#
 # ## Attacking the kernel predictor
 #
 # The predictor's output is treated as a logit: the attacks maximise the binary
@@ -105,9 +142,8 @@ kernel_attacks.fit_table(models)
 #   attack had no random start);
 # - **noise**: a random ±ε in every pixel, the baseline any attack must beat by far.
 #
-# A PGD step costs one evaluation of Θ(x, X) and its input gradient: the training system
-# Θ(X, X) W = Y was solved once, when the predictor was fitted, and the weights W do not
-# depend on the test input. `KernelPredictor.logits_fn()` is that function.
+# `KernelPredictor.logits_fn()` is the function x ↦ Θ(x, X) W that the attacks
+# differentiate.
 
 # %%
 curves = kernel_attacks.epsilon_curves(models, cfg.epsilons, cfg.pgd_steps)

@@ -186,8 +186,12 @@ chapter.end(cfg, "consistency")
 #
 # 1. Add a deeper convolutional kernel (`("conv", 3)`) to `ARCHITECTURES` and rerun. Does
 #    depth move a convolutional kernel towards or away from the fully connected ones?
-# 2. Why can the output correlation of the top features stay high where the eigenspace
-#    overlap is modest?
+# 2. In this build the mean eigenspace overlap between NTKs is
+#    {glue:}`consistency_eigenspace_overlap` and their mean output correlation is
+#    {glue:}`consistency_output_correlation`. Take two kernels whose top-k eigenvectors
+#    span the same subspace but are rotated within it. What is their overlap? What is the
+#    output correlation at index i? Use the answer to say what each measure can and cannot
+#    see.
 # 3. Replace the RBF bandwidth by a tenth and by ten times the median distance. How does
 #    the null kernel's agreement with the NTKs change, and what does that say about what
 #    "consistent across architectures" can mean?
@@ -202,10 +206,15 @@ chapter.end(cfg, "consistency")
 #
 # ```{admonition} Solution 2
 # :class: dropdown
-# The overlap compares eigenvectors one dimension at a time in ℝ^N, and nearly degenerate
-# eigenvalues let a kernel rotate its eigenvectors within a cluster; the feature outputs
-# weight each eigenvector by its share of the labels vᵢᵀY, so the features that matter for
-# the task can agree even where individual eigenvectors are mixed.
+# Write $V_b = V_a R$ with R a k × k rotation. Then $V_a^\top V_b = R$ and the overlap is
+# $\|R\|_F^2 / k = 1$ exactly: the overlap measures the *subspace*, and is blind to any
+# rotation inside it. The features are not. Feature i of kernel b is built from its own
+# vᵢ, which is now a mixture of kernel a's top eigenvectors, so it is a different function
+# from feature i of kernel a, and their correlation over test images falls as R moves vᵢ
+# away from itself ($|R_{ii}| < 1$). Nearly equal eigenvalues make such rotations cheap: a
+# small change of the kernel can reorder or mix eigenvectors whose eigenvalues are close.
+# So an overlap near 1 with a lower output correlation means the two kernels agree on
+# *which* directions matter but not on how they are split into indexed features.
 # ```
 #
 # ```{admonition} Solution 3

@@ -19,11 +19,35 @@
 # $$ \varphi_i(x) = \lambda_i^{-1}\,\Theta(x, X)\, v_i\, (v_i^\top Y), \qquad
 #    f_\infty = \sum_i \varphi_i . $$
 #
-# Following {cite:t}`ilyas2019adversarial`, a feature is *useful* if its sign predicts the
-# label better than always guessing the majority class, and *robust* if it still does under an
-# attack aimed at the feature itself. This chapter measures both for every eigen-feature of
-# the kernel, to test claims 3 and 6 of {cite:t}`tsilivis2022ntk`: some are robust, many are
-# useful but not robust, and kernel regression uses them all.
+# **Useful and robust, as {cite:t}`ilyas2019adversarial` define them.** For a binary task
+# with labels y ∈ {−1, +1} drawn with the images from a distribution 𝒟, a feature
+# φ: ℝ^d → ℝ, shifted and scaled to mean 0 and variance 1 under 𝒟, is *ρ-useful* (ρ > 0)
+# if it is correlated with the label in expectation,
+#
+# $$ \mathbb{E}_{(x, y) \sim \mathcal{D}}\bigl[\, y \cdot \varphi(x) \,\bigr] \ge \rho , $$
+#
+# and *γ-robustly useful* if that correlation survives the worst perturbation of the
+# threat model Δ(x) (here the ℓ∞ ball of radius ε around x):
+#
+# $$ \mathbb{E}_{(x, y) \sim \mathcal{D}}\Bigl[\, \inf_{\delta \in \Delta(x)} y \cdot
+#    \varphi(x + \delta) \,\Bigr] \ge \gamma . $$
+#
+# A useful, non-robust feature is ρ-useful for some ρ bounded away from 0 but not
+# γ-robustly useful for any γ ≥ 0.
+#
+# **What this book measures instead.** {cite:t}`tsilivis2022ntk`, and this book after
+# them, use an *accuracy* version: the **usefulness** of φ is the test accuracy of sign φ,
+# and φ counts as useful when that beats always guessing the majority class; its
+# **robustness** is the same accuracy under an attack aimed at φ itself (an upper bound on
+# the accuracy under the worst δ). It is our operational choice, not Ilyas et al.'s
+# definition, and the two can disagree: a feature that is right by a small margin on most
+# images and wrong by a large one on a few has accuracy above chance and a negative
+# correlation. Accuracy is what a classifier built from the feature would score, needs no
+# normalisation, and is what the authors' numbers report.
+#
+# This chapter measures both for every eigen-feature of the kernel, to test claims 3 and
+# 6 of {cite:t}`tsilivis2022ntk`: some are robust, many are useful but not robust, and
+# kernel regression uses them all.
 #
 # **You will learn to**
 # - decompose a kernel predictor into eigen-features and check that they add up to f_∞;

@@ -87,14 +87,48 @@ fig = plotting.image_grid(
 # bias standard deviation 0.1, NTK parameterization; fully connected nets of depth 1 to 3 and
 # a one-layer convolutional net with a flatten readout.
 #
-# With the loss ½·mean(f(X) − Y)² and time t = learning rate × steps, gradient flow from
-# f_0 = 0 gives the predictor
+# ### Where the predictor comes from
+#
+# Four steps take a network trained by gradient descent to a formula.
+#
+# 1. **Linearise.** Near its initial parameters θ₀ a network is, to first order, linear
+#    in its parameters: $f(x; \theta) \approx f(x; \theta_0) + \nabla_\theta f(x;
+#    \theta_0) \cdot (\theta - \theta_0)$.
+# 2. **Gradient flow.** Train on the loss $L(\theta) = \frac{1}{2N} \sum_{j=1}^N
+#    (f(x_j; \theta) - y_j)^2$ with gradient descent at a small learning rate η. Each step
+#    is an Euler step of the flow $\dot\theta = -\nabla_\theta L$, with time
+#    **t = η × steps**. By the chain rule the *output* then moves as
+#
+#    $$ \frac{d}{dt} f_t(x) = \nabla_\theta f(x; \theta_t) \cdot \dot\theta_t
+#       = -\frac{1}{N} \sum_{j=1}^N K_t(x, x_j)\,\bigl(f_t(x_j) - y_j\bigr), $$
+#
+#    where $K_t(x, x') = \nabla_\theta f(x; \theta_t) \cdot \nabla_\theta f(x';
+#    \theta_t)$ is the network's *empirical* NTK.
+# 3. **Infinite width.** In the NTK parameterization each weight moves by O(1/√width)
+#    while the outputs move by O(1), so as the width grows K_t stops moving, and K_0 tends
+#    to a fixed kernel Θ by the law of large numbers {cite:p}`jacot2018neural`. The flow
+#    becomes linear with constant coefficients. On the training set,
+#    $\frac{d}{dt}(f_t(X) - Y) = -\frac{1}{N}\Theta\,(f_t(X) - Y)$, so the residual decays
+#    as $f_t(X) - Y = e^{-\Theta t / N}(f_0(X) - Y)$.
+# 4. **Any input.** Put that residual into the equation for a test point x and integrate,
+#    using $\int_0^t \frac{1}{N} e^{-\Theta s/N}\,ds = \Theta^{-1}(I - e^{-\Theta t/N})$.
+#    Starting from f_0 = 0 (the average over random initialisations), this gives
 #
 # $$ f_t(x) = \Theta(x, X)\,\Theta^{-1}\bigl(I - e^{-\Theta t / N}\bigr) Y, \qquad
 #    f_\infty(x) = \Theta(x, X)\,\Theta^{-1} Y , $$
 #
-# where N is the number of training images. `KernelPredictor` solves the training system once
-# (a Cholesky factorisation) and evaluates either predictor anywhere.
+# where N is the number of training images. (The paper writes e^{−ηΘt} with t counting
+# steps; that is the same formula with the 1/N of the mean folded into the kernel.)
+#
+# **Why f_∞ interpolates.** Θ(X, X) is symmetric positive definite for distinct images, so
+# in its eigenbasis the residual along vᵢ decays as $e^{-\lambda_i t / N}$, and every
+# λᵢ > 0: as t → ∞ the whole residual vanishes and $f_\infty(X) = \Theta\Theta^{-1}Y = Y$.
+# Among all functions of the kernel's feature space that fit the training data exactly,
+# f_∞ is the one of smallest norm: kernel regression without a ridge. Small eigenvalues
+# make this fit slow (time of order N/λᵢ) and numerically delicate.
+#
+# `KernelPredictor` solves the training system once (a Cholesky factorisation) and
+# evaluates either predictor anywhere.
 
 # %%
 models = {f"FC depth {d}": ("fc", d) for d in cfg.depths}
@@ -106,8 +140,8 @@ accuracy_table
 Markdown(convergence.accuracy_text(accuracy_table))
 
 # %% [markdown]
-# Kernel regression interpolates: f_∞(X) = Θ Θ⁻¹ Y = Y, so one expects train accuracy 1;
-# the test column says how well it generalises. The predictor f_t shows *how* it gets
+# Since f_∞ interpolates, one expects train accuracy 1; the test column says how well
+# it generalises. The predictor f_t shows *how* it gets
 # there. Time is measured in units where the fastest direction of the kernel (its top
 # eigenvalue λ₁) has relaxed by a factor e at τ = λ₁ t / N = 1; a direction with
 # eigenvalue λᵢ is fitted by τ ≈ λ₁/λᵢ.
@@ -222,8 +256,9 @@ chapter.end(cfg, "ntk")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Change the parameters cell to `depths = (1, 2, 3, 4, 5)` and compare the spectra. Does
-#    depth make the top of the spectrum more or less dominant?
+# 1. Change the parameters cell to `depths = (1, 2, 3, 4, 5)` and compare the spectra at
+#    two ends: the top (λ₁/λ₂, how far the first eigenvalue stands out) and the tail
+#    (λᵢ/λ₁ for large i). Which end does depth change more, and in which direction?
 # 2. The learning rate was chosen so that η λ₁ / N = 1. Train one width-1024 network with
 #    η λ₁ / N = 1.9 and with 2.1. What happens, and why does the kernel predict it?
 # 3. Replace the distance to the network's own limit by an ensemble: average the outputs of
@@ -232,12 +267,16 @@ chapter.end(cfg, "ntk")
 #
 # ```{admonition} Solution 1
 # :class: dropdown
-# Rerun with `depths = (1, 2, 3, 4, 5)`, or rerun the kernel section's loop with
-# `architectures = {f"FC depth {d}": ("fc", d) for d in range(1, 6)}` and then the
-# spectrum section. Compare across depths the normalised spectrum λᵢ/λ₁ at the top (the
-# left panel, and λ₁/λ₂ in the sentence under the table) and the label energies E_k.
-# Look for whether the constant direction dominates more or less as depth grows, and
-# whether E_10 moves: if it barely does, depth does not change which directions carry
+# Rerun with `depths = (1, 2, 3, 4, 5)`. The top is in the sentence under the energy
+# table (λ₁/λ₂ for each depth); the tail is the right end of the normalised spectrum
+# λᵢ/λ₁ in the spectrum figure. Theory says where to look: with depth, a ReLU NTK
+# forgets more of the angle between two images, so its off-diagonal entries move towards
+# a common value; the matrix approaches a constant matrix plus a multiple of the identity,
+# whose spectrum is one large eigenvalue (the constant direction) over a *flat* tail. So
+# expect depth to lift and flatten the tail (λᵢ/λ₁ larger for large i, a slower decay)
+# far more than it changes the top, where the constant direction keeps dominating. Check
+# both on your run, including the depths already on this page, and check E_10: if it
+# barely moves, depth changes how fast the tail is fitted, not which directions carry
 # the labels.
 # ```
 #

@@ -266,7 +266,8 @@ def _relative(path: Path) -> str:
 
 
 def write_report(executions: list[Execution], profile: str, jobs: int = 1) -> None:
-    """The execution report, as JSON (for tools) and as a page of the book."""
+    """The execution report, as JSON (for tools) and as a page of the book, and the table of
+    reading and running time per chapter that the start page includes."""
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     import jax
 
@@ -298,9 +299,43 @@ page records that run. Profile **{profile}** on {machine["cpu_count"]} CPU cores
 
 Peak memory is the largest resident set size of the notebook's kernel process.
 """
-    tmp = REPORT_PAGE.with_suffix(".md.tmp")
-    tmp.write_text(page)
-    tmp.replace(REPORT_PAGE)
+    _write_atomically(REPORT_PAGE, page)
+    _write_atomically(REPORT_DIR / "chapter_times.md", chapter_times(executions, profile, jobs))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def reading_minutes(source: Path, words_per_minute: int = 200) -> int:
+    """Minutes to read a chapter's prose (the words of its Markdown cells), at least 1."""
+    import jupytext
+
+    cells = jupytext.read(source).cells
+    words = sum(len(cell.source.split()) for cell in cells if cell.cell_type == "markdown")
+    return max(1, round(words / words_per_minute))
+
+
+def chapter_times(executions: list[Execution], profile: str, jobs: int = 1) -> str:
+    """The start page's table of reading and running time per chapter, from this run."""
+    rows = "\n".join(
+        f"| {{doc}}`{Path(e.notebook).stem}` | {reading_minutes(ROOT / e.notebook)} min "
+        f"| {_duration(e.seconds)} | {e.peak_memory_mb:.0f} MB |"
+        for e in executions
+    )
+    return f"""| chapter | reading | running (`{profile}`) | peak memory |
+|---|---:|---:|---:|
+{rows}
+
+Running times are this build's, under the `{profile}` profile ({_at_a_time(jobs)}); the
+{{doc}}`execution report <execution_report>` has the machine.
+"""
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _at_a_time(jobs: int) -> str:

@@ -134,11 +134,18 @@ def test_unknown_profile_is_refused_by_the_command_line():
 def test_report_page_lists_each_notebook(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "REPORT_DIR", tmp_path)
     monkeypatch.setattr(pipeline, "REPORT_PAGE", tmp_path / "execution_report.md")
-    runs = [pipeline.Execution("book/a.py", "smoke", 1.5, 300.0), pipeline.Execution("book/b.py", "smoke", 2.0, 410.0)]
+    short, long = tmp_path / "a.py", tmp_path / "b.py"
+    short.write_text(PASSING)
+    long.write_text("# %% [markdown]\n" + "# word\n" * 700 + PASSING)  # 701 words of prose
+    runs = [pipeline.Execution(str(short), "smoke", 1.5, 300.0), pipeline.Execution(str(long), "smoke", 200.0, 410.0)]
     pipeline.write_report(runs, "smoke")
     page = (tmp_path / "execution_report.md").read_text()
-    assert "| book/a.py | smoke | 1.5 | 300 |" in page and "**3.5**" in page
+    assert f"| {short} | smoke | 1.5 | 300 |" in page and "**201.5**" in page
     assert json.loads((tmp_path / "execution.json").read_text())["notebooks"][1]["peak_memory_mb"] == 410.0
+    # The start page's table: reading time at 200 words a minute (at least one), this run's time.
+    times = (tmp_path / "chapter_times.md").read_text()
+    assert "| {doc}`a` | 1 min | 2 s | 300 MB |" in times
+    assert "| {doc}`b` | 4 min | 3.3 min | 410 MB |" in times and "(`smoke`)" in times
 
 
 def test_chapters_run_side_by_side_in_reading_order_and_a_failure_stops_the_book(tmp_path, monkeypatch):

@@ -299,14 +299,13 @@ page records that run. Profile **{profile}** on {machine["cpu_count"]} CPU cores
 
 Peak memory is the largest resident set size of the notebook's kernel process.
 """
-    _write_atomically(REPORT_PAGE, page)
-    _write_atomically(REPORT_DIR / "chapter_times.md", chapter_times(executions, profile, jobs))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    for path, text in (
+        (REPORT_PAGE, page),
+        (REPORT_DIR / "chapter_times.md", chapter_times(executions, profile, jobs)),
+    ):
+        tmp = path.with_name(f".{path.name}.tmp")  # never a half-written page
+        tmp.write_text(text)
+        tmp.replace(path)
 
 
 def reading_minutes(source: Path, words_per_minute: int = 200) -> int:
@@ -322,7 +321,7 @@ def chapter_times(executions: list[Execution], profile: str, jobs: int = 1) -> s
     """The start page's table of reading and running time per chapter, from this run."""
     rows = "\n".join(
         f"| {{doc}}`{Path(e.notebook).stem}` | {reading_minutes(ROOT / e.notebook)} min "
-        f"| {_duration(e.seconds)} | {e.peak_memory_mb:.0f} MB |"
+        f"| {f'{e.seconds:.0f} s' if e.seconds < 90 else f'{e.seconds / 60:.1f} min'} | {e.peak_memory_mb:.0f} MB |"
         for e in executions
     )
     return f"""| chapter | reading | running (`{profile}`) | peak memory |
@@ -332,10 +331,6 @@ def chapter_times(executions: list[Execution], profile: str, jobs: int = 1) -> s
 Running times are this build's, under the `{profile}` profile ({_at_a_time(jobs)}); the
 {{doc}}`execution report <execution_report>` has the machine.
 """
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _at_a_time(jobs: int) -> str:

@@ -183,13 +183,22 @@ kernels = experiment.probe_kernels(runs, task, cfg)  # {(seed, mode): {probe: ke
 # turning, and ‖K_t − K_0‖ / ‖K_0‖ would count that as motion. Lines are means over
 # seeds, bands their range.
 
-# %%
+# %% tags=["remove-output"]
 curves = experiment.kernel_curves(kernels, cfg, n_out=task.y_train.shape[1])
 fig = plotting_dynamics.turning_and_growing(curves, experiment.PROBES)
+chapter.figure("dynamics_figure", fig)  # the reproduction report pastes it too
 
-# %% tags=["remove-cell"]
-glue("dynamics_figure", fig, display=False)  # pasted into the reproduction report
-
+# %% [markdown]
+# ```{glue:figure} dynamics_figure
+# :name: fig-dynamics-turning
+# :alt: A grid with one column per probe: top row, the cosine distance of the empirical NTK to its initial value against the epoch; bottom row, the norm ratio of the kernel to its initial value on a logarithmic axis; one line per training mode with a band over seeds.
+#
+# How the empirical NTK moves under standard, FGSM and PGD training, on each probe
+# (columns): how far it has turned from K_0 (top, cosine distance) and how much it has
+# grown (bottom, ‖K_t‖/‖K_0‖); lines are means over seeds, bands their range. What to
+# look for: a curve that flattens early has settled; turning, not growth, is what claim
+# 7 is about.
+# ```
 
 # %% [markdown]
 # ### Distance between the kernels of different epochs
@@ -197,11 +206,23 @@ glue("dynamics_figure", fig, display=False)  # pasted into the reproduction repo
 # S(K_i, K_j) between every pair of recorded epochs, first seed, clean probe. A kernel that
 # settles early shows a large dark block in the lower right: all later epochs alike.
 
-# %%
+# %% tags=["remove-output"]
 first = cfg.seeds[0]
 fig = plotting_dynamics.distance_heatmaps(
     {mode: kernels[first, mode]["clean"] for mode in experiment.MODES}
 )
+chapter.figure("dynamics_distance_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} dynamics_distance_figure
+# :name: fig-dynamics-distance
+# :alt: One heat map per training mode of the kernel distance between every pair of recorded epochs, on the clean probe for the first seed.
+#
+# Kernel distance S(K_i, K_j) between every pair of recorded epochs i, j (first seed,
+# clean probe), one panel per training mode. What to look for: a kernel that settles
+# early shows a large dark block in the lower right, all later epochs alike; a kernel
+# still moving shows a gradient up to the corner.
+# ```
 
 # %% [markdown]
 # ## Four tests of "settles earlier"
@@ -239,8 +260,19 @@ tables.linearisation_gaps(linearisations)
 # %% [markdown]
 # ### Concentration on the top eigenspace (test 4)
 
-# %%
+# %% tags=["remove-output"]
 grid = plotting_dynamics.concentration(curves, experiment.outside_label(cfg.top_k))
+chapter.figure("dynamics_concentration_figure", grid)
+
+# %% [markdown]
+# ```{glue:figure} dynamics_concentration_figure
+# :name: fig-dynamics-concentration
+# :alt: Line plots against the epoch, one panel per probe: the centred spectral mass of the empirical NTK outside its top-k eigenspace, one line per training mode with a band over seeds.
+#
+# The share of the kernel's centred spectral mass outside its top-k eigenspace against
+# the epoch, per probe; means over seeds, bands their range. Claim 7 predicts a lower
+# curve, more concentration on the top eigenspace, under adversarial training.
+# ```
 
 # %% tags=["remove-input"]
 Markdown(tables.concentration_text(settling, cfg.top_k))

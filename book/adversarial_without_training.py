@@ -145,12 +145,20 @@ kernel_attacks.fit_table(models)
 # `KernelPredictor.logits_fn()` is the function x ↦ Θ(x, X) W that the attacks
 # differentiate.
 
-# %%
+# %% tags=["remove-output"]
 curves = kernel_attacks.epsilon_curves(models, cfg.epsilons, cfg.pgd_steps)
 fig = kernel_attacks.curves_figure(curves)
+chapter.figure("awt_figure", fig)  # the reproduction report pastes it too
 
-# %% tags=["remove-cell"]
-glue("awt_figure", fig, display=False)  # pasted into the reproduction report
+# %% [markdown]
+# ```{glue:figure} awt_figure
+# :name: fig-awt-curves
+# :alt: Accuracy against the attack budget ε, one panel per task (3 vs 5, ten classes), one colour per method (FGSM, PGD, random noise) and one line style per kernel (FC, Conv).
+#
+# Accuracy of the four kernel predictors against the ℓ∞ budget ε: under FGSM, PGD and
+# random ±ε noise, for the binary and the ten-class task. Attacks that work bring the
+# accuracy down far faster than noise of the same size.
+# ```
 
 # %%
 kernel_attacks.curve_table(curves, models)
@@ -193,15 +201,36 @@ glue("awt_checks_total", len(checks), display=False)
 # `check_epsilon` and the perturbations (red brighter, blue darker). Titles give the
 # predictor's output: the digit it predicts.
 
-# %%
+# %% tags=["remove-output"]
 fig = kernel_attacks.attack_figure(
     models, ("3 vs 5", "FC"), cfg.check_epsilon, cfg.pgd_steps
 )
+chapter.figure("awt_binary_attack_figure", fig)
 
-# %%
+# %% [markdown]
+# ```{glue:figure} awt_binary_attack_figure
+# :name: fig-awt-binary-attack
+# :alt: Three rows of digit images: clean test images, their PGD adversarial versions, and the perturbations in red and blue, each titled with the predicted digit.
+#
+# Clean test images of the 3-vs-5 task (top), their PGD adversarial versions at ε =
+# {glue:}`awt_epsilon` for the FC kernel (middle), and the perturbations (bottom; red
+# brighter, blue darker). Titles give the kernel predictor's decision.
+# ```
+
+# %% tags=["remove-output"]
 fig = kernel_attacks.attack_figure(
     models, ("10 classes", "FC"), cfg.check_epsilon, cfg.pgd_steps
 )
+chapter.figure("awt_ten_attack_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} awt_ten_attack_figure
+# :name: fig-awt-ten-attack
+# :alt: Three rows of digit images: clean test images of the ten-class task, their PGD adversarial versions, and the perturbations in red and blue, each titled with the predicted digit.
+#
+# The same for the ten-class task: clean images (top), PGD adversarial versions for the
+# FC kernel (middle), perturbations (bottom), titled by the predicted digit.
+# ```
 
 # %% [markdown]
 # What to look for: whether the perturbations concentrate on and around the strokes,

@@ -101,10 +101,22 @@ consistency.kernel_table(
 # as running means (the previous chapter shows the raw scatter for FC-1); null kernels are
 # dashed.
 
-# %%
+# %% tags=["remove-output"]
 fig = consistency.curves_figure(
     scored_runs, cfg.epsilon, window=max(3, len(task.x_train) // 30)
 )
+chapter.figure("consistency_curves_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} consistency_curves_figure
+# :name: fig-consistency-curves
+# :alt: Two panels sharing an accuracy axis: usefulness and robustness of every kernel's eigen-features against the eigen-index on a logarithmic axis, as running means, one line per kernel, the null kernels dashed.
+#
+# Usefulness (left) and robustness (right) of the eigen-features of every kernel against
+# the index, as running means over neighbouring features; the null kernels are dashed.
+# Curves that lie on each other are what claim 4 predicts for the NTKs, and what the
+# null kernels show is possible without one.
+# ```
 
 # %% [markdown]
 # ## How similar are the features?
@@ -119,13 +131,23 @@ fig = consistency.curves_figure(
 #
 # The last rows and columns of each matrix are the null kernels.
 
-# %%
+# %% tags=["remove-output"]
 k = min(cfg.top_k, len(task.x_train) - 1)
 matrices = consistency.similarity(scored_runs, consistency.measures(k))
 fig = consistency.heatmaps(matrices)
+chapter.figure("consistency_figure", fig)  # the reproduction report pastes it too
 
-# %% tags=["remove-cell"]
-glue("consistency_figure", fig, display=False)  # pasted into the reproduction report
+# %% [markdown]
+# ```{glue:figure} consistency_figure
+# :name: fig-consistency-heatmaps
+# :alt: Three annotated heat maps side by side, on one colour scale from 0 to 1, of a similarity between every pair of kernels: the rank correlation of robustness, the eigenspace overlap and the output correlation.
+#
+# How similar the kernels' features are, for every pair of kernels (the last rows and
+# columns are the null kernels), on one colour scale from 0 to 1. What to look for: the
+# NTK block (top left) brighter than the rows of the null kernels; where a null kernel
+# is as bright as the NTKs, that measure cannot tell NTKs apart from a kernel that is
+# not one.
+# ```
 
 # %% [markdown]
 # ## Myrtle-5 joins
@@ -133,12 +155,22 @@ glue("consistency_figure", fig, display=False)  # pasted into the reproduction r
 # On the smaller images and training set, all five kernels and the two null kernels:
 # eigenspace overlap and output correlation.
 
-# %%
+# %% tags=["remove-output"]
 k_small = min(cfg.top_k, len(small_task.x_train) - 1)
 small_matrices = consistency.similarity(
     small_runs, consistency.measures(k_small, with_robustness=False)
 )
 fig = consistency.heatmaps(small_matrices)
+chapter.figure("consistency_small_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} consistency_small_figure
+# :name: fig-consistency-myrtle
+# :alt: Two annotated heat maps side by side, on one colour scale from 0 to 1: the eigenspace overlap and the output correlation between every pair of kernels including Myrtle-5 and the null kernels.
+#
+# The same comparison on smaller images with Myrtle-5 added: eigenspace overlap and
+# output correlation for every pair of kernels, null kernels last, on one colour scale.
+# ```
 
 # %% [markdown]
 # ## What we measured

@@ -127,12 +127,19 @@ scored = features.score_every_feature(
 table = scored.table
 print(features.scoring_text(scored, predictor, x_test, cfg.pgd_steps))
 
-# %%
+# %% tags=["remove-output"]
 fig = feature_figures.every_feature_figure(table, majority, cfg.epsilon)
+chapter.figure("features_figure", fig)  # the reproduction report pastes it too
 
-# %% tags=["remove-cell"]
-glue("features_figure", fig, display=False)  # pasted into the reproduction report
-
+# %% [markdown]
+# ```{glue:figure} features_figure
+# :name: fig-features-every
+# :alt: Accuracy against eigen-index on a logarithmic axis: the usefulness (clean accuracy) of every eigen-feature and its robustness under FGSM and under PGD, with a horizontal line at the majority-class rate.
+#
+# Every eigen-feature φᵢ of the FC kernel against its index i (1 = largest eigenvalue):
+# usefulness (clean accuracy of sign φᵢ) and robustness under FGSM and PGD aimed at φᵢ
+# itself. The grey line is the majority-class rate: a feature above it is useful.
+# ```
 
 # %% tags=["remove-input"]
 Markdown(features.band_summary(table))
@@ -160,17 +167,26 @@ parts = features.two_parts_draws(cfg)  # {seed: the two parts' outcomes}
 # each draw's outcomes are claim3_features' arguments, in order
 claim3 = claims.across_seeds([claims.claim3_features(*p) for p in parts.values()])
 
-# %%
+# %% tags=["remove-output"]
 parts_table = features.parts_table(parts, cfg.top_k)
 first = cfg.seeds[0]
 fig = feature_figures.parts_figure(
     parts_table, first, parts[first].majority, cfg.epsilon
 )
+chapter.figure("features_parts_figure", fig)  # the reproduction report pastes it too
+
+# %% [markdown]
+# ```{glue:figure} features_parts_figure
+# :name: fig-features-parts
+# :alt: Bars with 95% intervals: clean, FGSM and PGD accuracy of the top part of the predictor, the deep part, and the full predictor f_∞, with the majority-class rate as a line.
+#
+# The predictor split in two, on the first draw: the top part (the sum of the top-k
+# features), the deep part (the rest) and f_∞, each clean and under attack, with 95%
+# intervals over the test images.
+# ```
+
+# %%
 parts_table.round(3).set_index(["seed", "predictor", "condition"])
-
-# %% tags=["remove-cell"]
-glue("features_parts_figure", fig, display=False)
-
 
 # %% [markdown]
 # ## Single features, with the multiple testing corrected
@@ -210,10 +226,23 @@ Markdown(features.single_features_text(single, cfg.top_k))
 # by a positive factor and the sign −y: for digit 3 (y = −1) the two look the same, for
 # digit 5 (y = +1) one is the negative of the other.
 
-# %%
-feature_figures.gradient_figure(
+# %% tags=["remove-output"]
+fig = feature_figures.gradient_figure(
     predictor, weights, table, x_test, labels, task.class_names, identified
 )
+chapter.figure("features_gradient_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} features_gradient_figure
+# :name: fig-features-gradients
+# :alt: A grid of grey-scale images: one row per selected eigen-feature and one column per test image, each showing the min-max scaled input gradient of that feature's loss; rows are labelled with the feature's usefulness and robustness.
+#
+# What the features look at: the input gradient of each feature's loss (min–max scaled
+# per image, so mid-grey is not zero) at the first test images. Rows: the top three
+# features, one from the middle, the identified feature if any, and the last one, each
+# labelled with its usefulness and PGD robustness.
+# ```
+
 # %% [markdown]
 # ## Ten classes
 #
@@ -223,8 +252,19 @@ feature_figures.gradient_figure(
 # robustness the same under FGSM aimed at it (softmax cross-entropy). The chance rate is
 # about 0.1.
 
-# %%
-feature_figures.ten_classes_figure(cfg)
+# %% tags=["remove-output"]
+fig = feature_figures.ten_classes_figure(cfg)
+chapter.figure("features_ten_classes_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} features_ten_classes_figure
+# :name: fig-features-ten
+# :alt: Accuracy against eigen-index on a logarithmic axis for the ten-class task: usefulness and FGSM robustness of every eigen-feature, with a line at the chance rate 0.1.
+#
+# Eigen-features on ten classes: usefulness (accuracy of the argmax of the 10-vector φᵢ)
+# and FGSM robustness against the index, with the chance rate 0.1.
+# ```
+
 # %% [markdown]
 # ## The authors' CIFAR-10 demo
 #

@@ -70,13 +70,23 @@ cfg = chapter.begin("ntk_in_practice", globals(), "ntk", convergence.describe)
 # images are disjoint random subsets drawn under a fixed seed. Images are resized with
 # antialiasing when the profile says so, which keeps the wide networks below cheap on a CPU.
 
-# %%
+# %% tags=["remove-output"]
 task = chapter.task(cfg, seed=0)
 x_train, y_train = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
 x_test = jnp.asarray(task.x_test)
 fig = plotting.image_grid(
     task.x_train[:16], [f"digit {task.class_names[c]}" for c in task.labels_train[:16]]
 )
+chapter.figure("ntk_task_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} ntk_task_figure
+# :name: fig-ntk-task
+# :alt: A grid of sixteen grey-scale training images of handwritten digits 3 and 5, each titled with its digit.
+#
+# The first sixteen training images of the task, titled with their digit (3 is the class
+# −1, 5 the class +1).
+# ```
 
 # %% [markdown]
 # ## The infinite-width kernel as a predictor
@@ -146,10 +156,21 @@ Markdown(convergence.accuracy_text(accuracy_table))
 # eigenvalue λ₁) has relaxed by a factor e at τ = λ₁ t / N = 1; a direction with
 # eigenvalue λᵢ is fitted by τ ≈ λ₁/λᵢ.
 
-# %%
+# %% tags=["remove-output"]
 taus = np.logspace(-2, 5, 29)
 curves = convergence.flow_curves(predictors, task, taus)
 fig = convergence.flow_figure(curves)
+chapter.figure("ntk_flow_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} ntk_flow_figure
+# :name: fig-ntk-flow
+# :alt: Two line plots against the rescaled time τ on a logarithmic axis, one line per architecture: test accuracy of the predictor f_t, and its training loss on a logarithmic axis.
+#
+# The gradient-flow predictor f_t of every kernel against the rescaled time τ = λ₁t/N:
+# test accuracy (left) and training loss (right). τ = 1 is when the top eigendirection
+# has relaxed by a factor e.
+# ```
 
 # %% [markdown]
 # Look for test accuracy to rise long before the training loss is small: if the first
@@ -197,8 +218,22 @@ runs = convergence.width_sweep(
 )
 runs.groupby("width").mean(numeric_only=True).drop(columns="seed").round(4)
 
-# %%
+# %% tags=["remove-output"]
 fig = convergence.width_figure(runs)
+chapter.figure("ntk_width_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} ntk_width_figure
+# :name: fig-ntk-width
+# :alt: Log-log plots against network width of four quantities, mean and standard deviation over seeds: the distance of the network's test outputs to its own infinite-width limit and to the mean predictor f_t, the relative change of its parameters and the relative change of its empirical NTK.
+#
+# Finite networks against width (log-log; mean ± sd over seeds): distance of the test
+# outputs to the network's own linearised limit f^lin_t and to f_t, and how far the
+# parameters and the empirical NTK moved during training. Straight lines are power laws;
+# their slopes are printed below.
+# ```
+
+# %%
 slopes = convergence.width_slopes(runs)
 print("log-log slopes against width:", {k: round(v, 2) for k, v in slopes.items()})
 
@@ -233,8 +268,21 @@ Markdown(convergence.distance_text(runs))
 # targets along vᵢ at rate λᵢ, so the share of the labels in the top eigenvectors,
 # E_k = Σ_{i≤k} (vᵢᵀY)² / ‖Y‖², tells how much of the task is learned early.
 
-# %%
+# %% tags=["remove-output"]
 fig = convergence.spectrum_figure(predictors, task.y_train)
+chapter.figure("ntk_spectrum_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} ntk_spectrum_figure
+# :name: fig-ntk-spectrum
+# :alt: Two panels, one line per architecture: the normalised eigenvalues of the training kernel against their index on log-log axes, and the label energy E_k against k.
+#
+# The spectrum of each training kernel: eigenvalues λᵢ/λ₁ against their index i (left,
+# log-log) and the label energy E_k, the share of the ±1 labels in the top k
+# eigenvectors (right).
+# ```
+
+# %%
 convergence.energy_table(predictors, task.y_train)
 
 # %% [markdown]

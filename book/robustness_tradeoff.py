@@ -57,7 +57,6 @@ seeds = None  # draws of the training and test sets on which the rules run
 
 # %% tags=["remove-input"]
 from IPython.display import Markdown
-from myst_nb import glue
 
 from ntk_notes import chapter, feature_figures, features, report
 from ntk_notes import tradeoff as rules
@@ -107,13 +106,21 @@ runs = features.draws(
 )
 first = runs[cfg.seeds[0]]
 
-# %%
+# %% tags=["remove-output"]
 o = first.outcomes
 fig = feature_figures.topk_figure(o, first.majority, cfg.epsilon)
+chapter.figure("tradeoff_figure", fig)  # the reproduction report pastes it too
 
-# %% tags=["remove-cell"]
-glue("tradeoff_figure", fig, display=False)  # pasted into the reproduction report
-
+# %% [markdown]
+# ```{glue:figure} tradeoff_figure
+# :name: fig-tradeoff-topk
+# :alt: Accuracy against the number k of top eigen-features kept, on a logarithmic axis: clean, under FGSM and under PGD, with intervals, and two horizontal black lines for the full predictor clean and under PGD.
+#
+# The top-k predictors (the sum of the k features with the largest eigenvalues) against
+# k: clean accuracy and accuracy under FGSM and PGD, with 95% intervals; black lines:
+# f_∞ clean and under PGD. A trade-off shows as clean accuracy rising with k while
+# robust accuracy falls.
+# ```
 
 # %% [markdown]
 # Choosing the most robust k by looking at the curve would flatter it: with many values of
@@ -133,12 +140,21 @@ Markdown(rules.picks_text(runs, tradeoff))
 # If early stopping is a soft top-k truncation, f_t at k(τ) should behave like φ_1..k at
 # the same k. The right panel puts the two side by side.
 
-# %%
+# %% tags=["remove-output"]
 fig = feature_figures.time_figure(o, first.majority)
+chapter.figure("tradeoff_time_figure", fig)  # the reproduction report pastes it too
 
-# %% tags=["remove-cell"]
-glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction report
-
+# %% [markdown]
+# ```{glue:figure} tradeoff_time_figure
+# :name: fig-tradeoff-time
+# :alt: Two panels. Left: accuracy of the gradient-flow predictor f_t against the time τ on a logarithmic axis, clean, under FGSM and under PGD, with intervals. Right: f_t at the matching number of fitted features beside the top-k predictors, clean and under PGD.
+#
+# Early stopping. Left: f_t through training, clean and under attack. Right: f_t placed
+# at k(τ), the number of eigendirections fitted by time τ, beside the top-k predictors
+# at the same k. What to look for: if stopping early buys robustness, the robust curve
+# on the left falls as τ grows; if f_t behaves like a top-k predictor, the two sets of
+# curves on the right lie on each other.
+# ```
 
 # %% [markdown]
 # ## Are robust features learned first?
@@ -152,10 +168,22 @@ glue("tradeoff_time_figure", fig, display=False)  # pasted into the reproduction
 # the expected share of chance discoveries below 5%), and its
 # p-value comes from random re-pairings of eigenvalues and robustness.
 
-# %%
+# %% tags=["remove-output"]
 every = first.every
 useful = rules.useful_indices(every, first.majority)
-feature_figures.index_figure(every.robustness, useful)
+fig = feature_figures.index_figure(every.robustness, useful)
+chapter.figure("tradeoff_index_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} tradeoff_index_figure
+# :name: fig-tradeoff-index
+# :alt: FGSM robustness of every eigen-feature against its index on a logarithmic axis, with the significantly useful features highlighted.
+#
+# FGSM robustness of every feature against its index, the significantly useful features
+# highlighted. Claim 5 predicts that robustness falls with the index, so the robust
+# useful features sit at the left.
+# ```
+
 # %% [markdown]
 # ## What we measured
 #

@@ -169,8 +169,20 @@ tables.mean_table(results, sources)
 # %% [markdown]
 # Means over the seeds. The next figure shows every network separately.
 
-# %%
+# %% tags=["remove-output"]
 ratio_figure = figures.transfer_ratios(results, sources)
+
+# %% [markdown]
+# ```{glue:figure} transfer_figure
+# :name: fig-transfer-ratios
+# :alt: Two scatter panels against the cosine distance of each network's kernel on a logarithmic axis: left, the transfer ratio of the kernel predictor's adversarial examples per network, coloured by the laziness parameter α, with the linearised networks as stars; right, the transfer ratio of every surrogate.
+#
+# Transfer against laziness: for each trained network, how far its empirical NTK turned
+# (cosine distance, log axis) and the transfer ratio of f_∞'s adversarial examples
+# (left; stars: linearised networks, drawn at the left edge) and of every surrogate's
+# (right). A ratio of 1 means the surrogate's examples remove as much accuracy as the
+# network's own strongest attack.
+# ```
 
 # %% [markdown]
 # Left: the transfer ratio of f_∞'s examples against how far each network's kernel
@@ -231,9 +243,22 @@ control_table.round(3)
 # on f_∞'s PGD examples made at that ε. The matched ratio is then
 # (clean − transfer at ε*) / (clean − `matched_accuracy`).
 
-# %%
+# %% tags=["remove-output"]
 matched = exp.matched_ratios(trained, sources["f_∞"])
-figures.matched_robustness(matched)
+fig = figures.matched_robustness(matched)
+chapter.figure("transfer_matched_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} transfer_matched_figure
+# :name: fig-transfer-matched
+# :alt: Two scatter panels against the cosine distance of each network's kernel on a logarithmic axis, one point per network coloured by seed: the budget at which the network's own PGD reaches the matched accuracy, and the matched transfer ratio.
+#
+# Matched white-box robustness, one point per trained network: the ε at which its own
+# PGD brings it down to the common matched accuracy (left), and the transfer ratio of
+# f_∞'s examples made at that ε (right), against how far its kernel turned.
+# ```
+
+# %%
 tables.shown(tables.matched_summary(matched))
 
 # %% [markdown]
@@ -266,14 +291,26 @@ tables.deep_table(deep)
 # initialisation is also farther from f_∞'s), so this sweep is shown beside the α sweep,
 # not used for the verdict.
 
-# %%
+# %% tags=["remove-output"]
 w, examples = cfg.width_sweep, adversarial["f_∞"]
 width_runs = exp.width_sweep(
     w["widths"], w["alpha"], cfg.seeds, main.rate, examples, noise_images
 )
 by_width = tables.width_frame(width_runs)
 width_text = tables.width_text(width_runs)
-figures.width_sweep(by_width)
+fig = figures.width_sweep(by_width)
+chapter.figure("transfer_width_figure", fig)
+
+# %% [markdown]
+# ```{glue:figure} transfer_width_figure
+# :name: fig-transfer-width
+# :alt: A scatter of the transfer ratio of the kernel predictor's adversarial examples against the cosine distance of each network's kernel on a logarithmic axis, one point per network of the width sweep, coloured by width on a logarithmic colour scale.
+#
+# The width sweep: transfer ratio of f_∞'s examples against how far each network's
+# kernel turned, one point per network, coloured by width.
+# ```
+
+# %%
 print(f"Width sweep at α = {cfg.width_sweep['alpha']:g}: {width_text}")
 tables.width_summary(by_width)
 

@@ -4,8 +4,8 @@ A chapter's papermill parameters cell names ``profile``, ``data_dir`` and each o
 settings (``None``: take the profile's value). ``begin`` reads them from the notebook's
 namespace, so no setting is named twice, applies the book's figure style, starts the
 chapter's timer and glues the one-line description of what the chapter ran on; ``task``
-draws the chapter's task from those settings; ``end`` glues and prints the chapter's
-running time.
+draws the chapter's task from those settings; ``figure`` hands a figure to the site's
+numbered, captioned ``{glue:figure}``; ``end`` glues and prints the chapter's running time.
 """
 
 from __future__ import annotations
@@ -59,3 +59,13 @@ def end(cfg: SimpleNamespace, key: str) -> None:
     seconds = time.perf_counter() - cfg.started
     glue(f"{key}_chapter_seconds", round(seconds, 1), display=False)
     print(f"chapter ran in {seconds:.0f} s under the {cfg.profile!r} profile")
+
+
+def figure(key: str, fig) -> None:
+    """Glue ``fig`` (a matplotlib figure or a seaborn grid) as ``key`` for a
+    ``{glue:figure}`` directive, which gives it its number, caption and alt text on the site.
+    The cell that calls this is tagged ``remove-output``: a reader running the notebook still
+    sees the figure there, the site shows it once, captioned."""
+    from myst_nb import glue
+
+    glue(key, getattr(fig, "figure", fig), display=False)

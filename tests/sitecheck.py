@@ -239,6 +239,26 @@ def scrolling_code(driver) -> list[str]:
     return [f"code cell scrolls sideways, widest line: {excerpt(line)}" for line in wide]
 
 
+def uncaptioned_figures(driver) -> list[str]:
+    """Figures of notebook outputs without a number, a caption or real alt text: each image
+    of a cell's output must sit in a <figure> whose caption Sphinx numbered ("Fig. 3"), and
+    its alt text must say what is plotted, not be empty or a file name."""
+    found = driver.execute_script("""
+        return [...document.querySelectorAll('.cell_output img, figure img')].map(img => {
+            const figure = img.closest('figure');
+            return {src: img.getAttribute('src') || '', alt: (img.getAttribute('alt') || '').trim(),
+                    numbered: !!(figure && figure.querySelector('figcaption .caption-number'))};
+        });""")
+    problems = []
+    for image in found:
+        name = image["src"].rsplit("/", 1)[-1][:EXCERPT]
+        if not image["numbered"]:
+            problems.append(f"figure {name} has no numbered caption")
+        if not image["alt"] or re.search(r"\.(png|jpe?g|svg|gif)$|^[0-9a-f]{16,}", image["alt"], re.IGNORECASE):
+            problems.append(f"figure {name} has no real alt text ({image['alt']!r})")
+    return problems
+
+
 def unrendered_math(driver) -> list[str]:
     """Formulas MathJax did not typeset (Sphinx wraps each in an element of class `math`;
     MathJax 3 puts an <mjx-container> inside): a missing or broken MathJax leaves raw TeX."""
@@ -279,6 +299,7 @@ def check_page(driver, base: str, page: Page, screenshot_dir: Path | None = None
         + missing_resources(driver, base)
         + error_outputs(driver)
         + unrendered_math(driver)
+        + uncaptioned_figures(driver)
         + scrolling_code(driver)
     )
     if screenshot_dir is not None:

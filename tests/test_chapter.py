@@ -55,3 +55,21 @@ def test_task_draws_the_task_of_the_settings():
     np.testing.assert_array_equal(task.labels_train, direct.labels_train)
     redrawn = chapter.task(cfg, seed=2)
     assert not np.array_equal(redrawn.x_test, task.x_test)
+
+
+def test_figure_glues_the_figure_of_a_plot_or_a_seaborn_grid_without_showing_it(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: calls.append((key, value, display)))
+    fig = plt.figure()
+    grid = sns.relplot(data=pd.DataFrame({"epoch": [0, 1], "mass": [1.0, 0.5]}), x="epoch", y="mass")
+    chapter.figure("a_figure", fig)
+    chapter.figure("a_grid", grid)
+    assert calls == [("a_figure", fig, False), ("a_grid", grid.figure, False)]
+    plt.close("all")

@@ -111,6 +111,12 @@ STDOUT_AND_PROGRESS = cell_output(
     '</pre></div></div><div class="output stderr highlight-myst-ansi notranslate"><div class="highlight">'
     "<pre>100%|##########| 20/20 [00:01&lt;00:00]\n</pre></div></div>"
 )
+# What myst-nb 1.4 renders for a {glue:figure} with :name: and :alt:.
+CAPTIONED_FIGURE = (
+    '<figure class="align-default" id="fig-a"><img alt="Accuracy against epsilon, one line per attack" '
+    'src="good.png"><figcaption><p><span class="caption-number">Fig. 1 </span>'
+    '<span class="caption-text">Accuracy under attack.</span></p></figcaption></figure>'
+)
 SIDEBAR = (
     '<nav class="bd-links bd-docs-nav"><ul><li><a class="reference internal" href="#">Home</a></li>'
     '<li><a class="reference internal" href="clean.html">Clean</a></li>'
@@ -124,7 +130,8 @@ def synthetic_site(tmp_path_factory):
     site = tmp_path_factory.mktemp("synthetic-site")
     files = {
         "index.html": html(SIDEBAR, title="Home"),
-        "clean.html": html('<img src="good.png" alt="fine">' + STDOUT_AND_PROGRESS),
+        "clean.html": html(CAPTIONED_FIGURE + STDOUT_AND_PROGRESS),
+        "uncaptioned.html": html(cell_output('<img src="good.png" alt="good.png">')),
         "broken.html": html(
             '<img src="missing.png"><img src="corrupt.png"><img src="good.png">'
             '<link rel="stylesheet" href="missing.css">'
@@ -159,6 +166,14 @@ def check(browser, url, name):
 @pytest.mark.browser
 def test_a_clean_page_has_no_problem(synthetic_site, browser):
     assert check(browser, synthetic_site, "clean") == []
+
+
+@pytest.mark.browser
+def test_an_uncaptioned_figure_and_a_file_name_for_alt_text_are_reported(synthetic_site, browser):
+    assert check(browser, synthetic_site, "uncaptioned") == [
+        "figure good.png has no numbered caption",
+        "figure good.png has no real alt text ('good.png')",
+    ]
 
 
 @pytest.mark.browser

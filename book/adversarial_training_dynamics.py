@@ -246,9 +246,9 @@ chapter.figure("dynamics_distance_figure", fig)
 # A test that cannot be computed (a kernel that never left the threshold band has no
 # settling epoch) gives NaN.
 
-# %%
+# %% tags=["hide-output"]
 settling, linearisations = experiment.settling_tests(runs, kernels, task, cfg)
-tables.settling_view(settling, cfg.top_k)
+tables.settling_view(settling, cfg.top_k)  # folded on the site; the verdict sums it up
 
 # %% [markdown]
 # The linearised continuations, per run: the accuracy gaps to the full run (linearised

@@ -89,7 +89,7 @@ def draw_models(draw_seed):
 
 
 models = draw_models(cfg.seed)  # (task, architecture) -> (task, predictor, fit seconds)
-kernel_attacks.fit_table(models)
+kernel_attacks.fit_table(models).round(3)
 
 # %% [markdown]
 # ## Adversarial examples in one page
@@ -132,7 +132,7 @@ kernel_attacks.fit_table(models)
 # ## Attacking the kernel predictor
 #
 # The predictor's output is treated as a logit: the attacks maximise the binary
-# cross-entropy log(1 + e^{−y f(x)}) on the binary task and the softmax cross-entropy on ten
+# cross-entropy $\log(1 + e^{-y f(x)})$ on the binary task and the softmax cross-entropy on ten
 # classes, with the true labels, although f_∞ was fitted with a squared loss. The threat
 # model is ℓ∞ with pixels in [0, 1]:
 #
@@ -188,7 +188,9 @@ Markdown(kernel_attacks.curves_text(curves, e))
 # %%
 checks = kernel_attacks.sanity_table(models, cfg.check_epsilon, cfg.pgd_steps)
 print(f"{checks.passed.sum()} of {len(checks)} checks passed")
-checks.set_index(["task", "kernel", "check"])
+
+# %% tags=["hide-output"]
+checks.set_index(["task", "kernel", "check"])  # every check, folded away on the site
 
 # %% tags=["remove-cell"]
 glue("awt_checks_passed", int(checks.passed.sum()), display=False)

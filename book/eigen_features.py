@@ -155,8 +155,9 @@ features.detail_table(scored)  # the features of features.DETAIL_INDICES
 # ## Two parts of the predictor
 #
 # A feature in the paper's sense may also be a sum over a set S of eigen-features,
-# φ_S = Σ_{i∈S} φᵢ. Claim 3 is about two such sets: the top part φ_1..k (the k largest
-# eigenvalues, k = `top_k`) and the deep part f_∞ − φ_1..k. If the claim holds, the top
+# $\varphi_S = \sum_{i \in S} \varphi_i$. Claim 3 is about two such sets: the top part
+# $\varphi_{1..k}$ (the k largest eigenvalues, k = `top_k`) and the deep part
+# $f_\infty - \varphi_{1..k}$. If the claim holds, the top
 # part is useful and robust, the deep part useful and non-robust, and f_∞ needs both (it
 # is more accurate than either alone). Both parts are attacked with PGD aimed at each part
 # itself. The test set is a random draw, so the rule runs on `len(seeds)` draws of the

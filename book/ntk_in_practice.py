@@ -127,7 +127,7 @@ chapter.figure("ntk_task_figure", fig)
 # $$ f_t(x) = \Theta(x, X)\,\Theta^{-1}\bigl(I - e^{-\Theta t / N}\bigr) Y, \qquad
 #    f_\infty(x) = \Theta(x, X)\,\Theta^{-1} Y , $$
 #
-# where N is the number of training images. (The paper writes e^{−ηΘt} with t counting
+# where N is the number of training images. (The paper writes $e^{-\eta\Theta t}$ with t counting
 # steps; that is the same formula with the 1/N of the mean folded into the kernel.)
 #
 # **Why f_∞ interpolates.** Θ(X, X) is symmetric positive definite for distinct images, so
@@ -144,7 +144,7 @@ chapter.figure("ntk_task_figure", fig)
 models = {f"FC depth {d}": ("fc", d) for d in cfg.depths}
 models["Conv depth 1"] = ("conv", 1)
 predictors, accuracy_table = convergence.fit_predictors(models, task)
-accuracy_table
+accuracy_table.round(3)
 
 # %% tags=["remove-input"]
 Markdown(convergence.accuracy_text(accuracy_table))
@@ -195,7 +195,7 @@ Markdown(convergence.early_text(curves))
 # $$ f^{\text{lin}}_t(x) = f_0(x) + \Theta(x, X)\,\Theta^{-1}\bigl(I - e^{-\Theta t/N}\bigr)\bigl(Y - f_0(X)\bigr), $$
 #
 # which is what `KernelPredictor.predict(..., f0_train=, f0_test=)` returns. We measure
-# the root-mean-square distance between each network's test outputs and both f^lin_t (its
+# the root-mean-square distance between each network's test outputs and both $f^{\mathrm{lin}}_t$ (its
 # own limit) and f_t (the mean over initialisations), and how far the network moved: the
 # relative change of its parameters and of its empirical NTK on a probe batch of training
 # images.
@@ -228,7 +228,7 @@ chapter.figure("ntk_width_figure", fig)
 # :alt: Log-log plots against network width of four quantities, mean and standard deviation over seeds: the distance of the network's test outputs to its own infinite-width limit and to the mean predictor f_t, the relative change of its parameters and the relative change of its empirical NTK.
 #
 # Finite networks against width (log-log; mean ± sd over seeds): distance of the test
-# outputs to the network's own linearised limit f^lin_t and to f_t, and how far the
+# outputs to the network's own linearised limit $f^{\mathrm{lin}}_t$ and to f_t, and how far the
 # parameters and the empirical NTK moved during training. Straight lines are power laws;
 # their slopes are printed below.
 # ```
@@ -266,7 +266,7 @@ Markdown(convergence.distance_text(runs))
 #
 # Write Θ(X, X) = Σᵢ λᵢ vᵢ vᵢᵀ with λ₁ ≥ λ₂ ≥ …. Gradient flow fits the component of the
 # targets along vᵢ at rate λᵢ, so the share of the labels in the top eigenvectors,
-# E_k = Σ_{i≤k} (vᵢᵀY)² / ‖Y‖², tells how much of the task is learned early.
+# $E_k = \sum_{i \le k} (v_i^\top Y)^2 / \|Y\|^2$, tells how much of the task is learned early.
 
 # %% tags=["remove-output"]
 fig = convergence.spectrum_figure(predictors, task.y_train)

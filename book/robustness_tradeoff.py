@@ -16,7 +16,7 @@
 # The previous chapter found robust features, in the sense of {cite:t}`ilyas2019adversarial`,
 # at the top of the kernel's spectrum and
 # useful-but-non-robust ones everywhere below. A predictor built from the top k features
-# only, φ_{1..k} = Σ_{i≤k} φᵢ, should therefore gain robustness and lose accuracy as k
+# only, $\varphi_{1..k} = \sum_{i \le k} \varphi_i$, should therefore gain robustness and lose accuracy as k
 # shrinks. And since gradient descent fits the feature φᵢ at a rate proportional to λᵢ,
 #
 # $$ f_t = \sum_i \bigl(1 - e^{-\lambda_i t / N}\bigr)\, \varphi_i , $$
@@ -92,7 +92,7 @@ values = predictor.eigen[0]
 # scores the top-k predictors at `n_ks` values of k (log-spaced from 1 to N) and f_t at
 # `n_times` training times, clean and under FGSM and PGD aimed at each predictor, and f_∞.
 # Time is measured by τ = λ₁ t / N: after time τ a feature with eigenvalue λᵢ holds the
-# fraction 1 − e^{−τ λᵢ/λ₁} of its final weight, and k(τ) counts the features that are at
+# fraction $1 - e^{-\tau \lambda_i / \lambda_1}$ of its final weight, and k(τ) counts the features that are at
 # least half fitted. Every outcome is kept per test image, so that every accuracy below
 # carries its interval.
 
@@ -137,7 +137,7 @@ Markdown(rules.picks_text(runs, tradeoff))
 # %% [markdown]
 # ## Early stopping: f_t through training
 #
-# If early stopping is a soft top-k truncation, f_t at k(τ) should behave like φ_1..k at
+# If early stopping is a soft top-k truncation, f_t at k(τ) should behave like $\varphi_{1..k}$ at
 # the same k. The right panel puts the two side by side.
 
 # %% tags=["remove-output"]
@@ -206,7 +206,7 @@ chapter.end(cfg, "tradeoff")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Replace the sharp truncation φ_1..k by spectral shrinkage, Σᵢ λᵢ/(λᵢ + μ) φᵢ (kernel
+# 1. Replace the sharp truncation $\varphi_{1..k}$ by spectral shrinkage, $\sum_i \frac{\lambda_i}{\lambda_i + \mu} \varphi_i$ (kernel
 #    ridge regression with ridge μ). Trace clean and PGD accuracy against μ.
 # 2. Where does the peak of the top-k PGD curve move when ε doubles?
 #

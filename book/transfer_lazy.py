@@ -204,7 +204,9 @@ ratio_figure = figures.transfer_ratios(results, sources)
 checks_passed, checks_total, failing = tables.white_box_checks(trained, evaluations)
 print(tables.white_box_text(checks_passed, checks_total, failing))
 sanity = exp.sanity_checks(sources["f_∞"], trained, cfg.alphas)
-tables.sanity_report(sanity)
+
+# %% tags=["hide-output"]
+tables.sanity_report(sanity)  # every check of every network, folded away on the site
 
 # %% [markdown]
 # ## Can the experiment see transfer weaken?

@@ -4,6 +4,7 @@ concentrates through training (``ntk_notes.dynamics_experiment`` computes what t
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
 from ntk_notes import kernel_metrics
@@ -37,14 +38,21 @@ def turning_and_growing(curves, probes, hue: str = "mode"):
 def distance_heatmaps(kernels_by_name: dict):
     """One heat map per entry of ``kernels_by_name`` ({title: (T, m, m) kernels}): S(K_i, K_j)
     between every pair of recorded epochs (``kernel_metrics.distance_matrix``). A kernel
-    that settles early shows a large dark block in the lower right. Returns the figure."""
-    fig, axes = plt.subplots(1, len(kernels_by_name), figsize=(14, 4.2), squeeze=False)
-    for ax, (name, kernels) in zip(axes[0], kernels_by_name.items()):
-        ticks = max(1, len(kernels) // 6)
+    that settles early shows a large dark block in the lower right. The panels share one
+    colour scale, from 0 to the largest distance of any panel, so they can be compared.
+    Returns the figure."""
+    matrices = {name: kernel_metrics.distance_matrix(kernels) for name, kernels in kernels_by_name.items()}
+    top = max(float(np.max(m)) for m in matrices.values())
+    fig, axes = plt.subplots(1, len(matrices), figsize=(14, 4.2), squeeze=False)
+    for i, (ax, (name, matrix)) in enumerate(zip(axes[0], matrices.items())):
+        ticks = max(1, len(matrix) // 6)
         sns.heatmap(
-            kernel_metrics.distance_matrix(kernels),
+            matrix,
             ax=ax,
             cmap="magma",
+            vmin=0,
+            vmax=top,
+            cbar=i == len(matrices) - 1,  # one colour bar for the shared scale
             square=True,
             xticklabels=ticks,
             yticklabels=ticks,

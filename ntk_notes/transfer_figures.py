@@ -72,6 +72,7 @@ def width_sweep(by_width: pd.DataFrame):
         s=70,
         ax=ax,
         hue_norm=matplotlib.colors.LogNorm(),
+        legend="full",  # every width and seed, not a few round values of the colour scale
     )
     ax.set_xscale("log")
     ax.set_xlabel("cosine distance S(K₀, K_T)")

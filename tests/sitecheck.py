@@ -338,3 +338,61 @@ def check_navigation(driver, base: str, pages: list[Page]) -> list[str]:
         f"the sidebar has no link to {page.path} (in _toc.yml)" for page in pages if base + page.path not in targets
     ]
     return problems
+
+
+def faint_header_icons(driver, minimum_contrast: float = 3.0) -> list[str]:
+    """Icons of the page's header buttons (launch, repository, download) whose colour has
+    less than ``minimum_contrast`` (WCAG's ratio; 3 is its floor for icons) against the
+    background behind them, in the theme the page shows now."""
+    found = driver.execute_script("""
+        const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+        const behind = el => {
+            for (let e = el; e; e = e.parentElement) {
+                const c = rgb(getComputedStyle(e).backgroundColor);
+                if (c.length >= 3 && (c.length < 4 || c[3] > 0)) return c;
+            }
+            return [255, 255, 255];
+        };
+        // Font Awesome's script replaces each <i> icon by an <svg> drawn in the text colour.
+        const buttons = '.article-header-buttons > * > .btn svg, .article-header-buttons > .btn svg';
+        return [...document.querySelectorAll(buttons)]
+            .filter(i => i.getBoundingClientRect().width > 0)
+            .map(i => ({name: i.getAttribute('data-icon') || i.getAttribute('class'),
+                        fg: rgb(getComputedStyle(i).color), bg: behind(i)}));""")
+
+    def luminance(colour):
+        linear = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in colour[:3]]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    problems = []
+    for icon in found:
+        light, dark = sorted((luminance(icon["fg"]), luminance(icon["bg"])), reverse=True)
+        contrast = (light + 0.05) / (dark + 0.05)
+        if contrast < minimum_contrast:
+            problems.append(f"header icon {icon['name']} has contrast {contrast:.1f} (needs {minimum_contrast:g})")
+    if not found:
+        problems.append("no header icons found (.article-header-buttons)")
+    return problems
+
+
+def in_dark_mode(driver, url: str) -> None:
+    """Open `url` in the theme's dark mode, as a reader who chose it (pydata-sphinx-theme
+    keeps the choice in localStorage)."""
+    driver.get(url)
+    driver.execute_script("localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark');")
+    load(driver, url)
+    wait_for(lambda: driver.execute_script("return document.documentElement.dataset.theme") == "dark")
+
+
+def sideways_overflow(driver, url: str, width: int = 390) -> list[str]:
+    """Whether `url`, seen on a phone `width` pixels wide, is wider than the screen (the
+    whole page scrolls sideways); the window is restored afterwards."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": width, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+    )
+    try:
+        load(driver, url)
+        wide = driver.execute_script("return document.documentElement.scrollWidth")
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return [f"{url} is {wide} px wide on a {width} px screen"] if wide > width + 1 else []

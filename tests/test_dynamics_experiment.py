@@ -219,6 +219,10 @@ def test_distance_heatmaps_one_panel_per_mode(experiment_run):
     assert [ax.get_title() for ax in panels] == list(experiment.MODES)  # the others are colour bars
     mesh = panels[0].collections[0].get_array().reshape(3, 3)
     np.testing.assert_allclose(mesh, kernel_metrics.distance_matrix(kernels["standard"]))
+    # One colour scale for every panel, from 0 to the largest distance, and one colour bar.
+    top = max(kernel_metrics.distance_matrix(k).max() for k in kernels.values())
+    assert {ax.collections[0].get_clim() for ax in panels} == {(0, top)}
+    assert len(fig.axes) == len(panels) + 1
     matplotlib.pyplot.close(fig)
 
 

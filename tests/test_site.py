@@ -1,7 +1,9 @@
 """The built site opened in headless Chromium: every page of _toc.yml loads with no broken
-image and no error output, the sidebar links resolve, and each page's screenshot is saved
-to _build/screenshots/. The site is _build/html (or $NTK_NOTES_SITE): build it first with
-`python3 tasks.py book`. Without the site or Chromium these tests skip, and fail under CI.
+image, no error output and no figure without a numbered caption and alt text, fits a 390 px
+phone screen, keeps its header icons visible in dark mode, the sidebar links resolve, and
+each page's screenshot is saved to _build/screenshots/. The site is _build/html (or
+$NTK_NOTES_SITE): build it first with `python3 tasks.py book`. Without the site or Chromium
+these tests skip, and fail under CI.
 
 The last tests run the same checks on a small synthetic site, to show that they can fail."""
 
@@ -56,6 +58,22 @@ def test_page_renders_without_broken_images_or_errors(page, site_url, browser):
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+def test_page_fits_a_phone_screen(page, site_url, browser):
+    assert sitecheck.sideways_overflow(browser, site_url + page.path) == []
+
+
+@pytest.mark.browser
+def test_header_icons_stay_visible_in_dark_mode(site_url, browser):
+    chapter = next(page for page in PAGES if page.path.endswith("ntk_in_practice.html"))
+    sitecheck.in_dark_mode(browser, site_url + chapter.path)
+    assert browser.execute_script("return document.documentElement.dataset.theme") == "dark"
+    assert sitecheck.faint_header_icons(browser) == []
+    screenshot = SITE.parent / "screenshots" / f"{chapter.name}-dark.png"
+    sitecheck.screenshot(browser, screenshot)
+
+
+@pytest.mark.browser
 def test_sidebar_links_resolve_and_cover_the_toc(site_url, browser):
     problems = sitecheck.check_navigation(browser, site_url, PAGES)
     assert not problems, "sidebar navigation:\n  " + "\n  ".join(problems)
@@ -81,7 +99,7 @@ def png(width: int = 4, height: int = 3) -> bytes:
 
 def html(body: str, title: str = "A page") -> str:
     return (
-        f"<!DOCTYPE html><html><head><title>{title}</title>"
+        f'<!DOCTYPE html><html><head><title>{title}</title><meta name="viewport" content="width=device-width">'
         f'<link rel="stylesheet" href="style.css"></head><body>{body}</body></html>'
     )
 
@@ -149,6 +167,12 @@ def synthetic_site(tmp_path_factory):
             + "1 + " * 60
             + "1\n</pre></div></div></div>"
         ),
+        "wide-table.html": html("<table><tr>" + "<td>0.123456</td>" * 80 + "</tr></table>"),
+        "faint-icons.html": html(
+            '<div style="background: #222"><div class="article-header-buttons">'
+            '<a class="btn"><svg data-icon="rocket" width="16" height="16" style="color: #333"></svg></a>'
+            '<a class="btn"><svg data-icon="github" width="16" height="16" style="color: #ddd"></svg></a></div></div>'
+        ),
         "style.css": "body { font-family: sans-serif; }",
     }
     for name, text in files.items():
@@ -174,6 +198,16 @@ def test_an_uncaptioned_figure_and_a_file_name_for_alt_text_are_reported(synthet
         "figure good.png has no numbered caption",
         "figure good.png has no real alt text ('good.png')",
     ]
+
+
+@pytest.mark.browser
+def test_a_page_wider_than_a_phone_and_a_faint_icon_are_reported(synthetic_site, browser):
+    assert sitecheck.sideways_overflow(browser, synthetic_site + "clean.html") == []
+    [wide] = sitecheck.sideways_overflow(browser, synthetic_site + "wide-table.html")
+    assert "on a 390 px screen" in wide
+    sitecheck.load(browser, synthetic_site + "faint-icons.html")
+    [faint] = sitecheck.faint_header_icons(browser)
+    assert faint.startswith("header icon rocket has contrast 1.")
 
 
 @pytest.mark.browser

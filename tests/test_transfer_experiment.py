@@ -320,4 +320,6 @@ def test_figures_have_the_expected_axes(three_seeds):
     fig = figures.width_sweep(by_width)
     assert fig.axes[0].get_xlabel() == "cosine distance S(K₀, K_T)" and fig.axes[0].get_xscale() == "log"
     assert len(fig.axes[0].collections[0].get_offsets()) == 15
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert {"16", "64", "256", "1024"} <= set(legend)  # the widths themselves, not round values
     matplotlib.pyplot.close("all")

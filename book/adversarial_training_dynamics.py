@@ -72,7 +72,7 @@ linearise_tolerance = None  # test 3: "ends within" this accuracy
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import chapter, claims, plotting_dynamics, report
+from ntk_notes import chapter, claims, exercises, plotting_dynamics, report
 from ntk_notes import dynamics_experiment as experiment
 from ntk_notes import dynamics_tables as tables
 
@@ -327,14 +327,17 @@ chapter.end(cfg, "dynamics")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Predict first, then run: with a smaller learning rate (`learning_rate = 0.05`, one of
+# Difficulty: ★ a short step, ★★ some work, ★★★ a small project. Experiments change
+# the parameters cell and rerun; the derivation and the coding exercise come after these.
+#
+# 1. **Experiment (★★).** Predict first, then run: with a smaller learning rate (`learning_rate = 0.05`, one of
 #    the pilots' rates) and the same number of epochs, should standard training turn its
 #    kernel more or less than here? What does that do to a test of "adversarial training
 #    settles earlier"? Run it (with `widths = [16, 32, 32]`, then also at the rate of
 #    this page) and compare the settling tables.
-# 2. Train without the warm-up (`warmup_epochs = 0`) and with plain FGSM
+# 2. **Experiment (★).** Train without the warm-up (`warmup_epochs = 0`) and with plain FGSM
 #    (`fgsm_random_start = False`). Which of the adversarial runs still works?
-# 3. The tests are decided on the clean probe. Which probe makes the adversarial runs'
+# 3. **Conceptual (★★).** The tests are decided on the clean probe. Which probe makes the adversarial runs'
 #    kernels look most settled, and why might the moving probe mislead?
 #
 # ```{admonition} Solution 1
@@ -366,3 +369,49 @@ chapter.end(cfg, "dynamics")
 # model and differ between the three runs, so a kernel can look as if it moved (or
 # settled) because its inputs did; on the fixed probes only the parameters move it.
 # ```
+
+# %% [markdown]
+# ### A derivation
+#
+# **Derivation (★).** Show that the kernel distance S(K₁, K₂) does not change when either
+# kernel is multiplied by a positive number, and that S(K₀, K_t) = 0 when training only
+# rescales the kernel, K_t = c K₀. Why does this make S a measure of *turning* and not
+# of growth?
+#
+# ```{admonition} Solution: derivation
+# :class: dropdown
+# $s(cK_1, K_2) = c\langle K_1, K_2\rangle / (c\|K_1\|_F \|K_2\|_F) =
+# s(K_1, K_2)$ for c > 0, and likewise for K₂; so S = 1 − s is unchanged. For
+# K_t = cK₀, $s = c\|K_0\|_F^2 / (c\|K_0\|_F^2) = 1$ and S = 0. S depends only on the
+# direction of the kernel in the space of matrices: a kernel that grows without turning
+# has S = 0, which is why the chapter reads the norm ratio ‖K_t‖/‖K₀‖ separately.
+# ```
+
+# %% [markdown]
+# ### A coding exercise that checks itself
+#
+# **Coding (★).** Write `kernel_distance(k1, k2)`: the kernel distance S(K₁, K₂) = 1 − s(K₁, K₂)
+# of this chapter, with s the cosine of the angle between the two matrices. The check
+# includes a kernel and three times itself: what must S be, and why is that the point of
+# measuring turning apart from growth?
+
+
+# %%
+def kernel_distance(k1, k2):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("kernel_distance", kernel_distance)
+
+# %% [markdown]
+# ````{admonition} Solution: kernel_distance
+# :class: dropdown
+# ```python
+# import numpy as np
+#
+#
+# def kernel_distance(k1, k2):
+#     # ⟨K1, K2⟩ / (‖K1‖_F ‖K2‖_F) does not change when a kernel is scaled
+#     return 1 - np.sum(k1 * k2) / (np.linalg.norm(k1) * np.linalg.norm(k2))
+# ```
+# ````

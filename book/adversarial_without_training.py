@@ -56,7 +56,7 @@ authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import chapter, claims, kernel_attacks, report
+from ntk_notes import chapter, claims, exercises, kernel_attacks, report
 
 cfg = chapter.begin(
     "adversarial_without_training", globals(), "awt", kernel_attacks.describe
@@ -293,13 +293,16 @@ chapter.end(cfg, "awt")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Attack the FC predictor of the binary task under the ℓ2 threat model
+# Difficulty: ★ a short step, ★★ some work, ★★★ a small project. Experiments change
+# the parameters cell and rerun; the derivation and the coding exercise come after these.
+#
+# 1. **Experiment (★★).** Attack the FC predictor of the binary task under the ℓ2 threat model
 #    (`norm="l2"`, for instance ε from 0.5 to 3 on 28 × 28 images) and compare with random
 #    noise of the same ℓ2 norm.
-# 2. The predictor f_t stops gradient flow at a finite time t. Is the early-stopped kernel
+# 2. **Conceptual (★★).** The predictor f_t stops gradient flow at a finite time t. Is the early-stopped kernel
 #    predictor more robust than f_∞? Use `predictor.logits_fn(t)` with t from 10 N / λ₁ to
 #    10⁴ N / λ₁ (λ₁ = `predictor.eigen[0][0]`).
-# 3. Replace the cross-entropy by the `margin` loss and by `mse`. Which loss gives the
+# 3. **Experiment (★).** Replace the cross-entropy by the `margin` loss and by `mse`. Which loss gives the
 #    strongest FGSM on the 10-class task, and why does the choice matter less for PGD?
 #
 # ```{admonition} Solution 1
@@ -326,3 +329,49 @@ chapter.end(cfg, "awt")
 # `mse` against one-hot targets also rewards lowering wrong logits, which wastes budget.
 # PGD takes many small steps and re-aims at each one, so all three end close together.
 # ```
+
+# %% [markdown]
+# ### A derivation
+#
+# **Derivation (★★).** Over the ℓ2 ball of radius ε, find the perturbation that maximises the
+# first-order gain δ · g (g = ∇ₓL) and the gain it achieves; compare with ε‖g‖₁ for the ℓ∞
+# ball. Show that $\|g\|_1 \le \sqrt{d}\,\|g\|_2$, and say what this means for ℓ∞
+# budgets in d dimensions.
+#
+# ```{admonition} Solution: derivation
+# :class: dropdown
+# By Cauchy–Schwarz, δ · g ≤ ‖δ‖₂ ‖g‖₂ ≤ ε‖g‖₂, with equality at
+# $\delta = \varepsilon g / \|g\|_2$. For ℓ∞, δ · g = Σᵢ δᵢgᵢ ≤ ε Σᵢ |gᵢ| = ε‖g‖₁, with
+# equality at δ = ε sign g. Cauchy–Schwarz against the all-ones vector gives
+# $\|g\|_1 = \sum_i |g_i| \cdot 1 \le \|g\|_2 \sqrt{d}$. So an ℓ∞ budget ε can gain up to
+# √d times what an ℓ2 budget ε gains: for a 28 × 28 image √d = 28, which is why ℓ∞ budgets
+# that look tiny per pixel are large.
+# ```
+
+# %% [markdown]
+# ### A coding exercise that checks itself
+#
+# **Coding (★).** Write `fgsm_step(x, gradient, epsilon)`: the FGSM image for images `x`
+# (pixels in [0, 1]) and the loss gradient `gradient` of the same shape, under the ℓ∞
+# budget `epsilon`. Mind the pixels at 0 and 1, and pixels whose gradient is exactly 0.
+
+
+# %%
+def fgsm_step(x, gradient, epsilon):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("fgsm_step", fgsm_step)
+
+# %% [markdown]
+# ````{admonition} Solution: fgsm_step
+# :class: dropdown
+# ```python
+# import numpy as np
+#
+#
+# def fgsm_step(x, gradient, epsilon):
+#     # steepest ascent over the ℓ∞ ball, then back into the valid pixel range
+#     return np.clip(x + epsilon * np.sign(gradient), 0.0, 1.0)
+# ```
+# ````

@@ -52,7 +52,7 @@ seeds = None  # draws of the images on which the scored comparison runs
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import chapter, claims, consistency, report
+from ntk_notes import chapter, claims, consistency, exercises, report
 
 cfg = chapter.begin(
     "architecture_consistency", globals(), "consistency", consistency.describe
@@ -216,15 +216,18 @@ chapter.end(cfg, "consistency")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Add a deeper convolutional kernel (`("conv", 3)`) to `ARCHITECTURES` and rerun. Does
+# Difficulty: ★ a short step, ★★ some work, ★★★ a small project. Experiments change
+# the parameters cell and rerun; the derivation and the coding exercise come after these.
+#
+# 1. **Experiment (★).** Add a deeper convolutional kernel (`("conv", 3)`) to `ARCHITECTURES` and rerun. Does
 #    depth move a convolutional kernel towards or away from the fully connected ones?
-# 2. In this build the mean eigenspace overlap between NTKs is
+# 2. **Conceptual (★★).** In this build the mean eigenspace overlap between NTKs is
 #    {glue:}`consistency_eigenspace_overlap` and their mean output correlation is
 #    {glue:}`consistency_output_correlation`. Take two kernels whose top-k eigenvectors
 #    span the same subspace but are rotated within it. What is their overlap? What is the
 #    output correlation at index i? Use the answer to say what each measure can and cannot
 #    see.
-# 3. Replace the RBF bandwidth by a tenth and by ten times the median distance. How does
+# 3. **Experiment (★★).** Replace the RBF bandwidth by a tenth and by ten times the median distance. How does
 #    the null kernel's agreement with the NTKs change, and what does that say about what
 #    "consistent across architectures" can mean?
 #
@@ -256,3 +259,50 @@ chapter.end(cfg, "consistency")
 # nearly the identity (its eigenspaces are arbitrary), a very wide one nearly linear; see
 # which end the NTKs resemble, and whether the claim's verdict depends on the null chosen.
 # ```
+
+# %% [markdown]
+# ### A derivation
+#
+# **Derivation (★★).** For N × k matrices V_a, V_b with orthonormal columns, show that the
+# overlap $\|V_a^\top V_b\|_F^2 / k$ lies in [0, 1], equals 1 exactly when the two
+# column spaces coincide, and has mean k/N when V_b spans a uniformly random
+# k-dimensional subspace.
+#
+# ```{admonition} Solution: derivation
+# :class: dropdown
+# Column j of $V_a^\top V_b$ holds the coordinates of
+# the projection of b_j onto the span of V_a, so $\|V_a^\top V_b\|_F^2 = \sum_j \|P_a
+# b_j\|^2 \le \sum_j \|b_j\|^2 = k$, with equality exactly when every b_j lies in that
+# span, that is, when the spaces coincide. For a uniformly random unit vector b,
+# $E\|P_a b\|^2 = \mathrm{tr}(P_a)/N = k/N$ by symmetry; the same holds for each column of
+# a random V_b, so the mean overlap is k · (k/N) / k = k/N.
+# ```
+
+# %% [markdown]
+# ### A coding exercise that checks itself
+#
+# **Coding (★).** Write `eigenspace_overlap(vectors_a, vectors_b, k)`: the overlap
+# ‖V_aᵀ V_b‖²_F / k of the top-k eigenvectors (the first k columns of each matrix of
+# orthonormal eigenvectors). The check includes two bases of the same subspace, rotated
+# against each other: what should your function return for them (exercise 2)?
+
+
+# %%
+def eigenspace_overlap(vectors_a, vectors_b, k):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("eigenspace_overlap", eigenspace_overlap)
+
+# %% [markdown]
+# ````{admonition} Solution: eigenspace_overlap
+# :class: dropdown
+# ```python
+# import numpy as np
+#
+#
+# def eigenspace_overlap(vectors_a, vectors_b, k):
+#     # 1 for the same top-k subspace in any basis, about k / N for unrelated ones
+#     return np.sum((vectors_a[:, :k].T @ vectors_b[:, :k]) ** 2) / k
+# ```
+# ````

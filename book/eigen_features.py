@@ -86,7 +86,15 @@ authors_setting = None  # the authors' CIFAR-10 demo (dataset, classes, n_train,
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import chapter, claims, feature_figures, features, report, spectral
+from ntk_notes import (
+    chapter,
+    claims,
+    exercises,
+    feature_figures,
+    features,
+    report,
+    spectral,
+)
 
 cfg = chapter.begin("eigen_features", globals(), "features", features.describe)
 
@@ -305,11 +313,14 @@ chapter.end(cfg, "features")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Count the useful-but-non-robust features (after Holm's correction) at ε = 0.05 and
+# Difficulty: ★ a short step, ★★ some work, ★★★ a small project. Experiments change
+# the parameters cell and rerun; the derivation and the coding exercise come after these.
+#
+# 1. **Experiment (★).** Count the useful-but-non-robust features (after Holm's correction) at ε = 0.05 and
 #    ε = 0.2. How does the index where robustness drops to zero move with ε?
-# 2. Check numerically that a feature's weight vector does not depend on the sign of vᵢ
+# 2. **Experiment (★).** Check numerically that a feature's weight vector does not depend on the sign of vᵢ
 #    (eigenvectors are defined up to sign), and explain why from the formula.
-# 3. Move the split: rerun the two-part rule with `top_k` = 5 and 50. Which part of the
+# 3. **Experiment (★).** Move the split: rerun the two-part rule with `top_k` = 5 and 50. Which part of the
 #    claim is sensitive to where the split falls?
 #
 # ```{admonition} Solution 1
@@ -335,3 +346,50 @@ chapter.end(cfg, "features")
 # useful but fragile features into the top part, a smaller one leaves the deep part with
 # less to be useful with.
 # ```
+
+# %% [markdown]
+# ### A derivation
+#
+# **Derivation (★).** Show that the eigen-features sum to f_∞, and that on the training set
+# $\varphi_i(X) = v_i (v_i^\top Y)$: each feature fits the labels' component along one
+# eigenvector.
+#
+# ```{admonition} Solution: derivation
+# :class: dropdown
+# Write $\Theta^{-1} = \sum_i \lambda_i^{-1} v_i v_i^\top$. Then
+# $f_\infty(x) = \Theta(x, X)\Theta^{-1} Y = \sum_i \lambda_i^{-1} \Theta(x, X) v_i
+# (v_i^\top Y) = \sum_i \varphi_i(x)$. On the training set $\Theta(X, X) v_i = \lambda_i
+# v_i$, so $\varphi_i(X) = v_i (v_i^\top Y)$, and summing over i gives
+# $\sum_i v_i v_i^\top Y = Y$: f_∞ interpolates.
+# ```
+
+# %% [markdown]
+# ### A coding exercise that checks itself
+#
+# **Coding (★★).** Write `eigen_features(k_test_train, k_train_train, y)`: the matrix of
+# eigen-features φᵢ(x) of this chapter, one row per test point and one column per
+# feature, the feature of the largest eigenvalue first. The check also verifies that your
+# features sum to f_∞. Why does the sign of each eigenvector not matter?
+
+
+# %%
+def eigen_features(k_test_train, k_train_train, y):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("eigen_features", eigen_features)
+
+# %% [markdown]
+# ````{admonition} Solution: eigen_features
+# :class: dropdown
+# ```python
+# import numpy as np
+#
+#
+# def eigen_features(k_test_train, k_train_train, y):
+#     values, vectors = np.linalg.eigh(k_train_train)  # ascending
+#     values, vectors = values[::-1], vectors[:, ::-1]  # largest eigenvalue first
+#     # φ_i(x) = λ_i⁻¹ Θ(x, X) v_i (v_iᵀ y): v_i appears twice, so its sign cancels
+#     return (k_test_train @ vectors) * (vectors.T @ y) / values
+# ```
+# ````

@@ -57,7 +57,7 @@ import numpy as np
 from IPython.display import Markdown
 from myst_nb import glue
 
-from ntk_notes import chapter, convergence, plotting, training
+from ntk_notes import chapter, convergence, exercises, plotting, training
 
 cfg = chapter.begin("ntk_in_practice", globals(), "ntk", convergence.describe)
 
@@ -304,12 +304,15 @@ chapter.end(cfg, "ntk")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Change the parameters cell to `depths = (1, 2, 3, 4, 5)` and compare the spectra at
+# Difficulty: ★ a short step, ★★ some work, ★★★ a small project. Experiments change
+# the parameters cell and rerun; the derivation and the coding exercise come after these.
+#
+# 1. **Experiment (★).** Change the parameters cell to `depths = (1, 2, 3, 4, 5)` and compare the spectra at
 #    two ends: the top (λ₁/λ₂, how far the first eigenvalue stands out) and the tail
 #    (λᵢ/λ₁ for large i). Which end does depth change more, and in which direction?
-# 2. The learning rate was chosen so that η λ₁ / N = 1. Train one width-1024 network with
+# 2. **Experiment (★★).** The learning rate was chosen so that η λ₁ / N = 1. Train one width-1024 network with
 #    η λ₁ / N = 1.9 and with 2.1. What happens, and why does the kernel predict it?
-# 3. Replace the distance to the network's own limit by an ensemble: average the outputs of
+# 3. **Coding (★★).** Replace the distance to the network's own limit by an ensemble: average the outputs of
 #    `len(seeds)` networks of the same width, and measure its distance to f_t. How does it
 #    fall with the ensemble size?
 #
@@ -348,3 +351,56 @@ chapter.end(cfg, "ntk")
 # their average to shrink like 1/√(ensemble size): look for a slope near −1/2,
 # flattening once the finite-width error, which ensembling does not remove, dominates.
 # ```
+
+# %% [markdown]
+# ### A derivation
+#
+# **Derivation (★★).** Show that, from f_0 = 0, the training loss of the gradient-flow predictor is
+# $L(t) = \frac{1}{2N} \sum_i (v_i^\top Y)^2 e^{-2\lambda_i t / N}$. Which eigendirections
+# dominate the loss late in training, and what does that say about the tail of the
+# spectrum?
+#
+# ```{admonition} Solution: derivation
+# :class: dropdown
+# From step 3 of the derivation, the residual on the training set is
+# $f_t(X) - Y = -e^{-\Theta t/N} Y = -\sum_i e^{-\lambda_i t/N} v_i (v_i^\top Y)$. The
+# eigenvectors are orthonormal, so $\|f_t(X) - Y\|^2 = \sum_i e^{-2\lambda_i t/N}
+# (v_i^\top Y)^2$, and $L(t)$ is this divided by 2N. Each term decays at its own rate
+# 2λᵢ/N: late in training only the terms with the smallest eigenvalues are left, so the
+# tail of the spectrum (and the share of the labels it carries) sets how long the loss
+# takes to vanish.
+# ```
+
+# %% [markdown]
+# ### A coding exercise that checks itself
+#
+# **Coding (★★).** Write `flow_predictor(k_test_train, k_train_train, y, t)`: the gradient-flow
+# predictor f_t at the test points (a vector, one value per test point), for a binary
+# task with targets y and time t, from the formula of this chapter. Do not call
+# `scipy.linalg.expm`: use the eigendecomposition of the training kernel
+# (`np.linalg.eigh`), along which every direction relaxes on its own. The cell below
+# checks your function against the book's computation on small kernels.
+
+
+# %%
+def flow_predictor(k_test_train, k_train_train, y, t):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("flow_predictor", flow_predictor)
+
+# %% [markdown]
+# ````{admonition} Solution: flow_predictor
+# :class: dropdown
+# ```python
+# import numpy as np
+#
+#
+# def flow_predictor(k_test_train, k_train_train, y, t):
+#     n = len(y)
+#     values, vectors = np.linalg.eigh(k_train_train)
+#     # along v_i the fit reaches 1 - exp(-λ_i t / N) of its final weight (v_iᵀ y) / λ_i
+#     coefficients = (1 - np.exp(-values * t / n)) / values * (vectors.T @ y)
+#     return k_test_train @ (vectors @ coefficients)
+# ```
+# ````

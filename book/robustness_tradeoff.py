@@ -58,7 +58,7 @@ seeds = None  # draws of the training and test sets on which the rules run
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 
-from ntk_notes import chapter, feature_figures, features, report
+from ntk_notes import chapter, exercises, feature_figures, features, report
 from ntk_notes import tradeoff as rules
 
 
@@ -206,9 +206,12 @@ chapter.end(cfg, "tradeoff")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Replace the sharp truncation $\varphi_{1..k}$ by spectral shrinkage, $\sum_i \frac{\lambda_i}{\lambda_i + \mu} \varphi_i$ (kernel
+# Difficulty: ★ a short step, ★★ some work, ★★★ a small project. Experiments change
+# the parameters cell and rerun; the derivation and the coding exercise come after these.
+#
+# 1. **Experiment (★★★).** Replace the sharp truncation $\varphi_{1..k}$ by spectral shrinkage, $\sum_i \frac{\lambda_i}{\lambda_i + \mu} \varphi_i$ (kernel
 #    ridge regression with ridge μ). Trace clean and PGD accuracy against μ.
-# 2. Where does the peak of the top-k PGD curve move when ε doubles?
+# 2. **Conceptual (★).** Where does the peak of the top-k PGD curve move when ε doubles?
 #
 # ```{admonition} Solution 1
 # :class: dropdown
@@ -226,3 +229,50 @@ chapter.end(cfg, "tradeoff")
 # for a smaller k and a lower peak, and check with the intervals whether the difference
 # is more than noise.
 # ```
+
+# %% [markdown]
+# ### A derivation
+#
+# **Derivation (★★).** Show that gradient flow from f_0 = 0 gives
+# $f_t = \sum_i (1 - e^{-\lambda_i t/N})\,\varphi_i$, so that early stopping is a soft
+# version of the top-k predictor. At which time is feature i half fitted?
+#
+# ```{admonition} Solution: derivation
+# :class: dropdown
+# Expand
+# $\Theta^{-1}(I - e^{-\Theta t/N}) = \sum_i \lambda_i^{-1}(1 - e^{-\lambda_i t/N}) v_i
+# v_i^\top$ in the eigenbasis and multiply by Θ(x, X) on the left and Y on the right:
+# each term is $(1 - e^{-\lambda_i t/N})\varphi_i(x)$. The weight of feature i is near 1
+# once λᵢt/N ≫ 1 and near λᵢt/N ≪ 1 before, so at time t the features with λᵢ ≫ N/t are
+# in and those with λᵢ ≪ N/t are out, as in a top-k predictor with a soft edge. Feature i
+# is half fitted when $e^{-\lambda_i t/N} = 1/2$, at $t = N \ln 2 / \lambda_i$.
+# ```
+
+# %% [markdown]
+# ### A coding exercise that checks itself
+#
+# **Coding (★).** Write `top_k_predictor(k_test_train, k_train_train, y, k)`: the top-k
+# predictor $\varphi_{1..k}$ at the test points, using only the k largest eigenpairs of the
+# training kernel. At k = N it must equal f_∞.
+
+
+# %%
+def top_k_predictor(k_test_train, k_train_train, y, k):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("top_k_predictor", top_k_predictor)
+
+# %% [markdown]
+# ````{admonition} Solution: top_k_predictor
+# :class: dropdown
+# ```python
+# import numpy as np
+#
+#
+# def top_k_predictor(k_test_train, k_train_train, y, k):
+#     values, vectors = np.linalg.eigh(k_train_train)
+#     top, v = values[::-1][:k], vectors[:, ::-1][:, :k]  # the k largest eigenpairs
+#     return (k_test_train @ v) @ ((v.T @ y) / top)
+# ```
+# ````

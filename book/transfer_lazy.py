@@ -73,7 +73,7 @@ import time
 
 from IPython.display import Markdown
 
-from ntk_notes import chapter, report
+from ntk_notes import chapter, exercises, report
 from ntk_notes import transfer_figures as figures
 from ntk_notes import transfer_tables as tables
 from ntk_notes.transfer_sweep import Experiment, Sweep, describe
@@ -357,11 +357,14 @@ chapter.end(cfg, "transfer")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Attack the networks with plain FGSM only (replace "white-box" by "FGSM" in the
+# Difficulty: ★ a short step, ★★ some work, ★★★ a small project. Experiments change
+# the parameters cell and rerun; the derivation and the coding exercise come after these.
+#
+# 1. **Experiment (★).** Attack the networks with plain FGSM only (replace "white-box" by "FGSM" in the
 #    ratio). Does the lazy end now seem to transfer *more* than the rich end?
-# 2. Change the target training loss (`target_loss`) tenfold in each direction. Does the
+# 2. **Experiment (★).** Change the target training loss (`target_loss`) tenfold in each direction. Does the
 #    relation between cosine distance and transfer ratio change?
-# 3. Read the norm ratio beside the cosine distance. Which α values grow the kernel
+# 3. **Conceptual (★).** Read the norm ratio beside the cosine distance. Which α values grow the kernel
 #    without turning it, and what would a laziness measure ‖K_T − K₀‖ / ‖K₀‖ have said
 #    about them?
 #
@@ -395,3 +398,47 @@ chapter.end(cfg, "transfer")
 # change ‖K_T − K₀‖ / ‖K₀‖ is about |norm ratio − 1|, so it would call them far from
 # lazy although the kernel's direction, which fixes what f_t learns, barely moved.
 # ```
+
+# %% [markdown]
+# ### A derivation
+#
+# **Derivation (★★).** Suppose the white-box attack found, for every test image, the worst
+# perturbation in the ε-ball. Show that the transfer ratio is then at most 1. What does a
+# measured ratio above 1 tell you?
+#
+# ```{admonition} Solution: derivation
+# :class: dropdown
+# The transferred examples are also in the
+# ε-ball, so on every image the worst perturbation is wrong at least whenever the
+# transferred one is: white-box accuracy ≤ transfer accuracy. Hence clean − transfer ≤
+# clean − white-box and, when the white-box attack removes anything, the ratio is at
+# most 1. A ratio above 1 means the network's own attack missed perturbations that another
+# model's examples found: the white-box attack is not the worst case, which is why the
+# chapter checks it (*Are the attacks sound?*) before reading transfer.
+# ```
+
+# %% [markdown]
+# ### A coding exercise that checks itself
+#
+# **Coding (★).** Write `transfer_ratio(clean, transfer, white_box)`: the transfer ratio of this
+# chapter from arrays of clean accuracy, accuracy on the transferred examples and accuracy
+# under the network's own white-box attack, one entry per network. What does a ratio above
+# 1 say about the white-box attack?
+
+
+# %%
+def transfer_ratio(clean, transfer, white_box):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("transfer_ratio", transfer_ratio)
+
+# %% [markdown]
+# ````{admonition} Solution: transfer_ratio
+# :class: dropdown
+# ```python
+# def transfer_ratio(clean, transfer, white_box):
+#     # the share of what the network's own attack removes that the transfer removes too
+#     return (clean - transfer) / (clean - white_box)
+# ```
+# ````

@@ -322,6 +322,10 @@ chapter.end(cfg, "features")
 #    (eigenvectors are defined up to sign), and explain why from the formula.
 # 3. **Experiment (★).** Move the split: rerun the two-part rule with `top_k` = 5 and 50. Which part of the
 #    claim is sensitive to where the split falls?
+# 4. **Conceptual (★★).** Robustness here is the accuracy of *sign* φᵢ, which does not
+#    change when φᵢ is scaled, so the factor λᵢ⁻¹ cannot be the reason why features of
+#    small eigenvalues are less robust. To first order, what does decide whether an ℓ∞
+#    perturbation of size ε flips sign φᵢ(x), and why should it be worse for small λᵢ?
 #
 # ```{admonition} Solution 1
 # :class: dropdown
@@ -345,6 +349,18 @@ chapter.end(cfg, "features")
 # rate) and at the deep part's clean accuracy (it must beat it too): a larger k moves
 # useful but fragile features into the top part, a smaller one leaves the deep part with
 # less to be useful with.
+# ```
+#
+# ```{admonition} Solution 4
+# :class: dropdown
+# To first order the sign flips when ε‖∇ₓφᵢ(x)‖₁ > |φᵢ(x)|: the ratio of the feature's
+# margin to its input gradient decides, and that ratio is the same for φᵢ and any
+# multiple of it. Eigenvectors of small eigenvalues change sign between similar training
+# images (they are the "rough" directions of the kernel), so Θ(x, X)vᵢ is a sum of many
+# cancelling terms: small in value while its gradient, which does not cancel in the same
+# way, stays large. Small margin over large gradient means a small ε suffices: that is the
+# mechanism behind robustness falling with the index, which the figure of every feature
+# shows for this build.
 # ```
 
 # %% [markdown]

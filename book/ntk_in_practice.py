@@ -315,6 +315,9 @@ chapter.end(cfg, "ntk")
 # 3. **Coding (★★).** Replace the distance to the network's own limit by an ensemble: average the outputs of
 #    `len(seeds)` networks of the same width, and measure its distance to f_t. How does it
 #    fall with the ensemble size?
+# 4. **Conceptual (★).** f_∞ fits every training image exactly, yet its test accuracy is
+#    below 1. Using the label energies E_k of this page, explain what in the kernel's
+#    spectrum decides how well an interpolating predictor generalises.
 #
 # ```{admonition} Solution 1
 # :class: dropdown
@@ -350,6 +353,18 @@ chapter.end(cfg, "ntk")
 # axes. The random initial functions are independent with zero mean, so one expects
 # their average to shrink like 1/√(ensemble size): look for a slope near −1/2,
 # flattening once the finite-width error, which ensembling does not remove, dominates.
+# ```
+#
+# ```{admonition} Solution 4
+# :class: dropdown
+# f_∞ puts weight (vᵢᵀY)/λᵢ on eigenvector i. Where the labels live in the top
+# eigenvectors (E_k near 1 for small k), the fit uses a few smooth directions with small
+# weights, and the same directions describe test images well. Whatever part of the labels
+# sits in directions of small λᵢ is fitted with large weights 1/λᵢ on directions that
+# vary from one training image to the next: that part is memorised, not learned, and
+# shows up as test error. So how fast E_k approaches 1, against how fast the eigenvalues
+# fall, is what decides generalisation; the exact numbers for this build are in the
+# energy table above.
 # ```
 
 # %% [markdown]

@@ -19,7 +19,7 @@ at once, one (F·n x N) @ (N x d) GEMM; the F·n perturbed images then go throug
 against the training set (a Gram GEMM (F·n x d) @ (d x N) and the elementwise arc-cosine pass).
 The clean outputs of all features are one BLAS product Θ(x, X) @ W. How many features go in a
 chunk, the package decides from XLA's memory analysis of the compiled chunk
-(``spectral.chunk_within`` at ``feature_scores``' default ``memory_budget``, 2 GiB); the script
+(``spectral.chunk_within`` at ``feature_scores``' default ``memory_budget``, 512 MiB); the script
 asks the same function for the chunk, to count FLOPs and time a chunk on the same shapes. Nothing
 of this is re-implemented here: the script calls the package's functions.
 

@@ -204,9 +204,7 @@ ratio_figure = figures.transfer_ratios(results, sources)
 checks_passed, checks_total, failing = tables.white_box_checks(trained, evaluations)
 print(tables.white_box_text(checks_passed, checks_total, failing))
 sanity = exp.sanity_checks(sources["f_∞"], trained, cfg.alphas)
-
-# %% tags=["hide-output"]
-tables.sanity_report(sanity)  # every check of every network, folded away on the site
+tables.sanity_report(sanity)
 
 # %% [markdown]
 # ## Can the experiment see transfer weaken?
@@ -337,15 +335,9 @@ tables.width_summary(by_width)
 
 # %% tags=["remove-cell"]
 # The rule on the main and the deep sweep, and what the reproduction report pastes.
-main_runs, main_controls, result, deep_result = tables.rule_results(
-    Sweep(trained, evaluations, matched), checks_passed, checks_total, deep
-)
-lines, glued = tables.summary(
-    results, control_table, result, deep_result, width_text, cfg
-)
-report_table = tables.report_table(main_runs, main_controls, trained, cfg.alphas)
-tables.glue_for_report(
-    ratio_figure, (checks_passed, checks_total), control_table, glued, report_table
+sweep, checks = Sweep(trained, evaluations, matched), (checks_passed, checks_total)
+lines, result = tables.conclude(
+    sweep, checks, deep, results, control_table, width_text, ratio_figure, cfg
 )
 
 # %% tags=["remove-input"]

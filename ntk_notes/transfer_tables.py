@@ -345,6 +345,17 @@ def glue_for_report(figure, checks: tuple, control: pd.DataFrame, glued: dict, t
     glue("transfer_table", table, display=False)
 
 
+def conclude(sweep: Sweep, checks: tuple, deep: Sweep, results, control, width: str, figure, cfg) -> tuple:
+    """The chapter's last step: claim 2's rule on the main and the deep sweep
+    (``rule_results``), the summary (``summary``), and everything the reproduction report
+    pastes glued (``glue_for_report``). ``checks``: the white-box checks (passed, total).
+    Returns (the summary's Markdown lines, the claim's result)."""
+    runs, controls, result, deep_result = rule_results(sweep, *checks, deep)
+    lines, glued = summary(results, control, result, deep_result, width, cfg)
+    glue_for_report(figure, checks, control, glued, report_table(runs, controls, sweep.runs, cfg.alphas))
+    return lines, result
+
+
 def shown(line_and_table: tuple):
     """Print a summary line and return its table, so that one cell shows both."""
     line, table = line_and_table

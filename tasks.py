@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 NEURAL_TANGENTS = "neural-tangents==0.6.5"
 LOCKS = ROOT / "requirements"
 DIGEST_LINE = "# pyproject-dependencies-sha256: "
+PDF = ROOT / "_build" / "html" / "ntk-notes.pdf"
 
 
 def lock_path(gpu: bool = False) -> Path:
@@ -150,13 +152,13 @@ def ensure_environment(gpu: bool = False) -> None:
 
 
 def ensure_browser() -> None:
-    """Headless Chromium and its driver for tests/test_site.py, from Debian's packages, in one
-    line of output unless apt-get fails; NTK_NOTES_NO_BROWSER=1 skips the install.
+    """Headless Chromium and its driver for the book's PDF and tests/test_site.py, from Debian's
+    packages, in one line of output unless apt-get fails; NTK_NOTES_NO_BROWSER=1 skips the install.
 
     Selenium is pointed at these binaries so that it never downloads a browser itself."""
     if (shutil.which("chromium") or shutil.which("google-chrome")) and shutil.which("chromedriver"):
         return  # Debian's, or the Chrome of GitHub's Ubuntu runners (tests/sitecheck.py)
-    skipped = "the browser test (tests/test_site.py) will be skipped, or fail if CI is set"
+    skipped = "the book's PDF and the browser test (tests/test_site.py) will be skipped, or fail if CI is set"
     if os.environ.get("NTK_NOTES_NO_BROWSER"):
         print(f"NTK_NOTES_NO_BROWSER is set, so chromium is not installed: {skipped}", flush=True)
         return
@@ -168,7 +170,7 @@ def ensure_browser() -> None:
         print(f"chromium is not installed and installing it needs root or sudo: {skipped}", flush=True)
         return
     print(
-        "installing chromium and chromium-driver with apt-get for the browser test (about a minute; "
+        "installing chromium and chromium-driver with apt-get for the PDF and the browser test (about a minute; "
         "to skip it: NTK_NOTES_NO_BROWSER=1, or tasks.py test -m 'not browser')",
         flush=True,
     )
@@ -181,6 +183,42 @@ def ensure_browser() -> None:
         if result.returncode != 0:
             print(f"{' '.join(as_root + command)} failed: {skipped}\n{result.stderr.strip()[-2000:]}", flush=True)
             return
+
+
+def print_pdf() -> None:
+    """The whole book as one PDF for handouts, PDF (linked from the start page): Jupyter Book's
+    single-page HTML of the executed notebooks, printed by headless Chromium (the browser
+    the tests use; Jupyter Book's own pdfhtml builder would download one, which fails
+    offline, and its LaTeX route needs a TeX installation of several GB). Without Chromium
+    the site is built without its PDF, except under CI, where that is an error."""
+    browser = shutil.which("chromium") or shutil.which("google-chrome")
+    if browser is None:
+        message = f"chromium is not installed, so the book has no PDF ({PDF.name} is linked from the start page)"
+        if os.environ.get("CI"):
+            sys.exit(message)
+        print(message, flush=True)
+        return
+    run(PYTHON.parent / "jupyter-book", "build", ".", "--builder", "singlehtml", "-W", "-n", "--keep-going")
+    # The single page is written as the root document (book/intro.html) but links its
+    # images and styles as if it sat at the top of the build: print it from there.
+    site = ROOT / "_build" / "singlehtml"
+    root = re.search(r"^root:\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.MULTILINE).group(1)
+    page = site / "whole-book.html"
+    shutil.copyfile(site / f"{root}.html", page)
+    partial = PDF.with_name(f".{PDF.name}.tmp")  # never a half-written PDF
+    run(
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--log-level=3",  # not the errors of a browser without a session bus
+        "--no-pdf-header-footer",
+        "--virtual-time-budget=30000",  # MathJax typesets every formula before printing
+        f"--print-to-pdf={partial}",
+        page.as_uri(),
+    )
+    partial.replace(PDF)
 
 
 def command_line() -> argparse.ArgumentParser:
@@ -227,7 +265,9 @@ def main() -> None:
     if args.task == "book":
         run(PYTHON, "-m", "ntk_notes.pipeline", "execute", "--profile", args.profile, "--jobs", args.jobs)
         run(PYTHON.parent / "jupyter-book", "build", ".", "-W", "-n", "--keep-going")
-        print(f"the site is in {ROOT / '_build' / 'html' / 'index.html'}")
+        ensure_browser()
+        print_pdf()
+        print(f"the site is in {ROOT / '_build' / 'html' / 'index.html'}, its PDF in {PDF}")
     elif args.task == "test":
         ensure_browser()
         run(PYTHON, "-m", "ruff", "check", ".")

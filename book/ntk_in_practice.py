@@ -312,7 +312,7 @@ chapter.end(cfg, "ntk")
 #    (λᵢ/λ₁ for large i). Which end does depth change more, and in which direction?
 # 2. **Experiment (★★).** The learning rate was chosen so that η λ₁ / N = 1. Train one width-1024 network with
 #    η λ₁ / N = 1.9 and with 2.1. What happens, and why does the kernel predict it?
-# 3. **Coding (★★).** Replace the distance to the network's own limit by an ensemble: average the outputs of
+# 3. **Experiment (★★).** Replace the distance to the network's own limit by an ensemble: average the outputs of
 #    `len(seeds)` networks of the same width, and measure its distance to f_t. How does it
 #    fall with the ensemble size?
 # 4. **Conceptual (★).** f_∞ fits every training image exactly, yet its test accuracy is

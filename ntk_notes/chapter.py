@@ -65,7 +65,15 @@ def figure(key: str, fig) -> None:
     """Glue ``fig`` (a matplotlib figure or a seaborn grid) as ``key`` for a
     ``{glue:figure}`` directive, which gives it its number, caption and alt text on the site.
     The cell that calls this is tagged ``remove-output``: a reader running the notebook still
-    sees the figure there, the site shows it once, captioned."""
+    sees the figure there, the site shows it once, captioned. Text smaller than
+    ``plotting.SMALLEST_TEXT_PT`` is refused: it would be illegible on a phone."""
     from myst_nb import glue
 
-    glue(key, getattr(fig, "figure", fig), display=False)
+    fig = getattr(fig, "figure", fig)
+    small = plotting.too_small_text(fig)
+    if small:
+        raise ValueError(
+            f"figure {key!r} has text below {plotting.SMALLEST_TEXT_PT:g} pt, illegible on a phone: "
+            + ", ".join(small[:5])
+        )
+    glue(key, fig, display=False)

@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import yaml
 
+from ntk_notes import report
 from ntk_notes.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -359,6 +360,7 @@ def execute_book(
     def run(source: Path) -> Execution:
         print(f"executing {_relative(source)} under the {profile!r} profile ...", flush=True)
         execution = execute_notebook(source, profile, source.with_suffix(".ipynb"), timeout)
+        report.export_figures(source.with_suffix(".ipynb"), REPORT_DIR / "figures")  # for the report page
         done = f"{execution.seconds:.1f} s, peak memory {execution.peak_memory_mb:.0f} MB"
         print(f"  {execution.notebook} done in {done}", flush=True)
         return execution

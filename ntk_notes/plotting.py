@@ -5,16 +5,29 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.text import Text
 
 PALETTE = "colorblind"
+DPI = 110
+# No text in a book figure is smaller: seaborn's "notebook" context draws "small" at 10 pt.
+# The site's phone stylesheet (_static/narrow_screens.css) scales figures so that this
+# size stays legible on a 390 px screen, which tests/test_site.py measures.
+SMALLEST_TEXT_PT = 10.0
 
 
 def use_style() -> None:
     """Seaborn's whitegrid theme, a colour-blind-safe palette and crisp inline figures."""
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
     plt.rcParams.update(
-        {"figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (6.4, 4.0), "axes.titlesize": "medium"}
+        {"figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (6.4, 4.0), "axes.titlesize": "medium"}
     )
+
+
+def too_small_text(fig, smallest: float = SMALLEST_TEXT_PT) -> list[str]:
+    """The visible texts of ``fig`` set in fewer than ``smallest`` points, as "'text' (n pt)"."""
+    texts = fig.findobj(lambda artist: isinstance(artist, Text) and artist.get_visible() and artist.get_text())
+    # matplotlib's "small" is 0.833 x the base size: 9.996 pt where it means 10
+    return [f"{t.get_text()!r} ({t.get_fontsize():.1f} pt)" for t in texts if t.get_fontsize() < smallest - 0.01]
 
 
 def loglog_slope(x, y) -> float:

@@ -9,12 +9,16 @@ report says what this build measured and nothing written in advance.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive at this size")
 OUTCOMES = ("held", "failed", "inconclusive")
+GLUED_PNG = "application/papermill.record/image/png"  # how myst-nb's glue stores a figure
 
 
 def _outcome(value: bool | str) -> str:
@@ -69,3 +73,31 @@ def glue_setting(chapter: str, profile: str, description: str) -> str:
     text = f"{profile} profile: {description}"
     glue(f"{chapter}_setting", text, display=False)
     return text
+
+
+def glued_figures(notebook: Path) -> dict[str, bytes]:
+    """The PNG of every figure glued in the executed ``notebook`` (myst-nb's ``glue``), by key."""
+    figures = {}
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name and GLUED_PNG in output.get("data", {}):
+                figures[name] = base64.b64decode(output["data"][GLUED_PNG])
+    return figures
+
+
+def export_figures(notebook: Path, directory: Path) -> list[Path]:
+    """Write each figure glued in ``notebook`` to ``directory/<notebook's stem>/<key>.png``, each
+    file whole or not at all, so that a page outside the notebook (the reproduction report;
+    myst-nb's ``{glue:figure}`` reads only its own notebook) can show it as a numbered,
+    captioned figure. Returns the paths written."""
+    folder = Path(directory) / Path(notebook).stem
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, png in glued_figures(notebook).items():
+        path = folder / f"{key}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(png)
+        tmp.replace(path)
+        written.append(path)
+    return written

@@ -25,7 +25,7 @@ def transfer_ratios(results: pd.DataFrame, surrogates):
     axes[0].scatter(
         np.full(len(controls), floor), controls["ratio, f_∞"], marker="*", s=160, color="crimson", label="linearised"
     )
-    axes[0].legend(fontsize=8, ncols=2)
+    axes[0].legend(fontsize="small", ncols=2)
     axes[0].set_title("f_∞'s examples, one point per network")
     by_source = scaled.melt(
         id_vars=["cosine distance", "seed"],

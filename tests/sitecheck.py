@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import io
 import os
 import re
 import shutil
@@ -32,7 +33,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urldefrag
 
-from ntk_notes import pipeline
+import PIL.Image
+
+from ntk_notes import pipeline, plotting
 
 # Known to work headless as root on a machine without a display or internet access.
 CHROMIUM_FLAGS = [
@@ -52,6 +55,8 @@ TRACEBACK = "Traceback (most recent call last)"
 STDERR_PROBLEM = re.compile(r"error|warning", re.IGNORECASE)  # also logging's "WARNING:absl:…"
 EXCERPT = 200
 MAX_SCREENSHOT_HEIGHT = 20000
+PHONE_WIDTH = 390  # CSS pixels: an iPhone 12-15
+SMALLEST_TEXT_PX = 9.0  # figure text legible on a phone held at reading distance
 
 
 @dataclass(frozen=True)
@@ -240,11 +245,12 @@ def scrolling_code(driver) -> list[str]:
 
 
 def uncaptioned_figures(driver) -> list[str]:
-    """Figures of notebook outputs without a number, a caption or real alt text: each image
-    of a cell's output must sit in a <figure> whose caption Sphinx numbered ("Fig. 3"), and
-    its alt text must say what is plotted, not be empty or a file name."""
+    """Figures without a number, a caption or real alt text: each image of a page's content
+    (a cell's output, or a figure the reproduction report shows) must sit in a <figure>
+    whose caption Sphinx numbered ("Fig. 3"), and its alt text must say what is plotted, not
+    be empty or a file name."""
     found = driver.execute_script("""
-        return [...document.querySelectorAll('.cell_output img, figure img')].map(img => {
+        return [...document.querySelectorAll('.bd-article img, .cell_output img, figure img')].map(img => {
             const figure = img.closest('figure');
             return {src: img.getAttribute('src') || '', alt: (img.getAttribute('alt') || '').trim(),
                     numbered: !!(figure && figure.querySelector('figcaption .caption-number'))};
@@ -384,15 +390,76 @@ def in_dark_mode(driver, url: str) -> None:
     wait_for(lambda: driver.execute_script("return document.documentElement.dataset.theme") == "dark")
 
 
-def sideways_overflow(driver, url: str, width: int = 390) -> list[str]:
-    """Whether `url`, seen on a phone `width` pixels wide, is wider than the screen (the
-    whole page scrolls sideways); the window is restored afterwards."""
+@contextlib.contextmanager
+def phone_screen(driver, width: int = PHONE_WIDTH):
+    """The browser as a phone `width` CSS pixels wide (at twice as many device pixels) for
+    the duration of the block; the window is restored afterwards."""
     driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride", {"width": width, "height": 844, "deviceScaleFactor": 2, "mobile": True}
     )
     try:
-        load(driver, url)
-        wide = driver.execute_script("return document.documentElement.scrollWidth")
+        yield
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def sideways_overflow(driver, url: str, width: int = PHONE_WIDTH) -> list[str]:
+    """Whether `url`, seen on a phone `width` pixels wide, is wider than the screen (the
+    whole page scrolls sideways)."""
+    with phone_screen(driver, width):
+        load(driver, url)
+        wide = driver.execute_script("return document.documentElement.scrollWidth")
     return [f"{url} is {wide} px wide on a {width} px screen"] if wide > width + 1 else []
+
+
+def png_dpi(url: str) -> float | None:
+    """The resolution a PNG records (matplotlib writes the figure's dpi), or None."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        image = PIL.Image.open(io.BytesIO(response.read()))
+    dpi = image.info.get("dpi")
+    return None if dpi is None else float(dpi[0])
+
+
+def small_figure_text(driver, url: str, width: int = PHONE_WIDTH, smallest_px: float = SMALLEST_TEXT_PX) -> list[str]:
+    """Figures of `url` whose smallest text renders under `smallest_px` CSS pixels on a phone
+    `width` pixels wide. No book figure has text under ``plotting.SMALLEST_TEXT_PT``
+    (``chapter.figure`` refuses it), at the dpi its PNG records, so a figure shown at
+    `shown` of its `natural` pixels sets that text at SMALLEST_TEXT_PT / 72 x dpi x shown / natural."""
+    with phone_screen(driver, width):
+        load(driver, url)
+        images = driver.execute_script(
+            "return Array.from(document.querySelectorAll('figure img'))"
+            ".map(i => [i.currentSrc, i.getBoundingClientRect().width, i.naturalWidth]);"
+        )
+    problems = []
+    for src, shown, natural in images:
+        name = src.rsplit("/", 1)[-1]
+        dpi = png_dpi(src)
+        if dpi is None or not natural:
+            problems.append(f"figure {name} records no dpi, so its text size is unknown")
+            continue
+        size = plotting.SMALLEST_TEXT_PT / 72 * dpi * shown / natural
+        if size < smallest_px:
+            problems.append(
+                f"figure {name}: its {plotting.SMALLEST_TEXT_PT:g} pt text is {size:.1f} px on a {width} px "
+                f"screen (shown {shown:.0f} of {natural} px wide); at least {smallest_px:g} px is legible"
+            )
+    return problems
+
+
+def pdf_problems(url: str, min_pages: int, min_images: int) -> list[str]:
+    """What is wrong with the PDF at `url`: not a whole PDF, fewer than `min_pages` pages or
+    fewer than `min_images` images (the figures). Counted from the file's page and image
+    objects, which Chromium writes uncompressed."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        data = response.read()
+    if not data.startswith(b"%PDF-") or b"%%EOF" not in data[-1024:]:
+        return [f"{url} is not a whole PDF (it starts {data[:8]!r})"]
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
+    images = len(re.findall(rb"/Subtype\s*/Image\b", data))
+    problems = []
+    if pages < min_pages:
+        problems.append(f"{url} has {pages} pages, fewer than {min_pages}")
+    if images < min_images:
+        problems.append(f"{url} holds {images} images, fewer than the {min_images} figures of the book")
+    return problems

@@ -73,3 +73,23 @@ def test_figure_glues_the_figure_of_a_plot_or_a_seaborn_grid_without_showing_it(
     chapter.figure("a_grid", grid)
     assert calls == [("a_figure", fig, False), ("a_grid", grid.figure, False)]
     plt.close("all")
+
+
+def test_figure_refuses_text_too_small_for_a_phone(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ntk_notes import plotting
+
+    monkeypatch.setattr(myst_nb, "glue", lambda *args, **kwargs: None)
+    plotting.use_style()
+    fig, ax = plt.subplots()
+    ax.set_title("a title")
+    ax.legend(handles=ax.plot([0, 1], label="a line"), fontsize="small")  # 9.996 pt: allowed
+    chapter.figure("readable", fig)
+    ax.set_xlabel("a tiny label", fontsize=7)
+    with pytest.raises(ValueError, match=r"figure 'tiny' has text below 10 pt.*'a tiny label' \(7.0 pt\)"):
+        chapter.figure("tiny", fig)
+    plt.close("all")

@@ -1,5 +1,7 @@
 """The verdict rules of the reproduction report, and the report's references to the chapters."""
 
+import base64
+import json
 import re
 
 import pytest
@@ -102,3 +104,47 @@ def test_chapters_decide_no_claim_themselves():
             assert forbidden not in text, f"{source.name} decides a verdict itself ({forbidden!r})"
         glued |= set(re.findall(r'glue_claim\("(\w+)"', text))
     assert glued == {"claim1", "claim2", "claim3_features", "claim3_tradeoff", "claim4", "claim5", "claim6", "claim7"}
+
+
+def test_export_figures_writes_each_glued_figure_of_a_notebook(tmp_path):
+    png = b"\x89PNG\r\n\x1a\n not a real image, bytes are copied as they are"
+    glued = {"application/papermill.record/image/png": base64.b64encode(png).decode()}
+    notebook = tmp_path / "chapter.ipynb"
+    notebook.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {"cell_type": "markdown", "source": "text"},
+                    {
+                        "cell_type": "code",
+                        "outputs": [
+                            {"output_type": "display_data", "data": {"image/png": "eA=="}, "metadata": {}},
+                            {"output_type": "display_data", "data": glued, "metadata": SCRAPBOOK("a_figure")},
+                            {
+                                "output_type": "display_data",
+                                "data": {"application/papermill.record/text/plain": "0.5"},
+                                "metadata": SCRAPBOOK("a_number"),
+                            },
+                        ],
+                    },
+                ]
+            }
+        )
+    )
+    [path] = report.export_figures(notebook, tmp_path / "figures")
+    assert path == tmp_path / "figures" / "chapter" / "a_figure.png"
+    assert path.read_bytes() == png
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a_figure.png"]  # no temporary left
+
+
+def SCRAPBOOK(name):  # noqa: N802  (what myst-nb's glue writes beside a glued output)
+    return {"scrapbook": {"mime_prefix": "application/papermill.record/", "name": name}}
+
+
+def test_every_figure_the_report_shows_is_one_a_chapter_glues():
+    text = (pipeline.BOOK / "reproduction_report.md").read_text()
+    shown = re.findall(r"```\{figure\} _report/figures/(\w+)/(\w+)\.png", text)
+    assert len(shown) == 8
+    for notebook, key in shown:
+        source = (pipeline.BOOK / f"{notebook}.py").read_text()
+        assert f"{{glue:figure}} {key}\n" in source, f"{notebook} shows no glued figure {key!r}"

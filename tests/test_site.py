@@ -1,7 +1,8 @@
 """The built site opened in headless Chromium: every page of _toc.yml loads with no broken
 image, no error output and no figure without a numbered caption and alt text, fits a 390 px
-phone screen, keeps its header icons visible in dark mode, the sidebar links resolve, and
-each page's screenshot is saved to _build/screenshots/. The site is _build/html (or
+phone screen with figure text of at least 9 px, keeps its header icons visible in dark
+mode, the sidebar links resolve, the start page links the book's PDF, and each page's
+screenshot is saved to _build/screenshots/. The site is _build/html (or
 $NTK_NOTES_SITE): build it first with `python3 tasks.py book`. Without the site or Chromium
 these tests skip, and fail under CI.
 
@@ -59,8 +60,9 @@ def test_page_renders_without_broken_images_or_errors(page, site_url, browser):
 
 @pytest.mark.browser
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
-def test_page_fits_a_phone_screen(page, site_url, browser):
-    assert sitecheck.sideways_overflow(browser, site_url + page.path) == []
+def test_page_fits_a_phone_screen_with_legible_figures(page, site_url, browser):
+    url = site_url + page.path
+    assert sitecheck.sideways_overflow(browser, url) + sitecheck.small_figure_text(browser, url) == []
 
 
 @pytest.mark.browser
@@ -74,6 +76,18 @@ def test_header_icons_stay_visible_in_dark_mode(site_url, browser):
 
 
 @pytest.mark.browser
+def test_the_start_page_links_a_pdf_of_the_whole_book(site_url, browser):
+    start = next(page for page in PAGES if page.name == "start")
+    sitecheck.load(browser, site_url + start.path)
+    links = browser.execute_script("return [...document.querySelectorAll(\"a[href$='.pdf']\")].map(a => a.href)")
+    assert len(links) == 1, f"the start page should link one PDF, found {links}"
+    # Every page and every figure of the chapters is in it (figures at least once: the
+    # report's copies may share their image with the chapter's).
+    figures = sum(source.read_text().count("{glue:figure}") for source in (ROOT / "book").glob("*.py"))
+    assert sitecheck.pdf_problems(links[0], min_pages=len(PAGES), min_images=figures) == []
+
+
+@pytest.mark.browser
 def test_sidebar_links_resolve_and_cover_the_toc(site_url, browser):
     problems = sitecheck.check_navigation(browser, site_url, PAGES)
     assert not problems, "sidebar navigation:\n  " + "\n  ".join(problems)
@@ -82,8 +96,8 @@ def test_sidebar_links_resolve_and_cover_the_toc(site_url, browser):
 # --- The checks fail where they should: a synthetic site with one defect per page. ---
 
 
-def png(width: int = 4, height: int = 3) -> bytes:
-    """A valid grey RGB PNG."""
+def png(width: int = 4, height: int = 3, dpi: float | None = None) -> bytes:
+    """A valid grey RGB PNG, recording `dpi` as matplotlib does (pixels per metre)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -92,15 +106,17 @@ def png(width: int = 4, height: int = 3) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + (b"" if dpi is None else chunk(b"pHYs", struct.pack(">IIB", *[round(dpi / 0.0254)] * 2, 1)))
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
 
 
-def html(body: str, title: str = "A page") -> str:
+def html(body: str, title: str = "A page", stylesheets: tuple = ("style.css",)) -> str:
+    links = "".join(f'<link rel="stylesheet" href="{sheet}">' for sheet in stylesheets)
     return (
         f'<!DOCTYPE html><html><head><title>{title}</title><meta name="viewport" content="width=device-width">'
-        f'<link rel="stylesheet" href="style.css"></head><body>{body}</body></html>'
+        f"{links}</head><body>{body}</body></html>"
     )
 
 
@@ -135,6 +151,7 @@ CAPTIONED_FIGURE = (
     'src="good.png"><figcaption><p><span class="caption-number">Fig. 1 </span>'
     '<span class="caption-text">Accuracy under attack.</span></p></figcaption></figure>'
 )
+WIDE_FIGURE = '<article class="bd-article">' + CAPTIONED_FIGURE.replace("good.png", "wide.png") + "</article>"
 SIDEBAR = (
     '<nav class="bd-links bd-docs-nav"><ul><li><a class="reference internal" href="#">Home</a></li>'
     '<li><a class="reference internal" href="clean.html">Clean</a></li>'
@@ -173,11 +190,17 @@ def synthetic_site(tmp_path_factory):
             '<a class="btn"><svg data-icon="rocket" width="16" height="16" style="color: #333"></svg></a>'
             '<a class="btn"><svg data-icon="github" width="16" height="16" style="color: #ddd"></svg></a></div></div>'
         ),
-        "style.css": "body { font-family: sans-serif; }",
+        # A 1600 px figure at 110 dpi, shrunk to the screen as the theme does (labels ~3 px),
+        # then under the book's own phone stylesheet.
+        "wide-figure.html": html(WIDE_FIGURE),
+        "wide-figure-styled.html": html(WIDE_FIGURE, stylesheets=("style.css", "narrow_screens.css")),
+        "narrow_screens.css": (ROOT / "_static" / "narrow_screens.css").read_text(),
+        "style.css": "body { font-family: sans-serif; } img { max-width: 100%; height: auto; }",
     }
     for name, text in files.items():
         (site / name).write_text(text)
     (site / "good.png").write_bytes(png())
+    (site / "wide.png").write_bytes(png(1600, 400, dpi=110))
     (site / "corrupt.png").write_bytes(png()[:20] + b"not a png at all")
     with sitecheck.serve(site) as url:
         yield url
@@ -208,6 +231,15 @@ def test_a_page_wider_than_a_phone_and_a_faint_icon_are_reported(synthetic_site,
     sitecheck.load(browser, synthetic_site + "faint-icons.html")
     [faint] = sitecheck.faint_header_icons(browser)
     assert faint.startswith("header icon rocket has contrast 1.")
+
+
+@pytest.mark.browser
+def test_figure_text_too_small_on_a_phone_is_reported_and_the_book_stylesheet_fixes_it(synthetic_site, browser):
+    [small] = sitecheck.small_figure_text(browser, synthetic_site + "wide-figure.html")
+    assert small.startswith("figure wide.png: its 10 pt text is ") and "on a 390 px screen" in small, small
+    styled = synthetic_site + "wide-figure-styled.html"
+    assert sitecheck.small_figure_text(browser, styled) == []
+    assert sitecheck.sideways_overflow(browser, styled) == []  # the figure scrolls in its own box
 
 
 @pytest.mark.browser

@@ -47,7 +47,8 @@ def lock_path(gpu: bool = False) -> Path:
 
 
 def extras_for(gpu: bool) -> list[str]:
-    return ["test", "gpu"] if gpu else ["test"]
+    """The extras a lock holds: the tests' tools and Dask (the tests run a local cluster), and CUDA's jax."""
+    return ["test", "distributed", "gpu"] if gpu else ["test", "distributed"]
 
 
 def dependency_digest(extras: list[str]) -> str:

@@ -6,6 +6,8 @@ predictor (and the training-time convention) lives in ``ntk_notes.predictors``.
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import jax.numpy as jnp
 import neural_tangents as nt
 import numpy as np
 
-from ntk_notes import checkpoints
+from ntk_notes import block_workers, checkpoints
 from ntk_notes.progress import progress
 
 
@@ -78,7 +80,9 @@ class BlockedKernel:
     written atomically, so several processes, GPUs or machines sharing the directory can each
     ``compute`` their own blocks, ``run`` resumes a half-finished kernel, and ``assemble``
     builds the matrix once every block is there. A block saved under another configuration
-    is refused; an unreadable one is recomputed.
+    is refused; an unreadable one is recomputed. ``run(executor=...)`` hands the missing
+    blocks to the workers of any ``concurrent.futures.Executor`` (a process pool, a Dask
+    cluster: see ``ntk_notes.block_workers``).
     """
 
     def __init__(
@@ -175,16 +179,105 @@ class BlockedKernel:
             raise ValueError("assemble() reads saved blocks: give the BlockedKernel a directory")
         return self._fill(compute_missing=False, show_progress=False)
 
-    def run(self, show_progress: bool | None = None) -> np.ndarray:
-        """The whole matrix: saved blocks are loaded, the others computed (and saved)."""
-        return self._fill(compute_missing=True, show_progress=show_progress)
+    def run(self, show_progress: bool | None = None, executor=None, xla_threads: int | None = None) -> np.ndarray:
+        """The whole matrix: saved blocks are loaded, the others computed (and saved).
 
-    def _fill(self, compute_missing: bool, show_progress: bool | None) -> np.ndarray:
-        out = None
+        ``executor``: a ``concurrent.futures.Executor`` (or a ``dask.distributed.Client``)
+        whose workers compute the missing blocks, as many at once as it has workers. With a
+        directory (which every worker must see at the same path) the workers save the blocks
+        there and this process reads them back: a run cut short (a worker killed, the driver
+        stopped) leaves only whole blocks, and the next run computes the rest. Without one the
+        blocks come back as results. ``xla_threads``: the size of each worker process's XLA CPU
+        thread pool (``block_workers.limit_xla_threads``; None: XLA's default, one thread per
+        CPU): with several worker processes per machine, the machine's cores divided among them.
+        """
+        if executor is None:
+            if xla_threads is not None:
+                raise ValueError(f"xla_threads={xla_threads!r} sizes the workers' XLA: give an executor too")
+            return self._fill(compute_missing=True, show_progress=show_progress)
+        return self._run_on(block_workers.as_executor(executor), show_progress, xla_threads)
+
+    def _run_on(self, executor, show_progress: bool | None, xla_threads: int | None) -> np.ndarray:
+        parcel = block_workers.Parcel(
+            compute=kernel_block,
+            kernel_fn=block_workers.pickled(self.kernel_fn),
+            batch_size=self.batch_size,
+            get=self.get,
+            x64=bool(jax.config.jax_enable_x64),
+            xla_threads=block_workers.check_xla_threads(xla_threads),
+            inputs=None,
+            inputs_config=None,
+            block_config=self.config,
+        )
+        if self.directory is not None:
+            inputs_config = {key: self.config[key] for key in ("x1_sha256", "x2_sha256", "symmetric")}
+            x2 = None if self.symmetric else self.x2  # a symmetric kernel's inputs are saved once
+            path = block_workers.write_inputs(self.directory, self.x1, x2, inputs_config)
+            parcel = dataclasses.replace(parcel, inputs=path, inputs_config=inputs_config)
+        out, pending = None, {}
+        with self._progress(None, show_progress) as bar:
+            try:
+                for i, j in self.blocks:
+                    block = self.load(i, j)
+                    if block is not None:
+                        out = self._place(out, i, j, block)
+                        bar.update()
+                        continue
+                    rows, cols = self._slices(i, j)
+                    if self.directory is None:  # no shared inputs file: the slices travel with the task
+                        args = (None, rows, cols, np.asarray(self.x1[rows]), np.asarray(self.x2[cols]))
+                    else:
+                        args = (str(self.path(i, j)), rows, cols)
+                    pending[executor.submit(block_workers.compute_block, parcel, *args)] = (i, j)
+                for future in concurrent.futures.as_completed(pending):
+                    out = self._place(out, *pending[future], self._collected(future, *pending[future]))
+                    bar.update()
+            finally:
+                for future in pending:
+                    future.cancel()  # after a failure: the blocks not started yet are not needed
+        return out
+
+    def _collected(self, future, i: int, j: int) -> np.ndarray:
+        """Block (i, j) from its finished future: read back from the directory if there is one."""
+        try:
+            block = future.result()
+        except Exception as error:
+            kept = "" if self.directory is None else f"; the blocks saved so far stay in {self.directory}"
+            raise RuntimeError(
+                f"block ({i}, {j}) failed on the executor ({type(error).__name__}: {error}){kept}; "
+                "a rerun computes only the missing blocks"
+            ) from error
+        if self.directory is None:
+            return block
+        block = self.load(i, j)
+        if block is None:
+            raise RuntimeError(
+                f"a worker saved block ({i}, {j}) at {self.path(i, j)}, but it cannot be read here: the directory "
+                "must be shared by this process and every worker, at the same path"
+            )
+        return block
+
+    def _place(self, out, i: int, j: int, block: np.ndarray) -> np.ndarray:
+        """``out`` (created at the first block, of its dtype) with block (i, j) written in, and
+        mirrored for a symmetric kernel."""
+        if out is None:
+            out = np.empty(self.shape, dtype=block.dtype)
+        rows, cols = self._slices(i, j)
+        out[rows, cols] = block
+        if self.symmetric and j > i:
+            out[cols, rows] = block.T
+        return out
+
+    def _progress(self, iterable, show_progress: bool | None):
+        """A bar over the blocks, shown by default only for more than a handful of them."""
         if show_progress is None and len(self.blocks) <= 8:
             show_progress = False
         desc = f"{self.get} kernel {self.shape[0]}x{self.shape[1]}"
-        for i, j in progress(self.blocks, desc=desc, enabled=show_progress):
+        return progress(iterable, total=len(self.blocks), desc=desc, enabled=show_progress)
+
+    def _fill(self, compute_missing: bool, show_progress: bool | None) -> np.ndarray:
+        out = None
+        for i, j in self._progress(self.blocks, show_progress):
             block = self.load(i, j)
             if block is None:
                 if not compute_missing:
@@ -193,12 +286,7 @@ class BlockedKernel:
                         f"{len(self.missing())} of {len(self.blocks)} blocks are missing"
                     )
                 block = self.compute(i, j)
-            if out is None:
-                out = np.empty(self.shape, dtype=block.dtype)
-            rows, cols = self._slices(i, j)
-            out[rows, cols] = block
-            if self.symmetric and j > i:
-                out[cols, rows] = block.T
+            out = self._place(out, i, j, block)
         return out
 
 

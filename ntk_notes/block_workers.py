@@ -25,10 +25,10 @@ for it: two worker processes on a two-core machine would each run two compute th
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
+import dataclasses
 import os
 import socket
-from dataclasses import dataclass
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -41,7 +41,7 @@ from ntk_notes import checkpoints
 INPUTS_FILE = "inputs.npz"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Parcel:
     """What every block task of one kernel shares; picklable with plain pickle."""
 
@@ -54,6 +54,9 @@ class Parcel:
     inputs: str | None  # path of inputs.npz in the shared directory; None: slices travel with each task
     inputs_config: dict | None  # the inputs' checksums, which the file must carry
     block_config: dict | None  # the configuration saved with every block (None: blocks are returned)
+    # A fresh id per run: Dask names a task by its arguments, and would answer a rerun with the
+    # failed task of the run before while anything (a notebook's last exception) still holds it.
+    run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def as_executor(executor) -> concurrent.futures.Executor:
@@ -106,7 +109,7 @@ def compute_block(parcel: Parcel, path: str | None, rows: slice, cols: slice, x1
     limit_xla_threads(parcel.xla_threads)
     if jax.config.jax_enable_x64 != parcel.x64:
         jax.config.update("jax_enable_x64", parcel.x64)
-    kernel_fn = _unpickled(hashlib.sha256(parcel.kernel_fn).hexdigest(), parcel.kernel_fn)
+    kernel_fn = _unpickled(parcel.kernel_fn)
     if parcel.inputs is not None:
         x1, x2 = _inputs(parcel.inputs, checkpoints.config_text(parcel.inputs_config))
         x1, x2 = x1[rows], x2[cols]
@@ -117,8 +120,8 @@ def compute_block(parcel: Parcel, path: str | None, rows: slice, cols: slice, x1
     return None
 
 
-@lru_cache(maxsize=2)  # keyed by the checksum: one unpickled function (and its compiled code) per kernel
-def _unpickled(sha256: str, blob: bytes):
+@lru_cache(maxsize=2)  # one unpickled function per kernel, so that its compiled code is reused
+def _unpickled(blob: bytes):
     import cloudpickle
 
     return cloudpickle.loads(blob)

@@ -161,32 +161,41 @@ def test_bad_executors_and_unsendable_kernels_are_named(fc_kernel_fn):
 
 def test_a_worker_killed_while_writing_leaves_only_whole_blocks(float64, client, fc_kernel_fn, tmp_path):
     # The kernel function kills its worker in the middle of saving block (2, 2), the only 4x4
-    # block: when it is traced for that shape it replaces numpy.savez in that worker process
-    # by one that writes half a file and exits the process.
+    # block, once (a marker file says it is done): when it is traced for that shape it replaces
+    # numpy.savez in that worker process by one that writes half a file and exits the process.
+    marker = tmp_path / "killed-once"
+
     def killing_kernel_fn(x1, x2=None, get=None):
-        if x1.shape[0] == 4 and x2.shape[0] == 4:
+        if x1.shape[0] == 4 and x2.shape[0] == 4 and not marker.exists():
             import numpy
 
             def half_then_die(file, **arrays):
                 file.write(b"PK\x03\x04 half a block")
                 file.flush()
+                marker.touch()
                 os._exit(1)
 
             numpy.savez = half_then_die
         return fc_kernel_fn(x1, x2, get)
 
     x = jnp.asarray(images(20, 10))
+    directory = tmp_path / "blocks"
     with client.get_executor() as executor:  # leaving it waits for the tasks still running
-        with pytest.raises(RuntimeError, match=r"failed on the executor \(KilledWorker.*a rerun computes only"):
-            job(killing_kernel_fn, x, directory=tmp_path).run(executor=executor)
+        with pytest.raises(
+            RuntimeError, match=r"failed on the executor \(KilledWorker.*a rerun computes only"
+        ) as failed:
+            job(killing_kernel_fn, x, directory=directory).run(executor=executor)
     # Only whole blocks under block names; the half-written file is a private temporary.
-    saved = block_files(tmp_path)
+    saved = block_files(directory)
     assert "block-00002-00002.npz" not in saved
     for name in saved:
-        checkpoints.read_npz(tmp_path / name)  # raises if truncated or not matching its checksum
-    assert [p.name.split(".npz")[0] for p in tmp_path.glob(".block-*.tmp")] == [".block-00002-00002"]
-    # A rerun (here in this process) computes the missing blocks only, to the same matrix.
-    inodes = {name: (tmp_path / name).stat().st_ino for name in saved}
-    rerun = job(fc_kernel_fn, x, directory=tmp_path)
-    np.testing.assert_allclose(rerun.run(), job(fc_kernel_fn, x).run(), rtol=1e-7)
-    assert {name: (tmp_path / name).stat().st_ino for name in saved} == inodes and rerun.missing() == []
+        checkpoints.read_npz(directory / name)  # raises if truncated or not matching its checksum
+    assert [p.name.split(".npz")[0] for p in directory.glob(".block-*.tmp")] == [".block-00002-00002"]
+    # The same call again, on the same cluster (its killed worker restarted), computes the
+    # missing blocks only, to the matrix of one process. The failed run's tasks are still
+    # referenced (by the exception): the rerun's tasks must be new ones, not those.
+    assert failed.value is not None
+    inodes = {name: (directory / name).stat().st_ino for name in saved}
+    rerun = job(killing_kernel_fn, x, directory=directory)
+    np.testing.assert_allclose(rerun.run(executor=client), job(fc_kernel_fn, x).run(), rtol=1e-7)
+    assert {name: (directory / name).stat().st_ino for name in saved} == inodes and rerun.missing() == []

@@ -101,8 +101,10 @@ def train_step(model, params, x, labels, rows, learning_rate, epsilon, step_size
     compilation per shape and mode. Returns the new parameters and the step's statistics,
     ``HISTORY_FIELDS``.
 
-    The epoch is a Python loop over this step, not a ``lax.scan``: XLA on CPU runs
-    convolutions inside a loop some 40x slower (measured: a 28x28 CNN epoch, 13 s vs 0.3 s).
+    The epoch is a Python loop over this step, not a ``lax.scan``: XLA on CPU runs a
+    network's convolution gradients inside a loop far slower (measured: a 28x28 CNN epoch,
+    13 s vs 0.3 s). The attack inside the step is ``attacks.pgd``, which unrolls its own
+    steps on CPU for the same reason (``attacks.loop_unroll``).
     """
     optimizer = optax.sgd(learning_rate)
     xb, yb = x[rows], labels[rows]

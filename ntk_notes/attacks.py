@@ -22,6 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import Literal
 from jax.tree_util import Partial
 
 from ntk_notes.progress import progress
@@ -167,12 +168,71 @@ def step_plan(method: str, epsilon, steps: int, step_size=None, random_start: bo
     return steps, default_step_size(epsilon, steps) if step_size is None else step_size, random_start
 
 
-@partial(jax.jit, static_argnames=("loss", "norm", "steps", "random_start"))
-def pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, random_start):
+# The PGD loop's form, chosen by measurement (benchmarks/bench_dynamics.py, the attack-loop part):
+# XLA on CPU runs a convolutional network's input gradient inside a while loop (lax.scan, and
+# fori_loop, which lowers to the same loop) some 2-4x slower than the same steps unrolled: in
+# the loop the transposed convolution keeps a layout Eigen does not take and falls back to a
+# slow emitter; a chunked scan (unroll=k < steps) keeps the loop and the slowness. Without
+# convolutions (MLPs, kernel predictors: neural-tangents' conv kernels have no convolution
+# op) the scan is as fast or faster (it hoists the work on the training set out of the loop)
+# and compiles in constant time, while full unrolling compiles in time growing faster than
+# the steps (a 28x28 CNN, batch 200: 1 s at 10 steps, 6-11 s at 50, 42 s at 100).
+MAX_UNROLLED_STEPS = 20  # beyond, the extra compilation outweighs a call's gain (see above)
+
+
+def uses_convolution(logits_fn, x) -> bool:
+    """Whether ``logits_fn`` at inputs shaped like ``x`` convolves with a filter made from its
+    own arrays (a network's weights: the case the loop rule is about), traced for shapes only.
+    A filter built inside (the ones-filters of neural-tangents' Myrtle kernels) does not count."""
+
+    def convolves(jaxpr, from_model) -> bool:  # from_model: variables computed from the model's arrays
+        held = lambda v: not isinstance(v, Literal) and v in from_model  # noqa: E731 (literals: unhashable)
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated" and held(eqn.invars[1]):
+                return True
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, (tuple, list)) else (param,):
+                    sub = getattr(sub, "jaxpr", sub)  # a closed jaxpr holds its jaxpr
+                    if hasattr(sub, "eqns"):  # a nested call: its inputs are the equation's, in order
+                        mapped = len(sub.invars) == len(eqn.invars)
+                        inner = {w for w, v in zip(sub.invars, eqn.invars) if mapped and held(v)}
+                        if convolves(sub, inner):
+                            return True
+            if any(map(held, eqn.invars)):
+                from_model |= set(eqn.outvars)
+        return False
+
+    model, z = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), (as_model(logits_fn), x))
+    jaxpr = jax.make_jaxpr(lambda leaves, z: jax.tree.unflatten(jax.tree.structure(model), leaves)(z))(
+        jax.tree.leaves(model), z
+    ).jaxpr
+    return convolves(jaxpr, set(jaxpr.invars[: len(jax.tree.leaves(model))]))
+
+
+def loop_unroll(steps: int, backend: str, convolutional: bool) -> int:
+    """How many PGD steps ``pgd`` puts in one iteration of its ``lax.scan``: ``steps`` (no
+    loop at all) on CPU for a convolutional model up to ``MAX_UNROLLED_STEPS`` steps, else 1
+    (a rolled loop: on CPU for models without convolutions and for long attacks, and on GPU
+    and TPU, where loops are cheap; not measured here, no GPU). See the measurements above."""
+    if not is_count(steps):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if backend == "cpu" and convolutional and steps <= MAX_UNROLLED_STEPS:
+        return int(steps)
+    return 1
+
+
+@partial(jax.jit, static_argnames=("loss", "norm", "steps", "random_start", "unroll"))
+def pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, random_start, unroll=None):
     """One run of PGD: ``steps`` steps of ``step_size`` along ``direction`` of the summed
     ``loss``'s gradient, each followed by ``project``, from a random point of the ball if
     ``random_start`` (``step_plan`` gives FGSM as one step). ``logits_fn``: a ``Partial``
-    (``as_model``). Returns the adversarial images, their per-example loss and correctness."""
+    (``as_model``). ``unroll``: steps per iteration of the loop (``steps`` or more: no loop);
+    None chooses by ``loop_unroll`` for the default backend. Returns the adversarial images,
+    their per-example loss and correctness."""
+    if unroll is None:
+        unroll = loop_unroll(steps, jax.default_backend(), uses_convolution(logits_fn, x))
+    if not is_count(unroll):
+        raise ValueError(f"unroll must be a positive integer or None, got {unroll!r}")
     total_loss = lambda z: jnp.sum(per_example_loss(loss, logits_fn(z), labels))  # noqa: E731
     x_adv = random_in_ball(key, x, epsilon, norm, on_sphere=False) if random_start else x
 
@@ -180,7 +240,7 @@ def pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, ran
         x_adv = x_adv + step_size * direction(jax.grad(total_loss)(x_adv), norm)
         return project(x, x_adv, epsilon, norm), None
 
-    x_adv, _ = jax.lax.scan(step, x_adv, None, length=steps)
+    x_adv, _ = jax.lax.scan(step, x_adv, None, length=steps, unroll=min(unroll, steps))  # = steps: no loop left
     logits = logits_fn(x_adv)
     return x_adv, per_example_loss(loss, logits, labels), is_correct(logits, labels)
 

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ntk_notes import architectures, attacks, data, predictors, robustness
+from ntk_notes import architectures, attacks, data, predictors, robustness, training
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
@@ -624,3 +624,85 @@ def test_is_count_and_validate():
     assert loss == "binary_cross_entropy" and labels.tolist() == [0, 1]
     with pytest.raises(ValueError, match="unknown attack method 'cw'"):
         attacks.validate(lambda z: z.reshape(2, -1)[:, :1], x, [0, 1], 0.1, "cw", "linf", None, 3, 1, 2)
+
+
+# ---------------------------------------------------------------------------- 11. the PGD loop's form
+
+
+def _small_network(name):
+    """A small network of the dynamics chapter at initialisation, its model and 12 images of 8x8."""
+    x = _toy_images(np.random.default_rng(3), 12, (8, 8, 1))
+    init_fn, apply_fn, _ = architectures.network(name, n_out=1, widths=(4, 8, 8) if name == "cnn" else (16,))
+    _, params = init_fn(jax.random.PRNGKey(0), x.shape)
+    return jax.tree_util.Partial(training.call_model, attacks.as_model(apply_fn), params), jnp.asarray(x)
+
+
+def _reference_pgd(model, x, labels, epsilon, step_size, steps, norm):
+    """PGD as a plain Python loop, one eager gradient per step, from x."""
+    loss = _loss_of(model, "binary_cross_entropy", labels)
+    x_adv = x
+    for _ in range(steps):
+        x_adv = attacks.project(x, x_adv + step_size * attacks.direction(jax.grad(loss)(x_adv), norm), epsilon, norm)
+    return np.asarray(x_adv)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("norm,epsilon", [("linf", 0.1), ("l2", 1.0)])
+@pytest.mark.parametrize("unroll", [None, 1, 2, 5])
+def test_every_loop_form_gives_the_images_of_a_plain_loop(name, norm, epsilon, unroll):
+    """Rolled scan, chunks of 2, fully unrolled and the rule's choice: the same PGD-5."""
+    model, x = _small_network(name)
+    labels = jnp.asarray(_binary_labels(np.asarray(x)))
+    x_adv, loss, correct = attacks.pgd(
+        model, x, labels, epsilon, 0.3 * epsilon, jax.random.PRNGKey(0),
+        loss="binary_cross_entropy", norm=norm, steps=5, random_start=False, unroll=unroll,
+    )  # fmt: skip
+    expected = _reference_pgd(model, x, labels, epsilon, 0.3 * epsilon, 5, norm)
+    assert np.abs(expected - np.asarray(x)).max() > epsilon / 10  # the attack moved
+    np.testing.assert_allclose(np.asarray(x_adv), expected, atol=1e-6)
+    logits = model(jnp.asarray(expected))
+    np.testing.assert_allclose(loss, attacks.per_example_loss("binary_cross_entropy", logits, labels), rtol=1e-5)
+    np.testing.assert_array_equal(correct, attacks.is_correct(logits, labels))
+
+
+def test_uses_convolution_finds_a_networks_weights_and_not_a_kernels_filters():
+    model, x = _small_network("cnn")
+    assert attacks.uses_convolution(model, x)
+    assert not attacks.uses_convolution(_small_network("mlp")[0], x)
+    init_fn, apply_fn, _ = architectures.network("cnn", 1, (4, 8, 8))
+    params = init_fn(jax.random.PRNGKey(0), x.shape)[1]
+    linearised = jax.tree_util.Partial(training.call_model, training.linearised(apply_fn, params), params)
+    assert attacks.uses_convolution(linearised, x)  # its JVP convolves too
+    for arch in [("fc", 1), ("conv", 1), ("myrtle", 5)]:  # Myrtle's kernel convolves with ones-filters of its own
+        predictor = predictors.KernelPredictor(architectures.architecture(*arch)[2], x[:4], np.ones((4, 1)))
+        assert not attacks.uses_convolution(predictor.logits_fn(), x)
+
+
+def test_loop_unroll_rule_per_backend_and_length():
+    limit = attacks.MAX_UNROLLED_STEPS
+    assert attacks.loop_unroll(10, "cpu", True) == 10 and attacks.loop_unroll(limit, "cpu", True) == limit
+    assert attacks.loop_unroll(limit + 1, "cpu", True) == 1  # long attacks: compilation would outweigh the gain
+    assert attacks.loop_unroll(10, "cpu", False) == 1
+    assert attacks.loop_unroll(10, "gpu", True) == attacks.loop_unroll(10, "tpu", True) == 1
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        attacks.loop_unroll(0, "cpu", True)
+
+
+@pytest.mark.parametrize("name,steps,loops", [("cnn", 3, 0), ("cnn", attacks.MAX_UNROLLED_STEPS + 1, 1), ("mlp", 3, 1)])
+def test_pgd_compiles_the_form_the_rule_chooses(name, steps, loops):
+    """On this CPU: no while loop left for the CNN's short attack, one otherwise."""
+    assert jax.default_backend() == "cpu"
+    model, x = _small_network(name)
+    args = (model, x, jnp.zeros(len(x), jnp.int32), 0.1, 0.01, jax.random.PRNGKey(0))
+    static = dict(loss="binary_cross_entropy", norm="linf", steps=steps, random_start=False)
+    assert attacks.pgd.lower(*args, **static).as_text().count("stablehlo.while") == loops
+
+
+@pytest.mark.parametrize("unroll", [0, -2, 1.5, True])
+def test_pgd_refuses_a_bad_unroll_and_names_it(unroll):
+    model, x = _small_network("mlp")
+    with pytest.raises(ValueError, match=f"unroll must be a positive integer or None, got {unroll!r}"):
+        attacks.pgd(
+            model, x, jnp.zeros(len(x), jnp.int32), 0.1, 0.01, jax.random.PRNGKey(0),
+            loss="binary_cross_entropy", norm="linf", steps=3, random_start=False, unroll=unroll,
+        )  # fmt: skip

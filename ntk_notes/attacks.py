@@ -10,6 +10,7 @@ stays inside the ε-ball around its clean image and inside [0, 1].
 - PGD: ``steps`` such steps of ``step_size`` (default 2.5 ε / steps, Madry et al.), each
   followed by projection onto the ε-ball and clipping to [0, 1]; optional random start;
   ``restarts`` keeps, per example, the worst case (misclassified first, then highest loss).
+  Its steps run in a ``lax.scan``, unrolled where that is faster (``loop_unroll``).
 - noise: a random perturbation of the same size (random signs for ℓ∞, a random direction
   for ℓ2), the baseline an attack must beat by far.
 """
@@ -168,16 +169,18 @@ def step_plan(method: str, epsilon, steps: int, step_size=None, random_start: bo
     return steps, default_step_size(epsilon, steps) if step_size is None else step_size, random_start
 
 
-# The PGD loop's form, chosen by measurement (benchmarks/bench_dynamics.py, the attack-loop part):
-# XLA on CPU runs a convolutional network's input gradient inside a while loop (lax.scan, and
-# fori_loop, which lowers to the same loop) some 2-4x slower than the same steps unrolled: in
-# the loop the transposed convolution keeps a layout Eigen does not take and falls back to a
-# slow emitter; a chunked scan (unroll=k < steps) keeps the loop and the slowness. Without
-# convolutions (MLPs, kernel predictors: neural-tangents' conv kernels have no convolution
-# op) the scan is as fast or faster (it hoists the work on the training set out of the loop)
-# and compiles in constant time, while full unrolling compiles in time growing faster than
-# the steps (a 28x28 CNN, batch 200: 1 s at 10 steps, 6-11 s at 50, 42 s at 100).
-MAX_UNROLLED_STEPS = 20  # beyond, the extra compilation outweighs a call's gain (see above)
+# The PGD loop's form, chosen by measurement (benchmarks/bench_dynamics.py loop; 28x28 MNIST,
+# 2 shared CPU cores). XLA on CPU runs a network's input gradient through a convolution some
+# 1.4-3.6x slower inside a while loop (lax.scan; fori_loop lowers to the same loop) than the
+# same steps unrolled (the dynamics chapter's CNN: PGD-10 2.4x at batch 50, 1.4x at 200; PGD-3
+# 3.6x): in the loop, the transposed convolution keeps a filter layout Eigen does not take and
+# falls back to a slow emitter. A chunked scan (unroll=k < steps) keeps the loop and the
+# slowness. Without such convolutions (MLPs 1.0x, FC NTK predictors 0.8x, conv NTK ones
+# 0.6-0.9x) the scan is as fast or faster (it hoists the work on the training set out of the
+# loop). Unrolling compiles in time growing faster than the steps (CNN, batch 50: +2-3 s at
+# 10 steps, +7 s at 20, +37 s at 50, against 0.7 s and 1.6 s saved per call at 20 and 50):
+# worth it up to 20 steps (the book's network attacks: 3, 10, 20 steps, called many times).
+MAX_UNROLLED_STEPS = 20  # beyond, the extra compilation outweighs the gain of all but many calls
 
 
 def uses_convolution(logits_fn, x) -> bool:

@@ -20,6 +20,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
+from jax.tree_util import Partial
 from neural_tangents import stax
 
 from ntk_notes import attacks
@@ -172,3 +175,12 @@ def network(name: str, n_out: int = 1, widths=None, W_std: float = 2**0.5, b_std
 @lru_cache(maxsize=64)  # the same spec gives the same functions, so compiled code is reused
 def _network(name, n_out, widths, W_std, b_std):
     return stax.serial(*REGISTRY[name].layers(widths, n_out, W_std, b_std, "standard"))
+
+
+@lru_cache(maxsize=16)
+def network_convolves(name: str) -> bool:
+    """Whether the network ``name`` (default widths) convolves with its weights,
+    ``attacks.uses_convolution`` on a small image: what its PGD loop's form depends on."""
+    init_fn, apply_fn, _ = network(name)
+    shape = (1, 8, 8, 1)
+    return attacks.uses_convolution(Partial(apply_fn, init_fn(jax.random.PRNGKey(0), shape)[1]), jnp.zeros(shape))

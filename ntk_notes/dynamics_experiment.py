@@ -53,10 +53,13 @@ def checkpoint_folder(cfg) -> Path:
     """One checkpoint directory per configuration and compiler, so that runs with other
     settings (an exercise, a test's stand-in) or compiled otherwise (another jax, other
     XLA_FLAGS: the tests compile without LLVM's optimisations, which changes even the initial
-    parameters' last bits) never meet this one's files: ``<cache>/checkpoints/<chapter>/
-    <profile>-<first 12 hex digits of the sha256 of the settings and the compiler>``."""
+    parameters' last bits; another form of the PGD loop, ``attacks.loop_unroll``, whose
+    rounding order PGD training amplifies) never meet this one's files: ``<cache>/checkpoints/
+    <chapter>/<profile>-<first 12 hex digits of the sha256 of the settings and the compiler>``."""
     settings = {name: value for name, value in vars(cfg).items() if name not in BOOKKEEPING}
     compiler = f"jax {jax.__version__}, XLA_FLAGS {os.environ.get('XLA_FLAGS', '')!r}"
+    unroll = attacks.loop_unroll(cfg.pgd_steps, jax.default_backend(), architectures.network_convolves(cfg.network))
+    compiler += f", PGD loop unroll {unroll}" if unroll > 1 else ""  # the scan's (old) folders stay valid
     digest = checkpoints.digest({}, repr(sorted(settings.items())) + compiler)[:12]
     return data.cache_dir() / "checkpoints" / CHAPTER / f"{cfg.profile}-{digest}"
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ntk_notes import claims, data, empirical, kernel_metrics, plotting_dynamics, report
+from ntk_notes import attacks, claims, data, empirical, kernel_metrics, plotting_dynamics, report
 from ntk_notes import dynamics_experiment as experiment
 from ntk_notes import dynamics_tables as tables
 from ntk_notes.profiles import settings
@@ -179,6 +179,7 @@ def test_the_checkpoint_folder_depends_on_the_settings_and_the_compiler_only(mon
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
     cfg = tiny_settings()
     compiler = f"jax {jax.__version__}, XLA_FLAGS '--xla_backend_optimization_level=0'"
+    assert cfg.network == "mlp"  # its PGD loop stays rolled: the key adds nothing for it
     digest = hashlib.sha256((repr(sorted(vars(cfg).items())) + compiler).encode()).hexdigest()[:12]
     assert experiment.checkpoint_folder(cfg) == (
         tmp_path / "checkpoints" / "adversarial_training_dynamics" / f"smoke-{digest}"
@@ -190,6 +191,11 @@ def test_the_checkpoint_folder_depends_on_the_settings_and_the_compiler_only(mon
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
     cfg.epochs = 3
     assert experiment.checkpoint_folder(cfg).name != f"smoke-{digest}"
+    # A CNN's PGD loop unrolled (attacks.loop_unroll) rounds otherwise than the rolled one: another folder.
+    cfg.epochs, cfg.network, cfg.pgd_steps = tiny_settings().epochs, "cnn", attacks.MAX_UNROLLED_STEPS + 1
+    rolled = experiment.checkpoint_folder(cfg).name
+    monkeypatch.setattr(attacks, "MAX_UNROLLED_STEPS", cfg.pgd_steps)
+    assert experiment.checkpoint_folder(cfg).name != rolled
 
 
 def test_describe_names_the_setting():

@@ -170,16 +170,17 @@ def step_plan(method: str, epsilon, steps: int, step_size=None, random_start: bo
 
 
 # The PGD loop's form, chosen by measurement (benchmarks/bench_dynamics.py loop; 28x28 MNIST,
-# 2 shared CPU cores). XLA on CPU runs a network's input gradient through a convolution some
-# 1.4-3.6x slower inside a while loop (lax.scan; fori_loop lowers to the same loop) than the
-# same steps unrolled (the dynamics chapter's CNN: PGD-10 2.4x at batch 50, 1.4x at 200; PGD-3
-# 3.6x): in the loop, the transposed convolution keeps a filter layout Eigen does not take and
-# falls back to a slow emitter. A chunked scan (unroll=k < steps) keeps the loop and the
-# slowness. Without such convolutions (MLPs 1.0x, FC NTK predictors 0.8x, conv NTK ones
-# 0.6-0.9x) the scan is as fast or faster (it hoists the work on the training set out of the
-# loop). Unrolling compiles in time growing faster than the steps (CNN, batch 50: +2-3 s at
-# 10 steps, +7 s at 20, +37 s at 50, against 0.7 s and 1.6 s saved per call at 20 and 50):
-# worth it up to 20 steps (the book's network attacks: 3, 10, 20 steps, called many times).
+# 2 shared CPU cores, two runs at load 9-16). XLA on CPU runs a network's input gradient
+# through a convolution 1.4-3.6x slower inside a while loop (lax.scan; fori_loop lowers to the
+# same loop) than the same steps unrolled (the dynamics chapter's CNN: PGD-10 1.8-2.4x at
+# batch 50, 1.4x at 200; PGD-3 2.3-3.6x): in the loop, the transposed convolution keeps a
+# filter layout Eigen does not take and falls back to a slow emitter. A chunked scan
+# (unroll=k < steps) keeps the loop and the slowness. Without such convolutions (MLPs
+# 0.7-1.0x, FC NTK predictors 0.8-0.9x, conv NTK ones 0.6-0.9x) the scan is as fast or faster
+# (it hoists the work on the training set out of the loop). Unrolling compiles in time growing
+# faster than the steps (CNN, batch 50: +0.3-3 s at 10 steps, +5-7 s at 20, +19-37 s at 50,
+# against 0.4-0.7 s and 0.6-1.6 s saved per call at 20 and 50): worth it up to 20 steps (the
+# book's network attacks: 3, 10, 20 steps, called many times).
 MAX_UNROLLED_STEPS = 20  # beyond, the extra compilation outweighs the gain of all but many calls
 
 

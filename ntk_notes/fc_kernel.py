@@ -1,0 +1,207 @@
+"""The infinite-width NNGP and NTK of fully connected ReLU networks in closed form.
+
+neural-tangents' ``kernel_fn`` of Flatten → depth x [Dense, Relu] → Dense spends most of its
+time in one elementwise arc-cosine pass over the N1 x N2 entries (``benchmarks/bench_kernel.py``),
+because XLA's ``arctan2``/``arccos`` on CPU is not vectorised. ``FcReluKernel`` computes the
+same kernels from the Gram matrix X1 X2ᵀ by the arc-cosine recursion (Cho & Saul 2009; Jacot et
+al. 2018), with a vectorisable polynomial arc-cosine in float32 (Abramowitz & Stegun 4.4.46) and
+the exact ``jnp.arccos`` in float64. With cos θ = K12 / sqrt(K11 K22), J1 = sin θ + (π − θ) cos θ
+and J0 = π − θ, each ReLU followed by Dense maps
+
+    K12 → W² sqrt(K11 K22) J1 / (2π) + b²,   K11 → W² K11 / 2 + b²,
+    Θ   → K' + W² Θ J0 / (2π)                                (NTK parameterization),
+    Θ   → n_in sqrt(K11 K22) J1 / (2π) + W² Θ J0 / (2π) + 1   (standard; n_in its fan-in),
+
+from the first Dense layer's K = W² x1·x2 / d + b² and Θ = K (standard: Θ = x1·x2 + 1).
+Derivatives follow neural-tangents' conventions: dJ1/d cos θ = J0 (finite everywhere), and
+dθ/d cos θ = −1/sin θ except at cos θ = ±1 (coincident or opposite inputs), where it is 0.
+
+``architectures.architecture("fc", ...)`` returns an ``FcReluKernel`` as its ``kernel_fn``;
+any call it does not cover (``get`` other than "nngp", "ntk" or a tuple of them, a
+neural-tangents ``Kernel`` as input, extra keyword arguments) goes to neural-tangents'
+``kernel_fn`` unchanged, which stays the reference (tests/test_fc_kernel.py).
+"""
+
+from __future__ import annotations
+
+import collections
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+KINDS = ("nngp", "ntk")
+# Abramowitz & Stegun 4.4.46: arccos(x) = sqrt(1 - x) * poly(x) on [0, 1], |error| <= 2e-8 in
+# exact arithmetic (~5e-7 after float32 rounding); highest power first, for Horner's rule.
+_ARCCOS_POLY = (
+    -0.0012624911,
+    0.0066700901,
+    -0.0170881256,
+    0.0308918810,
+    -0.0501743046,
+    0.0889789874,
+    -0.2145988016,
+    1.5707963050,
+)
+
+
+def polynomial_arccos(c):
+    """arccos(c) for c in [-1, 1] by Abramowitz & Stegun 4.4.46, reflected for c < 0
+    (arccos(c) = π − arccos(−c)): one square root and 8 multiply-adds, which vectorise; max
+    error ~5e-7 in float32. Returns an array of c's shape and dtype."""
+    a = jnp.abs(c)
+    poly = jnp.zeros_like(a)
+    for coefficient in _ARCCOS_POLY:
+        poly = poly * a + coefficient
+    half = jnp.sqrt(1 - a) * poly
+    return jnp.where(c < 0, jnp.pi - half, half)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
+def arc_cosine(c, polynomial: bool = False):
+    """(J0, J1) = (π − θ, sin θ + (π − θ) cos θ) at cos θ = c (clipped to [-1, 1]), each of c's
+    shape; ``polynomial`` picks ``polynomial_arccos`` over the exact ``jnp.arccos``.
+    Derivatives: dJ1/dc = J0, and dJ0/dc = 1/sin θ, 0 where sin θ = 0 (as neural-tangents)."""
+    c = jnp.clip(c, -1, 1)
+    j0 = jnp.pi - (polynomial_arccos(c) if polynomial else jnp.arccos(c))
+    return j0, jnp.sqrt(1 - c * c) + j0 * c
+
+
+@arc_cosine.defjvp
+def _arc_cosine_jvp(polynomial, primals, tangents):
+    (c,), (dc,) = primals, tangents
+    j0, j1 = arc_cosine(c, polynomial)
+    clipped = jnp.clip(c, -1, 1)
+    sin2 = 1 - clipped * clipped
+    inverse_sin = jnp.where(sin2 > 0, jax.lax.rsqrt(jnp.where(sin2 > 0, sin2, 1)), 0)
+    return (j0, j1), (dc * inverse_sin, dc * j0)
+
+
+def _root_and_inverse(variance):
+    """sqrt(variance) and 1 / sqrt(variance), both 0 where the variance is 0 (a zero input
+    without bias), with finite derivatives there."""
+    positive = variance > 0
+    root = jnp.sqrt(jnp.where(positive, variance, 1))
+    return jnp.where(positive, root, 0), jnp.where(positive, 1 / root, 0)
+
+
+BLOCK_ENTRIES = 2**19  # rows of x1 go through in blocks of about this many kernel entries
+
+
+def fc_relu_kernels(
+    x1,
+    x2=None,
+    depth: int = 1,
+    W_std: float = 2**0.5,
+    b_std: float | None = 0.1,
+    parameterization: str = "ntk",
+    width: int = 512,
+    ntk: bool = True,
+    polynomial: bool | None = None,
+    block_entries: int = BLOCK_ENTRIES,
+):
+    """(NNGP, NTK) of Flatten → depth x [Dense(width), Relu] → Dense, each (n1, n2) in the
+    inputs' floating dtype (NTK None when ``ntk`` is False); x2=None means x2 = x1, whose
+    diagonal then has cos θ = 1 exactly. ``width`` matters in the standard parameterization
+    only. Inputs (n, ...) are flattened. ``polynomial`` (default: in float32 only) picks
+    ``polynomial_arccos`` over the exact ``jnp.arccos``.
+
+    The rows of x1 go through in blocks of about ``block_entries`` entries (``lax.map``): each
+    block's Gram rows stay in cache for the elementwise pass instead of a round trip of the
+    whole N1 x N2 Gram through memory (at N = 4000 the pass costs half as much)."""
+    dtype = jnp.promote_types(jnp.result_type(x1) if x2 is None else jnp.result_type(x1, x2), jnp.float32)
+    a = jnp.reshape(x1, (len(x1), -1)).astype(dtype)
+    b = a if x2 is None else jnp.reshape(x2, (len(x2), -1)).astype(dtype)
+    dim = a.shape[1]
+    polynomial = dtype == jnp.float32 if polynomial is None else polynomial
+    w_var, b_var = W_std**2, (0.0 if b_std is None else b_std**2)
+    bias_ntk = 0.0 if b_std is None else 1.0  # the standard parameterization's bias term
+    k22 = [(w_var / dim) * jnp.sum(b * b, axis=1) + b_var]  # per layer: a vector, computed once
+    for _ in range(depth):
+        k22.append(w_var * k22[-1] / 2 + b_var)
+    roots22 = [_root_and_inverse(k) for k in k22]
+
+    def rows(a_rows, first_row):
+        gram = a_rows @ b.T
+        k12 = (w_var / dim) * gram + b_var
+        k11 = (w_var / dim) * jnp.sum(a_rows * a_rows, axis=1) + b_var
+        theta = (k12 if parameterization == "ntk" else gram + bias_ntk) if ntk else None
+        for layer in range(depth):
+            (r1, inv1), (r2, inv2) = _root_and_inverse(k11), roots22[layer]
+            cos = k12 * inv1[:, None] * inv2[None, :]
+            if x2 is None:  # a point with itself: rounding would leave cos θ a few ulp from 1
+                row = first_row + jnp.arange(len(a_rows))
+                cos = jnp.where(row[:, None] == jnp.arange(len(b))[None, :], 1, cos)
+            j0, j1 = arc_cosine(cos, polynomial)
+            relu = (r1[:, None] * r2[None, :]) * j1 * (1 / (2 * np.pi))
+            if ntk:
+                carried = w_var * theta * j0 * (1 / (2 * np.pi))
+                theta = carried + (w_var * relu + b_var if parameterization == "ntk" else width * relu + bias_ntk)
+            k12 = w_var * relu + b_var
+            k11 = w_var * k11 / 2 + b_var
+        return (k12,) if theta is None else (k12, theta)
+
+    n1 = len(a)
+    block = max(1, block_entries // max(len(b), 1))
+    if n1 <= block:
+        out = rows(a, 0)
+    else:
+        n_blocks = -(-n1 // block)
+        padded = jnp.concatenate([a, jnp.zeros((n_blocks * block - n1, dim), dtype)])
+        starts = jnp.arange(n_blocks) * block
+        stacked = jax.lax.map(lambda args: rows(*args), (padded.reshape(n_blocks, block, dim), starts))
+        out = tuple(k.reshape(n_blocks * block, -1)[:n1] for k in stacked)
+    return out[0].astype(dtype), out[1].astype(dtype) if ntk else None
+
+
+@lru_cache(maxsize=8)
+def _named(get: tuple):
+    return collections.namedtuple("AnalyticKernel", get)  # the name neural-tangents uses
+
+
+def _canonical_get(get):
+    """("nngp",) / ("ntk",) / a tuple of both for a string or tuple ``get`` this module covers
+    (with whether to unwrap a single result), else None."""
+    if isinstance(get, str):
+        return ((get.lower(),), True) if get.lower() in KINDS else None
+    if isinstance(get, (tuple, list)) and get and all(isinstance(g, str) for g in get):
+        kinds = tuple(g.lower() for g in get)
+        if set(kinds) <= set(KINDS) and len(set(kinds)) == len(kinds):
+            return kinds, False
+    return None
+
+
+class FcReluKernel:
+    """A stax-compatible ``kernel_fn(x1, x2=None, get=None, **kwargs)`` for the FC ReLU
+    architecture: "nngp", "ntk" or a tuple of them on array inputs are computed by
+    ``fc_relu_kernels`` (a tuple as a namedtuple, as neural-tangents returns);
+    every other call goes to ``reference``, neural-tangents' ``kernel_fn`` of the same network."""
+
+    def __init__(self, reference, depth: int, W_std: float, b_std, parameterization: str, width: int):
+        if parameterization not in ("ntk", "standard"):
+            raise ValueError(f"unknown parameterization {parameterization!r}; allowed: ntk, standard")
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth {depth!r} is not allowed: a positive integer")
+        self.reference = reference
+        self.spec = dict(depth=depth, W_std=W_std, b_std=b_std, parameterization=parameterization, width=width)
+        self.__name__ = f"fc_relu_kernel_depth{depth}"
+
+    def __repr__(self):
+        return "FcReluKernel(" + ", ".join(f"{k}={v!r}" for k, v in self.spec.items()) + ")"
+
+    def __call__(self, x1, x2=None, get=None, **kwargs):
+        """The kernel(s) named by ``get`` between x1 (n1, ...) and x2 (n2, ...) (x2=None: x1)."""
+        kinds = _canonical_get(get)
+        arrays = all(isinstance(x, (np.ndarray, jax.Array)) for x in (x1, x2) if x is not None)
+        if kinds is None or kwargs or not arrays:
+            return self.reference(x1, x2, get, **kwargs)
+        kinds, single = kinds
+        if np.ndim(x1) < 2 or (x2 is not None and np.ndim(x2) < 2):
+            shapes = np.shape(x1) if x2 is None else (np.shape(x1), np.shape(x2))
+            raise ValueError(f"inputs must be batches of shape (n, ...) with n >= 1 features, got {shapes}")
+        if x2 is not None and np.shape(x1)[1:] != np.shape(x2)[1:]:
+            raise ValueError(f"x1 of shape {np.shape(x1)} and x2 of shape {np.shape(x2)} differ beyond the batch axis")
+        nngp, ntk = fc_relu_kernels(x1, x2, ntk="ntk" in kinds, **self.spec)
+        values = {"nngp": nngp, "ntk": ntk}
+        return values[kinds[0]] if single else _named(kinds)(*(values[k] for k in kinds))

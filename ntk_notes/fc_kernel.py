@@ -58,32 +58,46 @@ def polynomial_arccos(c):
     return jnp.where(c < 0, jnp.pi - half, half)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(1,))
-def arc_cosine(c, polynomial: bool = False):
-    """(J0, J1) = (π − θ, sin θ + (π − θ) cos θ) at cos θ = c (clipped to [-1, 1]), each of c's
-    shape; ``polynomial`` picks ``polynomial_arccos`` over the exact ``jnp.arccos``.
-    Derivatives: dJ1/dc = J0, and dJ0/dc = 1/sin θ, 0 where sin θ = 0 (as neural-tangents)."""
-    c = jnp.clip(c, -1, 1)
-    j0 = jnp.pi - (polynomial_arccos(c) if polynomial else jnp.arccos(c))
-    return j0, jnp.sqrt(1 - c * c) + j0 * c
-
-
-@arc_cosine.defjvp
-def _arc_cosine_jvp(polynomial, primals, tangents):
-    (c,), (dc,) = primals, tangents
-    j0, j1 = arc_cosine(c, polynomial)
-    clipped = jnp.clip(c, -1, 1)
-    sin2 = 1 - clipped * clipped
-    inverse_sin = jnp.where(sin2 > 0, jax.lax.rsqrt(jnp.where(sin2 > 0, sin2, 1)), 0)
-    return (j0, j1), (dc * inverse_sin, dc * j0)
-
-
 def _root_and_inverse(variance):
     """sqrt(variance) and 1 / sqrt(variance), both 0 where the variance is 0 (a zero input
     without bias), with finite derivatives there."""
     positive = variance > 0
     root = jnp.sqrt(jnp.where(positive, variance, 1))
     return jnp.where(positive, root, 0), jnp.where(positive, 1 / root, 0)
+
+
+def _relu_moments(k12, k11, k22, polynomial):
+    (r1, inv1), (r2, inv2) = _root_and_inverse(k11), _root_and_inverse(k22)
+    cos = jnp.clip(k12 * inv1[:, None] * inv2[None, :], -1, 1)
+    j0 = jnp.pi - (polynomial_arccos(cos) if polynomial else jnp.arccos(cos))
+    spread = (r1[:, None] * r2[None, :]) * jnp.sqrt(1 - cos * cos)  # sqrt(k11 k22) sin θ
+    # sqrt(k11 k22) J1 = spread + J0 k12: k12 rather than sqrt(k11 k22) cos θ, exact at |cos θ| = 1
+    return (spread + j0 * k12) * (1 / (2 * np.pi)), j0 * (1 / (2 * np.pi)), (cos, spread, inv1, inv2)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(3,))
+def relu_moments(k12, k11, k22, polynomial: bool = False):
+    """(E[relu(u) relu(v)], E[relu'(u) relu'(v)]) = (sqrt(k11 k22) J1 / (2π), J0 / (2π)) for
+    centred Gaussian (u, v) of covariance k12 (n1, n2) and variances k11 (n1,), k22 (n2,), with
+    cos θ = k12 / sqrt(k11 k22) clipped to [-1, 1]; ``polynomial`` picks ``polynomial_arccos``
+    over the exact ``jnp.arccos``. Returns two (n1, n2) arrays.
+
+    Derivatives in closed form, without the cancellations of differentiating through cos θ:
+    d(sqrt(k11 k22) J1) = J0 dk12 + sqrt(k11 k22) sin θ (dk11 / 2k11 + dk22 / 2k22), and
+    dJ0 = d cos θ / sin θ, left out (0) where sin θ = 0, as neural-tangents does."""
+    return _relu_moments(k12, k11, k22, polynomial)[:2]
+
+
+@relu_moments.defjvp
+def _relu_moments_jvp(polynomial, primals, tangents):
+    (dk12, dk11, dk22) = tangents
+    relu, dot, (cos, spread, inv1, inv2) = _relu_moments(*primals, polynomial)
+    log_scale = (0.5 * inv1 * inv1 * dk11)[:, None] + (0.5 * inv2 * inv2 * dk22)[None, :]  # d log sqrt(k11 k22)
+    d_relu = (2 * np.pi * dot * dk12 + spread * log_scale) * (1 / (2 * np.pi))
+    d_cos = dk12 * inv1[:, None] * inv2[None, :] - cos * log_scale
+    sin = jnp.sqrt(1 - cos * cos)
+    inverse_sin = jnp.where(sin > 0, 1 / jnp.where(sin > 0, sin, 1), 0)
+    return (relu, dot), (d_relu, d_cos * inverse_sin * (1 / (2 * np.pi)))
 
 
 BLOCK_ENTRIES = 2**19  # rows of x1 go through in blocks of about this many kernel entries
@@ -102,7 +116,8 @@ def fc_relu_kernels(
     block_entries: int = BLOCK_ENTRIES,
 ):
     """(NNGP, NTK) of Flatten → depth x [Dense(width), Relu] → Dense, each (n1, n2) in the
-    inputs' floating dtype (NTK None when ``ntk`` is False); x2=None means x2 = x1, whose
+    inputs' floating dtype, float32 for float32 inputs even under ``jax_enable_x64`` (where
+    neural-tangents returns float64); NTK None when ``ntk`` is False. x2=None means x2 = x1, whose
     diagonal then has cos θ = 1 exactly. ``width`` matters in the standard parameterization
     only. Inputs (n, ...) are flattened. ``polynomial`` (default: in float32 only) picks
     ``polynomial_arccos`` over the exact ``jnp.arccos``.
@@ -120,7 +135,6 @@ def fc_relu_kernels(
     k22 = [(w_var / dim) * jnp.sum(b * b, axis=1) + b_var]  # per layer: a vector, computed once
     for _ in range(depth):
         k22.append(w_var * k22[-1] / 2 + b_var)
-    roots22 = [_root_and_inverse(k) for k in k22]
 
     def rows(a_rows, first_row):
         gram = a_rows @ b.T
@@ -128,15 +142,13 @@ def fc_relu_kernels(
         k11 = (w_var / dim) * jnp.sum(a_rows * a_rows, axis=1) + b_var
         theta = (k12 if parameterization == "ntk" else gram + bias_ntk) if ntk else None
         for layer in range(depth):
-            (r1, inv1), (r2, inv2) = _root_and_inverse(k11), roots22[layer]
-            cos = k12 * inv1[:, None] * inv2[None, :]
-            if x2 is None:  # a point with itself: rounding would leave cos θ a few ulp from 1
-                row = first_row + jnp.arange(len(a_rows))
-                cos = jnp.where(row[:, None] == jnp.arange(len(b))[None, :], 1, cos)
-            j0, j1 = arc_cosine(cos, polynomial)
-            relu = (r1[:, None] * r2[None, :]) * j1 * (1 / (2 * np.pi))
+            relu, dot = relu_moments(k12, k11, k22[layer], polynomial)
+            if x2 is None:  # a point with itself: cos θ = 1, which rounding would miss by a few ulp
+                same = (first_row + jnp.arange(len(a_rows)))[:, None] == jnp.arange(len(b))[None, :]
+                relu = jnp.where(same, k11[:, None] / 2, relu)
+                dot = jnp.where(same, 0.5, dot)
             if ntk:
-                carried = w_var * theta * j0 * (1 / (2 * np.pi))
+                carried = w_var * theta * dot
                 theta = carried + (w_var * relu + b_var if parameterization == "ntk" else width * relu + bias_ntk)
             k12 = w_var * relu + b_var
             k11 = w_var * k11 / 2 + b_var

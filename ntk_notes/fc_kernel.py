@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 KINDS = ("nngp", "ntk")
+SNAP = 16  # cos θ within this many ulp of 1 counts as 1 (see _relu_moments)
 # Abramowitz & Stegun 4.4.46: arccos(x) = sqrt(1 - x) * poly(x) on [0, 1], |error| <= 2e-8 in
 # exact arithmetic (~5e-7 after float32 rounding); highest power first, for Horner's rule.
 _ARCCOS_POLY = (
@@ -68,7 +69,12 @@ def _root_and_inverse(variance):
 
 def _relu_moments(k12, k11, k22, polynomial):
     (r1, inv1), (r2, inv2) = _root_and_inverse(k11), _root_and_inverse(k22)
-    cos = jnp.clip(k12 * inv1[:, None] * inv2[None, :], -1, 1)
+    cos = k12 * inv1[:, None] * inv2[None, :]
+    # A point with itself comes out within ±4 ulp of cos θ = 1 (the Gram entry and the norms
+    # round differently), and arccos turns that into θ ~ sqrt(ulp): up to 2e-4 of the float32
+    # NTK. Within SNAP ulp of 1 it is taken as 1: angles below sqrt(2 SNAP ulp) (2e-3 in
+    # float32, 6e-8 in float64) are not resolved by a Gram matrix anyway.
+    cos = jnp.where(cos > 1 - SNAP * jnp.finfo(cos.dtype).eps, 1, jnp.clip(cos, -1, 1))
     j0 = jnp.pi - (polynomial_arccos(cos) if polynomial else jnp.arccos(cos))
     spread = (r1[:, None] * r2[None, :]) * jnp.sqrt(1 - cos * cos)  # sqrt(k11 k22) sin θ
     # sqrt(k11 k22) J1 = spread + J0 k12: k12 rather than sqrt(k11 k22) cos θ, exact at |cos θ| = 1

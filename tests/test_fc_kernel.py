@@ -129,11 +129,15 @@ def test_float32_gradients_are_as_close_to_float64_as_kernel_fn_s(depth):
     ours = loss_through(kernel_fn)(z, x_train, w)
     theirs = loss_through(kernel_fn.reference)(z, x_train, w)
     assert ours.dtype == theirs.dtype == jnp.float32
-    with jax.enable_x64(True):
-        truth = loss_through(kernel_fn.reference)(*(jnp.asarray(a, jnp.float64) for a in (z, x_train, w)))
-    scale = float(jnp.max(jnp.abs(truth)))
-    ours_error = float(jnp.max(jnp.abs(ours - truth))) / scale
-    their_error = float(jnp.max(jnp.abs(theirs - truth))) / scale
+    jax.config.update("jax_enable_x64", True)
+    try:
+        truth = np.asarray(loss_through(kernel_fn.reference)(*(jnp.asarray(a, jnp.float64) for a in (z, x_train, w))))
+        assert truth.dtype == np.float64
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    scale = np.max(np.abs(truth))
+    ours_error = np.max(np.abs(np.asarray(ours, np.float64) - truth)) / scale
+    their_error = np.max(np.abs(np.asarray(theirs, np.float64) - truth)) / scale
     assert ours_error <= max(2 * their_error, 1e-6), (ours_error, their_error)
 
 

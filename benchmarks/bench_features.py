@@ -70,9 +70,12 @@ of this is re-implemented here: the script calls the package's functions.
    printed), with ``--full`` from ``feature_weights(predictor)``. The first 20 features' scores
    are checked against the per-feature loop (exact match expected).
 
-The last line states the targets, both at N = 1000: ``feature_scores`` at least 5x faster than
-the per-feature loop, and at least 50 % of the 4096² matmul's FLOP rate; each is printed as MET
-or NOT met. Every repeated time is the median over interleaved rounds after a warm-up call
+The last line states the targets, all at N = 1000: ``feature_scores`` at least 5x faster than
+the per-feature loop, at least 50 % of the 4096² matmul's FLOP rate, and at least 80 % of the
+FLOP rate of a GEMM of its chunk's shape (the floor of a chunk is its two GEMMs); each is
+printed as MET or NOT met. The kernel is the package's: ``architecture("fc", 1)``'s
+``kernel_fn`` is the closed form of ``ntk_notes.fc_kernel``, whose arc-cosine pass vectorises.
+Every repeated time is the median over interleaved rounds after a warm-up call
 (``timing.interleaved_seconds``), all in this one process; ``jax.block_until_ready`` or a host
 array ends each call. The load average is printed at the start and the end: this machine is
 shared, and other processes inflate the times. Only ratios are meaningful; nothing is asserted
@@ -124,6 +127,7 @@ EIGEN_SIZES = (2000, 4000)  # N = 10 000 eigendecomposition extrapolated from th
 SUBSPACE_PASSES = 4
 TARGET_SPEEDUP = 5.0  # feature_scores vs the per-feature loop, N = 1000
 TARGET_RATE = 0.5  # feature_scores' FLOP rate as a share of the 4096² matmul's, N = 1000
+TARGET_CHUNK_GEMM = 0.8  # feature_scores' FLOP rate as a share of a GEMM of its chunk's shape, N = 1000
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -502,6 +506,7 @@ def main() -> int:
     )
     speedup = times["loop"] / times["package"]
     rate_share = flops_package / times["package"] / peak
+    gemm_share = flops_package / times["package"] / gemm_rate
 
     # === 3.: N = 10 000 ========================================================================
     x_train, y_train, x_test, labels_test, description = large_task(N_LARGE, N_TEST)
@@ -646,7 +651,9 @@ def main() -> int:
         f"{secs(times['loop'])} = {speedup:.2f}x "
         f"(target ≥ {TARGET_SPEEDUP:.0f}x: {verdict(speedup >= TARGET_SPEEDUP)}); "
         f"FLOP rate {rate_share:.0%} of a {MATMUL}² matmul (target ≥ {TARGET_RATE:.0%}: "
-        f"{verdict(rate_share >= TARGET_RATE)}); N = {N_LARGE}: scoring ≈ {secs(scoring_large)} (extrapolated), "
+        f"{verdict(rate_share >= TARGET_RATE)}), {gemm_share:.0%} of a GEMM of its chunk's shape (target ≥ "
+        f"{TARGET_CHUNK_GEMM:.0%}: {verdict(gemm_share >= TARGET_CHUNK_GEMM)}); "
+        f"N = {N_LARGE}: scoring ≈ {secs(scoring_large)} (extrapolated), "
         f"eigendecomposition {secs(once['eigendecomposition'][0])}{'' if full else ' (extrapolated)'}"
     )
     print(f"{load()}; total {time.perf_counter() - started:.0f} s")

@@ -2,13 +2,15 @@
 
 Run: ``.venv/bin/python benchmarks/bench_kernel.py`` (or ``python3 tasks.py bench``).
 
-1. The FC NTK (depth 1, ReLU) of N MNIST images, computed as one N x N jitted call of
-   neural-tangents' ``kernel_fn``, against the Gram matmul X Xᵀ of the same flattened
-   images: the floor for any kernel of a fully-connected network. The rest of its time is
-   broken down by also timing (a) our own elementwise depth-1 ReLU NTK formula applied to a
-   precomputed Gram matrix (the arc-cosine work alone) and (b) ``kernel_fn(..., 'nngp')``.
-   The formula is first checked against ``kernel_fn`` on 50 images; the script exits with
-   status 1 if they disagree, so that the breakdown describes the same computation.
+1. The FC NTK (depth 1, ReLU) of N MNIST images, computed as one N x N jitted call, against
+   the Gram matmul X Xᵀ of the same flattened images: the floor for any kernel of a
+   fully-connected network. Two implementations: the package's (``architecture("fc", 1)``'s
+   ``kernel_fn``, the closed form of ``ntk_notes.fc_kernel``: polynomial arc-cosine, rows in
+   cache-sized blocks) and neural-tangents' ``kernel_fn`` (its ``reference``), each also for
+   the NNGP alone. Neural-tangents' time is broken down by also timing an elementwise depth-1
+   ReLU NTK formula with the exact ``jnp.arccos`` applied to a precomputed Gram matrix (the
+   arc-cosine work alone). The formula and the package's kernel are first checked against
+   neural-tangents' on 50 images; the script exits with status 1 if they disagree.
 2. The conv kernel (depth 1, Flatten readout) per kernel entry, on 64 x 64 and 128 x 128
    blocks of 28 x 28 and 14 x 14 images, against the FC NTK per entry measured above.
 
@@ -81,8 +83,9 @@ def main() -> int:
     print(machine())
     print(f"median of {REPEATS} interleaved timed calls after a warm-up, float32, all in this process\n")
 
-    _, _, fc_kernel_fn = architecture("fc", depth=1)
-    fc_kernel = jax.jit(fc_kernel_fn, static_argnames="get")
+    _, _, package_kernel_fn = architecture("fc", depth=1)
+    package_kernel = jax.jit(package_kernel_fn, static_argnames="get")
+    fc_kernel = jax.jit(package_kernel_fn.reference, static_argnames="get")  # neural-tangents' own
     task = make_task("mnist-5k", classes=None, n_train=max(FC_SIZES), n_test=1, seed=0)
     images = task.x_train  # (4000, 28, 28, 1), a random subset; prefixes are random subsets too
     dim = int(np.prod(images.shape[1:]))
@@ -98,14 +101,15 @@ def main() -> int:
         sq_norms = jnp.diagonal(gram)
         ours = relu_fc_kernels(gram, sq_norms, sq_norms, dim)
         theirs = fc_kernel(x, x, get="nngp"), fc_kernel(x, x, get="ntk")
-        return [np.asarray(k, dtype=np.float64) for k in ours + theirs]
+        package = package_kernel(x, x, get="nngp"), package_kernel(x, x, get="ntk")
+        return [np.asarray(k, dtype=np.float64) for k in ours + theirs + package]
 
     def rel(a, b, mask):
         return float(np.max(np.abs(a - b)[mask] / np.abs(b)[mask]))
 
     with jax.enable_x64(True):
-        nngp64, ntk64, nt_nngp64, nt_ntk64 = check(jnp.float64)
-    nngp32, ntk32, nt_nngp32, nt_ntk32 = check(jnp.float32)
+        nngp64, ntk64, nt_nngp64, nt_ntk64, pk_nngp64, pk_ntk64 = check(jnp.float64)
+    nngp32, ntk32, nt_nngp32, nt_ntk32, pk_nngp32, pk_ntk32 = check(jnp.float32)
     every = np.ones(ntk64.shape, dtype=bool)
     diagonal = np.eye(len(ntk64), dtype=bool)
     worst = {
@@ -113,6 +117,10 @@ def main() -> int:
         "float64 NNGP": rel(nngp64, nt_nngp64, every),
         "float32 NTK off-diagonal": rel(ntk32, nt_ntk32, ~diagonal),
         "float32 NNGP off-diagonal": rel(nngp32, nt_nngp32, ~diagonal),
+        "package float64 NTK off-diagonal": rel(pk_ntk64, nt_ntk64, ~diagonal),
+        "package float64 NNGP": rel(pk_nngp64, nt_nngp64, every),
+        "package float32 NTK off-diagonal": rel(pk_ntk32, nt_ntk32, ~diagonal),
+        "package float32 NNGP off-diagonal": rel(pk_nngp32, nt_nngp32, ~diagonal),
     }
     print(
         f"check on {CHECK_IMAGES} images, max relative difference of our formula vs kernel_fn "
@@ -121,7 +129,9 @@ def main() -> int:
     print(
         f"   float32 NTK diagonal: {rel(ntk32, nt_ntk32, diagonal):.1e} (not judged: vs float64 "
         f"kernel_fn is off by {rel(nt_ntk32, nt_ntk64, diagonal):.1e} there, our formula by "
-        f"{rel(ntk32, nt_ntk64, diagonal):.1e})"
+        f"{rel(ntk32, nt_ntk64, diagonal):.1e}, the package's by {rel(pk_ntk32, pk_ntk64, diagonal):.1e} "
+        f"(it takes cos θ within 16 ulp of 1 as 1; float64 kernel_fn itself is off by "
+        f"{rel(nt_ntk64, pk_ntk64, diagonal):.1e} there))"
     )
     if not all(v <= CHECK_RTOL for v in worst.values()):
         print(
@@ -134,7 +144,7 @@ def main() -> int:
     # --- 1. FC NTK vs the Gram matmul, and the breakdown. ---------------------------------
     gram_fn = jax.jit(lambda a: a @ a.T)
     elementwise_fn = jax.jit(lambda g, s: relu_fc_kernels(g, s, s, dim)[1])
-    rows, breakdown = [], []
+    rows, breakdown, package_rows = [], [], []
     for n in FC_SIZES:
         x = jax.device_put(images[:n])
         flat = jax.device_put(images[:n].reshape(n, -1))
@@ -146,10 +156,26 @@ def main() -> int:
                 "elem": (elementwise_fn, gram, sq_norms),
                 "ntk": (lambda a: fc_kernel(a, a, get="ntk"), x),
                 "nngp": (lambda a: fc_kernel(a, a, get="nngp"), x),
+                "package ntk": (lambda a: package_kernel(a, a, get="ntk"), x),
+                "package nngp": (lambda a: package_kernel(a, a, get="nngp"), x),
             }
         )
         del gram
         t_gram, t_elem, t_ntk, t_nngp = t["gram"], t["elem"], t["ntk"], t["nngp"]
+        t_pk, t_pk_nngp = t["package ntk"], t["package nngp"]
+        package_rows.append(
+            (
+                f"{n}",
+                ms(t_gram),
+                ms(t_pk),
+                f"{t_pk / t_gram:.2f}x",
+                ms(t_pk_nngp),
+                f"{t_pk_nngp / t_gram:.2f}x",
+                ms(t_ntk),
+                f"{t_ntk / t_gram:.2f}x",
+                f"{t_ntk / t_pk:.1f}x",
+            )
+        )
         t_other = t_ntk - t_gram - t_elem
         rows.append(
             (
@@ -174,14 +200,26 @@ def main() -> int:
         )
         if n == max(FC_SIZES):
             fc_per_entry, elem_per_entry = t_ntk / n**2, t_elem / n**2
+            package_last = t_pk / t_gram
             last = (t_ntk / t_gram, t_gram / t_ntk, t_elem / t_ntk, t_other / t_ntk, t_nngp / t_ntk)
+            last_nt = t_ntk / t_gram
     print(
         f"\n1. FC NTK (depth 1), kernel_fn(x, x) on the whole N x N at once, vs the Gram X Xᵀ (X: N x {dim}, float32)"
     )
+    print("   the package's, architecture('fc', 1)[2] (ntk_notes.fc_kernel), and neural-tangents' kernel_fn")
+    print_table(
+        ("N", "Gram", "package NTK", "/Gram", "package NNGP", "/Gram", "neural-tangents NTK", "/Gram", "speed-up"),
+        package_rows,
+    )
+    print(
+        f"   -> at N = {max(FC_SIZES)} the package's FC NTK costs {package_last:.2f}x the bare Gram matmul "
+        f"(target <= 1.5x: {'MET' if package_last <= 1.5 else 'NOT met'}), neural-tangents' {last_nt:.2f}x"
+    )
+    print("\n   neural-tangents' kernel_fn alone")
     print_table(("N", "Gram", "NTK", "NTK/Gram", "NNGP", "NNGP/Gram", "NTK per entry"), rows)
     print(
-        "\n   where the NTK's time goes (shares of the NTK time; elementwise = our depth-1 ReLU NTK "
-        "formula applied to a precomputed Gram)"
+        "\n   where neural-tangents' NTK time goes (shares of its time; elementwise = a depth-1 ReLU NTK "
+        "formula with jnp.arccos applied to a precomputed Gram)"
     )
     print_table(("N", "elementwise", "Gram share", "elementwise share", "other", "NNGP/NTK"), breakdown)
     n = max(FC_SIZES)
@@ -192,7 +230,7 @@ def main() -> int:
             ": kernel_fn's elementwise pass is slightly cheaper than our standalone one)" if last[3] < 0 else ")"
         )
     print(
-        f"   -> at N = {n} the FC NTK costs {last[0]:.1f}x the bare Gram matmul: the matmul is "
+        f"   -> at N = {n} neural-tangents' FC NTK costs {last[0]:.1f}x the bare Gram matmul: the matmul is "
         f"{last[1]:.0%} of it, one elementwise arc-cosine pass over the N² entries {last[2]:.0%}, and "
         f"{other}; asking for the NNGP only saves nothing ({last[4]:.0%} of the NTK time), as both "
         f"need θ = arccos(...) for every entry."
@@ -229,7 +267,18 @@ def main() -> int:
         for (size, block), (t, pe) in per_entry.items()
     ]
     print("\n2. conv NTK (depth 1, 3x3 SAME, Flatten readout), one off-diagonal block per call")
-    print_table(("images", "block", "time", "per entry", "per entry", "vs 28x28 64-block", f"vs FC NTK (N={n})"), rows)
+    print_table(
+        (
+            "images",
+            "block",
+            "time",
+            "per entry",
+            "per entry",
+            "vs 28x28 64-block",
+            f"vs n-t FC NTK (N={n})",
+        ),
+        rows,
+    )
     big = per_entry[28, max(CONV_BLOCKS)][1]
     small = per_entry[14, max(CONV_BLOCKS)][1]
     print(

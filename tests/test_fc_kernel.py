@@ -57,6 +57,12 @@ def test_values_match_kernel_fn(request, depth, dtype):
         assert max_relative(value, expected, off) <= rtol
         assert max_relative(np.diagonal(np.asarray(value)), on_diagonal) <= rtol
         np.testing.assert_allclose(np.diagonal(np.asarray(value)), np.diagonal(np.asarray(expected)), rtol=1e-3)
+    # The same points passed as x2 (kernel_matrix's diagonal blocks): cos θ rounds to within
+    # a few ulp of 1 and counts as 1, so the diagonal is as exact as under x2=None.
+    pairs = ours(x1, x1, get=("nngp", "ntk"))
+    for value, expected, on_diagonal in zip(pairs, theirs, self_kernels(x1, depth)):
+        assert max_relative(value, expected, off) <= rtol
+        assert max_relative(np.diagonal(np.asarray(value)), on_diagonal) <= rtol
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ and J0 = π − θ, each ReLU followed by Dense maps
 from the first Dense layer's K = W² x1·x2 / d + b² and Θ = K (standard: Θ = x1·x2 + 1).
 Derivatives follow neural-tangents' conventions: dJ1/d cos θ = J0 (finite everywhere), and
 dθ/d cos θ = −1/sin θ except at cos θ = ±1 (coincident or opposite inputs), where it is 0.
+cos θ within ``SNAP`` ulp of 1 counts as 1: a point with itself then gets its exact kernel
+(neural-tangents' is off by up to ~2e-4 in float32 there, from rounding amplified by arccos).
 
 ``architectures.architecture("fc", ...)`` returns an ``FcReluKernel`` as its ``kernel_fn``;
 any call it does not cover (``get`` other than "nngp", "ntk" or a tuple of them, a
@@ -130,7 +132,7 @@ def fc_relu_kernels(
 
     The rows of x1 go through in blocks of about ``block_entries`` entries (``lax.map``): each
     block's Gram rows stay in cache for the elementwise pass instead of a round trip of the
-    whole N1 x N2 Gram through memory (at N = 4000 the pass costs half as much)."""
+    whole N1 x N2 Gram through memory (at N = 4000: ~1.1x the Gram's time instead of ~1.3x)."""
     dtype = jnp.promote_types(jnp.result_type(x1) if x2 is None else jnp.result_type(x1, x2), jnp.float32)
     a = jnp.reshape(x1, (len(x1), -1)).astype(dtype)
     b = a if x2 is None else jnp.reshape(x2, (len(x2), -1)).astype(dtype)

@@ -166,6 +166,7 @@ def feature_scores(
 
     if chunk is None:
         chunk = chunk_within(memory_budget, lambda f: compiled(jnp.asarray(weights[:, :f], predictor.dtype)))
+        chunk = -(-n_features // -(-n_features // chunk))  # equal chunks: one compiled shape, no ragged tail
     robust, starts = [], range(0, n_features, chunk)
     if show_progress is None and len(starts) <= 2:
         show_progress = False

@@ -6,7 +6,7 @@ from its hidden widths; two entry points read it:
 - ``architecture(name, depth, width, ...)``: the kernels' architectures (``fc``, ``conv``,
   ``myrtle``), as the paper's authors: ReLU, W_std = sqrt(2), b_std = 0.1, NTK
   parameterization by default; its ``kernel_fn`` is the infinite-width kernel: for ``fc``
-  the closed form of ``ntk_notes.fc_kernel`` (the same values, 1.3-1.6x faster on CPU; anything it
+  the closed form of ``ntk_notes.fc_kernel`` (the same values, 1.6-1.8x faster on CPU; anything it
   does not cover goes to neural-tangents), for the others neural-tangents' own;
 - ``network(name, n_out, widths, ...)``: small trainable networks (``cnn``, ``mlp``,
   ``authors_cnn``) in the standard parameterization (weights ~ N(0, W_std² / fan_in), the

@@ -395,13 +395,13 @@ def main() -> int:
     n_train, n_features, n_out = weights.shape
     dim = int(np.prod(x.shape[1:]))
     fits = package_chunk(predictor, n_out, x, labels)
-    chunk = min(fits, n_features)
+    chunk = spectral.equal_chunk(n_features, fits)  # as feature_scores splits them
     sizes = chunk_sizes(n_features, chunk)
     n_chunks = len(sizes)
     print(
         f"   feature weights {weights.shape} float64 ({weights.nbytes / 1e6:.0f} MB); feature_scores' default chunk "
         f"(its own sizing from XLA's memory analysis of the compiled chunk): {fits} features fit, so "
-        f"{n_chunks} chunk(s) of up to {chunk} features x {N_TEST} images = {chunk * N_TEST} perturbed inputs "
+        f"{n_chunks} equal chunk(s) of up to {chunk} features x {N_TEST} images = {chunk * N_TEST} perturbed inputs "
         f"against N = {n_train}"
     )
 

@@ -165,8 +165,8 @@ def feature_scores(
         return attacks.pgd, (model, xs, jnp.asarray(tiled_labels), epsilon, step_size, jax.random.PRNGKey(0)), static
 
     if chunk is None:
-        chunk = chunk_within(memory_budget, lambda f: compiled(jnp.asarray(weights[:, :f], predictor.dtype)))
-        chunk = -(-n_features // -(-n_features // chunk))  # equal chunks: one compiled shape, no ragged tail
+        fits = chunk_within(memory_budget, lambda f: compiled(jnp.asarray(weights[:, :f], predictor.dtype)))
+        chunk = equal_chunk(n_features, fits)
     robust, starts = [], range(0, n_features, chunk)
     if show_progress is None and len(starts) <= 2:
         show_progress = False
@@ -205,6 +205,17 @@ def chunk_within(budget: float, compiled, largest: int = 4096) -> int:
     one, two = temp_bytes(1), temp_bytes(2)
     per_feature = max(two - one, 1)
     return int(np.clip((budget - (one - per_feature)) // per_feature, 1, largest))
+
+
+def equal_chunk(n_features: int, fits: int) -> int:
+    """The chunk size that splits ``n_features`` into as few chunks of at most ``fits`` as
+    possible, all of (nearly) one size: one compiled shape, no small ragged last chunk
+    (1000 features, 804 fitting: 500 + 500, not 804 + 196).
+
+    >>> equal_chunk(1000, 804), equal_chunk(1000, 1000), equal_chunk(1001, 500)
+    (500, 1000, 334)
+    """
+    return -(-n_features // -(-n_features // fits))
 
 
 def shared_pullback(kernel_fn, x_train, weights, x, output_cotangent):

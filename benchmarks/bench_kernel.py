@@ -30,6 +30,7 @@ import numpy as np
 from timing import interleaved_seconds, machine, print_table  # benchmarks/timing.py, beside this script
 
 import ntk_notes  # noqa: F401  (must come before neural_tangents: installs its jax shim)
+from ntk_notes import fc_kernel
 from ntk_notes.architectures import architecture
 from ntk_notes.data import make_task
 
@@ -49,28 +50,21 @@ def median_seconds(calls: dict, repeats: int = REPEATS) -> dict:
 
 
 def relu_fc_kernels(gram, sq_norms1, sq_norms2, dim: int):
-    """NNGP and NTK of Dense -> ReLU -> Dense (NTK parameterisation) from the input Gram.
+    """NNGP and NTK of Dense -> ReLU -> Dense (NTK parameterisation) from the input Gram, with
+    the exact ``jnp.arccos`` (neural-tangents' elementwise work, not the package's polynomial).
 
     ``gram`` is X1 X2ᵀ of the flattened inputs, ``sq_norms*`` the squared norms of each
     input, ``dim`` the input dimension. First Dense layer: K = W² G / d + b², and Θ = K (the
-    input has no trainable part). ReLU, with cos θ = K12 / sqrt(K11 K22) and the arc-cosine
-    kernels J1(θ) = sin θ + (π - θ) cos θ, J0(θ) = π - θ:
-        E[relu(u) relu(v)]   = sqrt(K11 K22) J1(θ) / (2π)
-        E[relu'(u) relu'(v)] = J0(θ) / (2π),  which multiplies Θ.
-    Readout Dense layer: K' = W² K_relu + b², Θ' = K' + W² Θ_relu.
+    input has no trainable part). ReLU: ``fc_kernel.relu_moments``, E[relu(u) relu(v)] and
+    E[relu'(u) relu'(v)], the second multiplying Θ. Readout Dense layer: K' = W² K_relu + b²,
+    Θ' = K' + W² Θ_relu.
     """
     k12 = W_VAR * gram / dim + B_VAR
     k11 = W_VAR * sq_norms1 / dim + B_VAR
     k22 = W_VAR * sq_norms2 / dim + B_VAR
-    norm = jnp.sqrt(k11[:, None] * k22[None, :])
-    cos = jnp.clip(k12 / norm, -1.0, 1.0)
-    theta = jnp.arccos(cos)
-    j1 = jnp.sqrt(1.0 - cos * cos) + (jnp.pi - theta) * cos
-    j0 = jnp.pi - theta
-    nngp_relu = norm * j1 / (2 * jnp.pi)
-    ntk_relu = k12 * j0 / (2 * jnp.pi)  # Θ of the first layer is K12
+    nngp_relu, dot = fc_kernel.relu_moments(k12, k11, k22, polynomial=False)
     nngp = W_VAR * nngp_relu + B_VAR
-    ntk = nngp + W_VAR * ntk_relu
+    ntk = nngp + W_VAR * k12 * dot  # Θ of the first layer is K12
     return nngp, ntk
 
 

@@ -17,6 +17,7 @@ stays inside the ε-ball around its clean image and inside [0, 1].
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import NamedTuple
 
@@ -170,17 +171,19 @@ def step_plan(method: str, epsilon, steps: int, step_size=None, random_start: bo
 
 
 # The PGD loop's form, chosen by measurement (benchmarks/bench_dynamics.py loop; 28x28 MNIST,
-# 2 shared CPU cores, two runs at load 9-16). XLA on CPU runs a network's input gradient
-# through a convolution 1.4-3.6x slower inside a while loop (lax.scan; fori_loop lowers to the
-# same loop) than the same steps unrolled (the dynamics chapter's CNN: PGD-10 1.8-2.4x at
-# batch 50, 1.4x at 200; PGD-3 2.3-3.6x): in the loop, the transposed convolution keeps a
-# filter layout Eigen does not take and falls back to a slow emitter. A chunked scan
-# (unroll=k < steps) keeps the loop and the slowness. Without such convolutions (MLPs
-# 0.7-1.0x, FC NTK predictors 0.8-0.9x, conv NTK ones 0.6-0.9x) the scan is as fast or faster
-# (it hoists the work on the training set out of the loop). Unrolling compiles in time growing
-# faster than the steps (CNN, batch 50: +0.3-3 s at 10 steps, +5-7 s at 20, +19-37 s at 50,
-# against 0.4-0.7 s and 0.6-1.6 s saved per call at 20 and 50): worth it up to 20 steps (the
-# book's network attacks: 3, 10, 20 steps, called many times).
+# 2 CPU cores). XLA on CPU runs a network's input gradient through a convolution slower inside
+# a while loop (lax.scan, fori_loop, even a scan of one step) than unrolled: in the loop, the
+# transposed convolution keeps a filter layout Eigen does not take and falls back to generated
+# code. With XLA's CPU optimisations (the default) that costs the chapter's CNN 1.3-1.4x at
+# PGD-10 on an idle machine, 1.8-2.4x at load 9-16; without them (XLA_FLAGS
+# --xla_backend_optimization_level=0, as the tests and CI's smoke build compile) 40-64x. A
+# chunked scan (unroll=k < steps) keeps the loop and the slowness. Without such convolutions
+# (MLPs, FC and conv NTK predictors) the scan is as fast or faster (0.3-1.0x: it hoists the
+# work on the training set out of the loop). Unrolling compiles in time growing faster than
+# the steps (CNN, batch 50, optimised: +0.1-3 s at 10 steps, +0.5-7 s at 20, +3-37 s at 50,
+# against 0.03-1.6 s saved per call at 20 and 50): worth it up to 20 steps (the book's network
+# attacks: 3, 10, 20 steps, called many times); without optimisations always (50 steps: +1.5 s
+# once, 23 s saved per call).
 MAX_UNROLLED_STEPS = 20  # beyond, the extra compilation outweighs the gain of all but many calls
 
 
@@ -213,14 +216,21 @@ def uses_convolution(logits_fn, x) -> bool:
     return convolves(jaxpr, set(jaxpr.invars[: len(jax.tree.leaves(model))]))
 
 
-def loop_unroll(steps: int, backend: str, convolutional: bool) -> int:
+def xla_cpu_optimised() -> bool:
+    """Whether XLA compiles CPU code with its optimisations: not when ``XLA_FLAGS`` holds
+    ``--xla_backend_optimization_level=0`` (as the tests set it, before jax starts)."""
+    return "--xla_backend_optimization_level=0" not in os.environ.get("XLA_FLAGS", "").split()
+
+
+def loop_unroll(steps: int, backend: str, convolutional: bool, optimised: bool = True) -> int:
     """How many PGD steps ``pgd`` puts in one iteration of its ``lax.scan``: ``steps`` (no
-    loop at all) on CPU for a convolutional model up to ``MAX_UNROLLED_STEPS`` steps, else 1
-    (a rolled loop: on CPU for models without convolutions and for long attacks, and on GPU
-    and TPU, where loops are cheap; not measured here, no GPU). See the measurements above."""
+    loop at all) on CPU for a convolutional model, up to ``MAX_UNROLLED_STEPS`` steps if XLA
+    ``optimised`` its CPU code, else 1 (a rolled loop: on CPU for models without convolutions
+    and for long attacks, and on GPU and TPU, where loops are cheap; not measured here, no
+    GPU). See the measurements above."""
     if not is_count(steps):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if backend == "cpu" and convolutional and steps <= MAX_UNROLLED_STEPS:
+    if backend == "cpu" and convolutional and (steps <= MAX_UNROLLED_STEPS or not optimised):
         return int(steps)
     return 1
 
@@ -234,7 +244,7 @@ def pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, ran
     None chooses by ``loop_unroll`` for the default backend. Returns the adversarial images,
     their per-example loss and correctness."""
     if unroll is None:
-        unroll = loop_unroll(steps, jax.default_backend(), uses_convolution(logits_fn, x))
+        unroll = loop_unroll(steps, jax.default_backend(), uses_convolution(logits_fn, x), xla_cpu_optimised())
     if not is_count(unroll):
         raise ValueError(f"unroll must be a positive integer or None, got {unroll!r}")
     total_loss = lambda z: jnp.sum(per_example_loss(loss, logits_fn(z), labels))  # noqa: E731
@@ -244,7 +254,11 @@ def pgd(logits_fn, x, labels, epsilon, step_size, key, *, loss, norm, steps, ran
         x_adv = x_adv + step_size * direction(jax.grad(total_loss)(x_adv), norm)
         return project(x, x_adv, epsilon, norm), None
 
-    x_adv, _ = jax.lax.scan(step, x_adv, None, length=steps, unroll=min(unroll, steps))  # = steps: no loop left
+    if unroll >= steps:  # no loop: even a scan of one step compiles to a while loop (FGSM is one step)
+        for _ in range(steps):
+            x_adv, _ = step(x_adv, None)
+    else:
+        x_adv, _ = jax.lax.scan(step, x_adv, None, length=steps, unroll=unroll)
     logits = logits_fn(x_adv)
     return x_adv, per_example_loss(loss, logits, labels), is_correct(logits, labels)
 

@@ -58,7 +58,8 @@ def checkpoint_folder(cfg) -> Path:
     <chapter>/<profile>-<first 12 hex digits of the sha256 of the settings and the compiler>``."""
     settings = {name: value for name, value in vars(cfg).items() if name not in BOOKKEEPING}
     compiler = f"jax {jax.__version__}, XLA_FLAGS {os.environ.get('XLA_FLAGS', '')!r}"
-    unroll = attacks.loop_unroll(cfg.pgd_steps, jax.default_backend(), architectures.network_convolves(cfg.network))
+    convolves = architectures.network_convolves(cfg.network)
+    unroll = attacks.loop_unroll(cfg.pgd_steps, jax.default_backend(), convolves, attacks.xla_cpu_optimised())
     compiler += f", PGD loop unroll {unroll}" if unroll > 1 else ""  # the scan's (old) folders stay valid
     digest = checkpoints.digest({}, repr(sorted(settings.items())) + compiler)[:12]
     return data.cache_dir() / "checkpoints" / CHAPTER / f"{cfg.profile}-{digest}"

@@ -684,14 +684,40 @@ def test_loop_unroll_rule_per_backend_and_length():
     assert attacks.loop_unroll(limit + 1, "cpu", True) == 1  # long attacks: compilation would outweigh the gain
     assert attacks.loop_unroll(10, "cpu", False) == 1
     assert attacks.loop_unroll(10, "gpu", True) == attacks.loop_unroll(10, "tpu", True) == 1
+    # Without XLA's CPU optimisations a convolution in a loop is 40-64x slower: always unrolled
+    assert attacks.loop_unroll(limit + 1, "cpu", True, optimised=False) == limit + 1
+    assert attacks.loop_unroll(limit + 1, "cpu", False, optimised=False) == 1
     with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
         attacks.loop_unroll(0, "cpu", True)
 
 
-@pytest.mark.parametrize("name,steps,loops", [("cnn", 3, 0), ("cnn", attacks.MAX_UNROLLED_STEPS + 1, 1), ("mlp", 3, 1)])
-def test_pgd_compiles_the_form_the_rule_chooses(name, steps, loops):
-    """On this CPU: no while loop left for the CNN's short attack, one otherwise."""
+def test_xla_cpu_optimised_reads_the_optimisation_level(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_thunk_runtime=true --xla_backend_optimization_level=0")
+    assert not attacks.xla_cpu_optimised()
+    for flags in ("", "--xla_backend_optimization_level=2", "--xla_llvm_disable_expensive_passes=true"):
+        monkeypatch.setenv("XLA_FLAGS", flags)
+        assert attacks.xla_cpu_optimised(), flags
+    monkeypatch.delenv("XLA_FLAGS")
+    assert attacks.xla_cpu_optimised()
+
+
+@pytest.mark.parametrize(
+    "name,steps,optimised,loops",
+    [
+        ("cnn", 3, True, 0),
+        ("cnn", attacks.MAX_UNROLLED_STEPS + 1, True, 1),
+        ("cnn", attacks.MAX_UNROLLED_STEPS + 1, False, 0),
+        ("mlp", 3, True, 1),
+        ("mlp", 1, True, 0),  # FGSM: one step, no loop (a scan of one step would still be a while loop)
+        ("cnn", 1, False, 0),
+    ],
+)
+def test_pgd_compiles_the_form_the_rule_chooses(name, steps, optimised, loops, monkeypatch):
+    """On this CPU: no while loop left for the CNN's short attack (any attack when XLA does not
+    optimise) or for one step, one otherwise."""
     assert jax.default_backend() == "cpu"
+    monkeypatch.setenv("XLA_FLAGS", "" if optimised else "--xla_backend_optimization_level=0")
+    attacks.pgd.clear_cache()  # the rule runs while tracing; within one process the flags never change
     model, x = _small_network(name)
     args = (model, x, jnp.zeros(len(x), jnp.int32), 0.1, 0.01, jax.random.PRNGKey(0))
     static = dict(loss="binary_cross_entropy", norm="linf", steps=steps, random_start=False)

@@ -193,6 +193,7 @@ def test_the_checkpoint_folder_depends_on_the_settings_and_the_compiler_only(mon
     assert experiment.checkpoint_folder(cfg).name != f"smoke-{digest}"
     # A CNN's PGD loop unrolled (attacks.loop_unroll) rounds otherwise than the rolled one: another folder.
     cfg.epochs, cfg.network, cfg.pgd_steps = tiny_settings().epochs, "cnn", attacks.MAX_UNROLLED_STEPS + 1
+    monkeypatch.setenv("XLA_FLAGS", "")  # optimised: a long attack keeps its loop
     rolled = experiment.checkpoint_folder(cfg).name
     monkeypatch.setattr(attacks, "MAX_UNROLLED_STEPS", cfg.pgd_steps)
     assert experiment.checkpoint_folder(cfg).name != rolled

@@ -132,6 +132,9 @@ cfg = chapter.begin(
 #
 # Each seed fixes one initialisation θ₀ and one data order, shared by its three runs.
 # Every epoch is checkpointed in the data cache, so a rerun loads instead of training.
+# Forty epochs amplify rounding: the same runs compiled otherwise (other XLA flags, another
+# jax, the attack's loop rolled) end at other numbers, typically within their spread over
+# seeds, so read every ± below as the precision of the number before it.
 
 # %%
 task = chapter.task(cfg)

@@ -146,6 +146,13 @@ tables.shown(tables.training_summary(trained, time.perf_counter() - start))
 # steadily as α falls, α is not moving the networks out of the lazy regime and the rest
 # of the chapter cannot test the claim.
 #
+# Read the spread over seeds as the precision of every rich network's number. Rich training
+# amplifies rounding: the same runs compiled otherwise (other XLA flags, another jax), or
+# with a learning rate different in its last digits, end at other values, typically within
+# that spread, and a rank correlation over the 18 nets can move by more than its 95%
+# interval: a part of the claim that holds or fails near its threshold is not decided at
+# this size. The lazy and linearised networks and f_∞ change only in their last digits.
+#
 # ## Evaluation of every network
 #
 # Each network is evaluated on the clean test images, on each surrogate's adversarial

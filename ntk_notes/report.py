@@ -9,8 +9,10 @@ report says what this build measured and nothing written in advance.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import numpy as np
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive at this size")
 OUTCOMES = ("held", "failed", "inconclusive")
 GLUED_PNG = "application/papermill.record/image/png"  # how myst-nb's glue stores a figure
+GLUED_TEXT = "application/papermill.record/text/plain"  # and the text of any other value
 
 
 def _outcome(value: bool | str) -> str:
@@ -75,15 +78,59 @@ def glue_setting(chapter: str, profile: str, description: str) -> str:
     return text
 
 
-def glued_figures(notebook: Path) -> dict[str, bytes]:
-    """The PNG of every figure glued in the executed ``notebook`` (myst-nb's ``glue``), by key."""
-    figures = {}
+def glued_outputs(notebook: Path) -> dict[str, dict]:
+    """The output data of everything glued in the executed ``notebook`` (myst-nb's ``glue``), by key."""
+    glued = {}
     for cell in json.loads(Path(notebook).read_text())["cells"]:
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name and GLUED_PNG in output.get("data", {}):
-                figures[name] = base64.b64decode(output["data"][GLUED_PNG])
-    return figures
+            if name:
+                glued[name] = output.get("data", {})
+    return glued
+
+
+def glued_figures(notebook: Path) -> dict[str, bytes]:
+    """The PNG of every figure glued in the executed ``notebook``, by key."""
+    glued = glued_outputs(notebook).items()
+    return {name: base64.b64decode(data[GLUED_PNG]) for name, data in glued if GLUED_PNG in data}
+
+
+def glued_values(notebook: Path) -> dict[str, str]:
+    """Every value glued in the executed ``notebook`` as the text the page shows (a figure:
+    "<figure>"), by key; timings (keys ending in "seconds") left out, since no two runs agree."""
+    values = {}
+    for name, data in glued_outputs(notebook).items():
+        if not name.endswith("seconds"):
+            text = data.get(GLUED_TEXT, "")
+            values[name] = "<figure>" if GLUED_PNG in data else text if isinstance(text, str) else "".join(text)
+    return values
+
+
+def glue_changes(before: Path, after: Path) -> list[str]:
+    """One line per key whose glued value differs between two executed notebooks (a chapter
+    before and after a change), "key: before -> after"; a key only one glued shows "(none)"."""
+    old, new = glued_values(before), glued_values(after)
+    return [
+        f"{key}: {old.get(key, '(none)')} -> {new.get(key, '(none)')}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ntk_notes.report compare BEFORE.ipynb AFTER.ipynb``: print the glued values
+    that differ; exit status 1 if any does (0: every number the page shows is the same)."""
+    parser = argparse.ArgumentParser(prog="python -m ntk_notes.report", description=main.__doc__)
+    parser.add_argument("command", choices=["compare"])
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    args = parser.parse_args(argv)
+    for path in (args.before, args.after):
+        if not path.is_file():
+            parser.error(f"no executed notebook at {path}")
+    changes = glue_changes(args.before, args.after)
+    print("\n".join(changes) if changes else f"every glued value is the same ({len(glued_values(args.after))} keys)")
+    return 1 if changes else 0
 
 
 def export_figures(notebook: Path, directory: Path) -> list[Path]:
@@ -101,3 +148,7 @@ def export_figures(notebook: Path, directory: Path) -> list[Path]:
         tmp.replace(path)
         written.append(path)
     return written
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -148,3 +148,38 @@ def test_every_figure_the_report_shows_is_one_a_chapter_glues():
     for notebook, key in shown:
         source = (pipeline.BOOK / f"{notebook}.py").read_text()
         assert f"{{glue:figure}} {key}\n" in source, f"{notebook} shows no glued figure {key!r}"
+
+
+def _glue_notebook(path, values: dict):
+    """An executed notebook whose one code cell glued ``values`` (text, or bytes for a figure)."""
+    outputs = []
+    for name, value in values.items():
+        data = (
+            {"application/papermill.record/image/png": base64.b64encode(value).decode()}
+            if isinstance(value, bytes)
+            else {"application/papermill.record/text/plain": value}
+        )
+        outputs.append({"output_type": "display_data", "data": data, "metadata": SCRAPBOOK(name)})
+    path.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs}]}))
+    return path
+
+
+def test_glue_changes_lists_each_value_that_moved_and_leaves_out_timings(tmp_path, capsys):
+    same = {"rho": "'-0.75 (p = 0.0055)'", "figure": b"\x89PNG one", "run_seconds": "12.5"}
+    before = _glue_notebook(tmp_path / "before.ipynb", same)
+    again = _glue_notebook(tmp_path / "again.ipynb", {**same, "figure": b"\x89PNG redrawn", "run_seconds": "14.0"})
+    assert report.glued_values(before) == {"rho": "'-0.75 (p = 0.0055)'", "figure": "<figure>"}
+    assert report.glue_changes(before, again) == []  # a redrawn figure and another run time are no change
+    assert report.main(["compare", str(before), str(again)]) == 0
+    assert "every glued value is the same (2 keys)" in capsys.readouterr().out
+    after = _glue_notebook(tmp_path / "after.ipynb", {"rho": "'-0.66 (p = 0.0145)'", "new_key": "3"})
+    assert report.glue_changes(before, after) == [
+        "figure: <figure> -> (none)",
+        "new_key: (none) -> 3",
+        "rho: '-0.75 (p = 0.0055)' -> '-0.66 (p = 0.0145)'",
+    ]
+    assert report.main(["compare", str(before), str(after)]) == 1
+    assert "rho: '-0.75 (p = 0.0055)' -> '-0.66 (p = 0.0145)'" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        report.main(["compare", str(tmp_path / "missing.ipynb"), str(after)])
+    assert f"no executed notebook at {tmp_path / 'missing.ipynb'}" in capsys.readouterr().err

@@ -24,9 +24,9 @@ at a training minibatch (50) and an evaluation batch (200), on the MLP (``networ
 as in kernel_attacks / transfer. Compilation is timed once per form (``lower().compile()``);
 the run is the median of interleaved calls (``timing.interleaved_seconds``) of the compiled
 functions, all in this process. "rule" names the form ``attacks.pgd`` chooses by default.
-"S x one step" is S calls of a compiled one-step PGD (what the dynamics chapter's own Python
-loop of steps once cost): a loop form that compiles the whole attack should not need more,
-so scan / floor bounds what any loop form can gain over the rolled scan. XLA_FLAGS=
+"S gradients" is S calls of the compiled gradient of the summed loss in the inputs, the work
+each step must do (what is left of a step, its sign, step and projection, is elementwise): a
+floor for every loop form, so scan / floor bounds what any loop form can gain. XLA_FLAGS=
 "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true" (how the tests
 and CI's smoke build compile) shows the unoptimised case, where the rule unrolls every
 convolutional attack.
@@ -100,13 +100,13 @@ def attack_loop() -> None:
             start = time.perf_counter()
             compiled[form] = attacks.pgd.lower(*args, **static, unroll=unroll).compile()
             compile_s[form] = time.perf_counter() - start
-        # The floor no loop form can beat: one step compiled alone, S times over
-        one_step = attacks.pgd.lower(*args, **{**static, "steps": 1}, unroll=1).compile()
+        # The floor of any loop form: each step needs one gradient of the loss in the inputs
+        gradient = jax.jit(jax.grad(lambda z: jnp.sum(attacks.per_example_loss(static["loss"], model(z), y))))
         scan_adv, unrolled_adv = (np.asarray(compiled[f](*args)[0]) for f in ("scan", "unrolled"))
         moved = np.mean(scan_adv != unrolled_adv)  # float rounding order can flip a near-zero gradient's sign
-        calls = {f: (c, *args) for f, c in compiled.items()} | {"one step": (one_step, *args)}
+        calls = {f: (c, *args) for f, c in compiled.items()} | {"gradient": (gradient, x)}
         run = {f: float(np.median(v)) for f, v in interleaved_seconds(calls, LOOP_ROUNDS).items()}
-        floor = steps * run["one step"]
+        floor = steps * run["gradient"]
         convolves = attacks.uses_convolution(model, x)
         rule = "unrolled" if attacks.loop_unroll(steps, "cpu", convolves, attacks.xla_cpu_optimised()) > 1 else "scan"
         rows.append(
@@ -137,7 +137,7 @@ def attack_loop() -> None:
             "run scan",
             "run unrolled",
             "scan / unrolled",
-            "S x one step",
+            "S gradients",
             "scan / floor",
             "extra compile",
             "pixels differing",
@@ -146,9 +146,9 @@ def attack_loop() -> None:
         rows,
     )
     print(
-        f"run: median of {LOOP_ROUNDS} interleaved calls; scan / unrolled > 1: unrolling is faster; S x one step: "
-        "S calls of a compiled one-step PGD, so scan / floor is about the most a loop form can gain; extra compile: "
-        f"what unrolling costs once; load average at the end {os.getloadavg()[0]:.1f}"
+        f"run: median of {LOOP_ROUNDS} interleaved calls; scan / unrolled > 1: unrolling is faster; S gradients: S "
+        "calls of the loss's compiled input gradient, the floor, so scan / floor is the most any loop form can gain; "
+        f"extra compile: what unrolling costs once; load average at the end {os.getloadavg()[0]:.1f}"
     )
 
 

@@ -174,9 +174,10 @@ def step_plan(method: str, epsilon, steps: int, step_size=None, random_start: bo
 # 2 CPU cores). XLA on CPU runs a network's input gradient through a convolution slower inside
 # a while loop (lax.scan, fori_loop, even a scan of one step) than unrolled: in the loop, the
 # transposed convolution keeps a filter layout Eigen does not take and falls back to generated
-# code. With XLA's CPU optimisations (the default) that costs the chapter's CNN 1.3-1.4x at
-# PGD-10 on an idle machine, 1.8-2.4x at load 9-16; without them (XLA_FLAGS
-# --xla_backend_optimization_level=0, as the tests and CI's smoke build compile) 40-64x. A
+# code. With XLA's CPU optimisations (the default) that costs the chapter's CNN 1.2-1.4x at
+# PGD-10 on an idle machine (unrolled, it runs at the floor of ten gradient calls), 1.8-2.4x
+# at load 9-16; without them (--xla_backend_optimization_level=0 in XLA_FLAGS, as the tests
+# and CI's smoke build compile) 40-64x. A
 # chunked scan (unroll=k < steps) keeps the loop and the slowness. Without such convolutions
 # (MLPs, FC and conv NTK predictors) the scan is as fast or faster (0.3-1.0x: it hoists the
 # work on the training set out of the loop). Unrolling compiles in time growing faster than

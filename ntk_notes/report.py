@@ -5,6 +5,9 @@ the result under ``<claim>_verdict``, ``<claim>_basis``, ``<claim>_estimate`` an
 ``<claim>_threshold``, and a one-line description of what it ran on under
 ``<chapter>_setting``. ``book/reproduction_report.md`` pastes them (myst-nb glue), so the
 report says what this build measured and nothing written in advance.
+
+``python -m ntk_notes.report compare BEFORE AFTER`` lists the glued values that differ
+between two executed notebooks: what a change did to the numbers a chapter states.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def step_plan(method: str, epsilon, steps: int, step_size=None, random_start: bo
 # code. With XLA's CPU optimisations (the default) that costs the chapter's CNN 1.2-1.4x at
 # PGD-10 on an idle machine (unrolled, it runs at the floor of ten gradient calls), 1.8-2.4x
 # at load 9-16; without them (--xla_backend_optimization_level=0 in XLA_FLAGS, as the tests
-# and CI's smoke build compile) 40-64x. A
+# and CI's smoke build compile) 39-64x. A
 # chunked scan (unroll=k < steps) keeps the loop and the slowness. Without such convolutions
 # (MLPs, FC and conv NTK predictors) the scan is as fast or faster (0.3-1.0x: it hoists the
 # work on the training set out of the loop). Unrolling compiles in time growing faster than

@@ -684,7 +684,7 @@ def test_loop_unroll_rule_per_backend_and_length():
     assert attacks.loop_unroll(limit + 1, "cpu", True) == 1  # long attacks: compilation would outweigh the gain
     assert attacks.loop_unroll(10, "cpu", False) == 1
     assert attacks.loop_unroll(10, "gpu", True) == attacks.loop_unroll(10, "tpu", True) == 1
-    # Without XLA's CPU optimisations a convolution in a loop is 40-64x slower: always unrolled
+    # Without XLA's CPU optimisations a convolution in a loop is 39-64x slower: always unrolled
     assert attacks.loop_unroll(limit + 1, "cpu", True, optimised=False) == limit + 1
     assert attacks.loop_unroll(limit + 1, "cpu", False, optimised=False) == 1
     with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):

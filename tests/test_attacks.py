@@ -701,6 +701,15 @@ def test_xla_cpu_optimised_reads_the_optimisation_level(monkeypatch):
     assert attacks.xla_cpu_optimised()
 
 
+@pytest.fixture
+def fresh_pgd_traces():
+    """The loop rule runs while ``pgd`` is traced, and its traces are cached without the XLA
+    flags (which never change within a process, except in a test): none kept before or after."""
+    attacks.pgd.clear_cache()
+    yield
+    attacks.pgd.clear_cache()
+
+
 @pytest.mark.parametrize(
     "name,steps,optimised,loops",
     [
@@ -712,12 +721,11 @@ def test_xla_cpu_optimised_reads_the_optimisation_level(monkeypatch):
         ("cnn", 1, False, 0),
     ],
 )
-def test_pgd_compiles_the_form_the_rule_chooses(name, steps, optimised, loops, monkeypatch):
+def test_pgd_compiles_the_form_the_rule_chooses(name, steps, optimised, loops, monkeypatch, fresh_pgd_traces):
     """On this CPU: no while loop left for the CNN's short attack (any attack when XLA does not
     optimise) or for one step, one otherwise."""
     assert jax.default_backend() == "cpu"
     monkeypatch.setenv("XLA_FLAGS", "" if optimised else "--xla_backend_optimization_level=0")
-    attacks.pgd.clear_cache()  # the rule runs while tracing; within one process the flags never change
     model, x = _small_network(name)
     args = (model, x, jnp.zeros(len(x), jnp.int32), 0.1, 0.01, jax.random.PRNGKey(0))
     static = dict(loss="binary_cross_entropy", norm="linf", steps=steps, random_start=False)

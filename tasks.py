@@ -187,7 +187,7 @@ def ensure_browser() -> None:
 
 
 def print_pdf() -> None:
-    """The whole book as one PDF for handouts, PDF (linked from the start page): Jupyter Book's
+    """The whole book as one PDF for handouts (``PDF``, linked from the start page): Jupyter Book's
     single-page HTML of the executed notebooks, printed by headless Chromium (the browser
     the tests use; Jupyter Book's own pdfhtml builder would download one, which fails
     offline, and its LaTeX route needs a TeX installation of several GB). Without Chromium
